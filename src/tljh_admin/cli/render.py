@@ -1,0 +1,96 @@
+"""The one place that writes to the terminal: data to stdout, messages to stderr.
+
+JSON and error lines are written without rich, so scripts and the fast path never pay for
+it; rich is imported only to draw tables for people.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TYPE_CHECKING
+
+from tljh_admin.errors import TljhError
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+    from tljh_admin.envs.model import Environment
+
+_STATUS_STYLE = {"ok": "green", "missing": "yellow", "broken": "bold red"}
+
+
+def print_json(document: dict) -> None:
+    sys.stdout.write(json.dumps(document, indent=2) + "\n")
+    sys.stdout.flush()
+
+
+def error_line(error: TljhError) -> str:
+    hint = f" Hint: {error.hint}" if error.hint else ""
+    return f"tljh: error: {error.message}.{hint}"
+
+
+def print_error(error: TljhError) -> None:
+    sys.stderr.write(error_line(error) + "\n")
+    sys.stderr.flush()
+
+
+def stdout_console() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def stderr_console() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+def environments_table(envs: list[Environment]) -> None:
+    from rich.table import Table
+
+    table = Table(title="TLJH environments", title_justify="left")
+    for column in ("env", "kind", "status", "python", "dists", "interpreter"):
+        table.add_column(column, justify="right" if column == "dists" else "left")
+    for env in envs:
+        style = _STATUS_STYLE.get(env.status, "")
+        table.add_row(
+            env.name,
+            env.kind or "-",
+            f"[{style}]{env.status}[/]",
+            env.python_version or "?",
+            str(len(env.distributions)),
+            env.interpreter.path,
+        )
+    out = stdout_console()
+    out.print(table)
+    _notes(out, envs)
+
+
+def _notes(out: Console, envs: list[Environment]) -> None:
+    from rich.markup import escape
+
+    for env in envs:
+        if env.reason:
+            out.print(f"[bold]{env.name}[/]: {escape(env.reason)}")
+        if env.externally_managed:
+            out.print(f"[bold]{env.name}[/]: externally managed (PEP 668): install with apt, not pip")
+        for problem in env.problems:
+            out.print(f"[bold]{env.name}[/]: [yellow]{problem.kind}[/] {escape(problem.detail)}")
+            for path in problem.paths:
+                out.print(f"    {escape(path)}")
+
+
+def packages_table(env: Environment) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{env.name}: {env.root}", title_justify="left")
+    table.add_column("package")
+    table.add_column("version")
+    table.add_column("installer")
+    for dist in env.distributions:
+        table.add_row(dist.name, dist.version, dist.installer or "-")
+    out = stdout_console()
+    out.print(table)
+    _notes(out, [env])

@@ -1,0 +1,341 @@
+"""One backend per kind of environment, told apart by the files each kind leaves.
+
+- venv: `pyvenv.cfg` (the hub, made by the system python, like TLJH's bootstrap does);
+- conda: `conda-meta/` (the user env in real TLJH, a Miniforge install);
+- standalone: any other full CPython installation (`bin/python3` + `lib/pythonX.Y/os.py`);
+- system: the OS interpreter (`/usr/bin/python3`), Debian's dist-packages layout included.
+
+Inspection never starts an interpreter: versions, site folders and distributions all come
+from the file system, so it is fast and safe to run on a broken environment.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+
+from tljh_admin.envs.model import (
+    BROKEN,
+    MISSING,
+    OK,
+    CondaRecord,
+    Distribution,
+    Environment,
+    InterpreterLink,
+    SiteProblem,
+)
+from tljh_admin.envs.sitepackages import scan_site_dir
+from tljh_admin.layout import SYSTEM, Layout, interpreter_in
+
+VENV, CONDA, STANDALONE, SYSTEM_KIND = "venv", "conda", "standalone", "system"
+KINDS = (VENV, CONDA, STANDALONE, SYSTEM_KIND)
+
+_MAX_LINKS = 40  # the kernel's own limit on a symlink chain (MAXSYMLINKS)
+_PYTHON_DIR = re.compile(r"python(\d+)\.(\d+)t?$")
+_PATCHLEVEL = re.compile(rb'#define\s+PY_VERSION\s+"([^"]+)"')
+
+
+def follow_interpreter(path: Path) -> InterpreterLink:
+    """Walk `path`'s symlink chain by hand, so a dangling link says where it ends."""
+    chain = [str(path)]
+    current = str(path)
+    while os.path.islink(current) and len(chain) <= _MAX_LINKS:
+        target = os.readlink(current)
+        current = os.path.normpath(os.path.join(os.path.dirname(current), target))
+        chain.append(current)
+    runnable = os.path.isfile(current) and os.access(current, os.X_OK)
+    return InterpreterLink(path=str(path), chain=tuple(chain), end=current, runnable=runnable)
+
+
+def read_pyvenv_cfg(root: Path) -> dict[str, str]:
+    values: dict[str, str] = {}
+    with open(root / "pyvenv.cfg", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            key, sep, value = line.partition("=")
+            if sep:
+                values[key.strip().lower()] = value.strip()
+    return values
+
+
+def _version_from_name(name: str) -> str | None:
+    match = _PYTHON_DIR.match(name)
+    return f"{match.group(1)}.{match.group(2)}" if match else None
+
+
+def _lib_python_dirs(root: Path) -> list[Path]:
+    """`lib/pythonX.Y` folders under a prefix, newest first (after an OS upgrade there can be two)."""
+    found = []
+    for lib in ("lib", "lib64"):
+        try:
+            with os.scandir(root / lib) as entries:
+                found.extend(Path(e.path) for e in entries if _PYTHON_DIR.match(e.name) and e.is_dir())
+        except OSError:
+            continue
+    unique = {os.path.realpath(p): p for p in found}
+    return sorted(unique.values(), key=lambda p: tuple(map(int, _version_from_name(p.name).split("."))), reverse=True)
+
+
+def _patch_version(root: Path, short: str) -> str | None:
+    """X.Y.Z from the installed C headers, when the installation has them."""
+    try:
+        with open(root / "include" / f"python{short}" / "patchlevel.h", "rb") as f:
+            match = _PATCHLEVEL.search(f.read())
+    except OSError:
+        return None
+    return match.group(1).decode() if match else None
+
+
+class Backend:
+    """Inspection shared by every kind; subclasses say where things live."""
+
+    kind = ""
+
+    def __init__(self, name: str, root: Path, interpreter: Path):
+        self.name = name
+        self.root = root
+        self.interpreter = interpreter
+
+    # -- what each kind answers differently ------------------------------------------------
+    def python_version(self, link: InterpreterLink) -> str | None:
+        short = _version_from_name(os.path.basename(link.end))
+        if short is None:
+            libs = _lib_python_dirs(self.root)
+            short = _version_from_name(libs[0].name) if libs else None
+        if short is None:
+            return None
+        return _patch_version(self.root, short) or short
+
+    def site_dirs(self, version: str | None) -> list[Path]:
+        return [lib / "site-packages" for lib in self._lib_dirs(version)]
+
+    def _lib_dirs(self, version: str | None) -> list[Path]:
+        short = ".".join(version.split(".")[:2]) if version else None
+        libs = _lib_python_dirs(self.root)
+        matching = [lib for lib in libs if short and lib.name.startswith(f"python{short}")]
+        return matching or libs
+
+    def conda_records(self) -> list[CondaRecord]:
+        return []
+
+    def venv_base(self) -> tuple[str, str] | None:
+        return None
+
+    def broken_reason(self, link: InterpreterLink) -> str | None:
+        if link.runnable:
+            return None
+        if not os.path.lexists(link.path):
+            return f"no interpreter at {link.path}"
+        if len(link.chain) > _MAX_LINKS:
+            return f"{link.path} is a symlink loop"
+        if os.path.lexists(link.end):
+            return f"{link.end} is not an executable file"
+        hops = " -> ".join(link.chain)
+        return f"{link.path} is a dangling symlink: {hops} (missing)"
+
+    # -- the shared part -------------------------------------------------------------------
+    def inspect(self) -> Environment:
+        link = follow_interpreter(self.interpreter)
+        reason = self.broken_reason(link)
+        version = self.python_version(link)
+        records = self.conda_records()
+        conda_owned = frozenset(os.path.basename(r.dist_info) for r in records if r.dist_info)
+        site_dirs: list[str] = []
+        dists: list[Distribution] = []
+        problems: list[SiteProblem] = []
+        seen: set[str] = set()
+        for site in self.site_dirs(version):
+            real = os.path.realpath(site)
+            if real in seen or not os.path.isdir(site):
+                continue
+            seen.add(real)
+            site_dirs.append(str(site))
+            found, trouble = scan_site_dir(str(site), conda_owned)
+            dists.extend(found)
+            problems.extend(trouble)
+        return Environment(
+            name=self.name,
+            kind=self.kind,
+            root=str(self.root),
+            interpreter=link,
+            python_version=version,
+            status=BROKEN if reason else OK,
+            reason=reason,
+            externally_managed=self.externally_managed(version),
+            venv_base=self.venv_base(),
+            site_dirs=tuple(site_dirs),
+            distributions=tuple(sorted(dists, key=lambda d: (d.name.lower(), d.version))),
+            problems=tuple(problems),
+            conda_records=tuple(records),
+        )
+
+    def externally_managed(self, version: str | None) -> bool:
+        """PEP 668: an EXTERNALLY-MANAGED file beside the standard library."""
+        return any((lib / "EXTERNALLY-MANAGED").is_file() for lib in self._lib_dirs(version))
+
+
+class VenvBackend(Backend):
+    kind = VENV
+
+    def __init__(self, name: str, root: Path, interpreter: Path):
+        super().__init__(name, root, interpreter)
+        try:
+            self.cfg = read_pyvenv_cfg(root)
+        except OSError:
+            self.cfg = {}
+
+    def python_version(self, link: InterpreterLink) -> str | None:
+        # pyvenv.cfg says which Python made the venv: `version` (venv) or `version_info` (uv).
+        return self.cfg.get("version") or self.cfg.get("version_info") or super().python_version(link)
+
+    def site_dirs(self, version: str | None) -> list[Path]:
+        # A venv's own site folder is whichever lib/pythonX.Y it holds, even when the base
+        # interpreter has moved on (the OS-upgrade breakage): that is where its packages are.
+        own = [lib / "site-packages" for lib in _lib_python_dirs(self.root)]
+        if self.cfg.get("include-system-site-packages", "false").lower() == "true":
+            home = self.cfg.get("home")
+            if home:
+                base = Path(home).parent
+                own.extend(system_site_dirs(base, version))
+        return own
+
+    def venv_base(self) -> tuple[str, str] | None:
+        home = self.cfg.get("home")
+        version = self.cfg.get("version") or self.cfg.get("version_info") or ""
+        return (home, version) if home else None
+
+    def broken_reason(self, link: InterpreterLink) -> str | None:
+        reason = super().broken_reason(link)
+        base = self.venv_base()
+        if reason and base:
+            home, version = base
+            reason += f"; pyvenv.cfg expects Python {version or '?'} in {home}"
+        return reason
+
+    def externally_managed(self, version: str | None) -> bool:
+        return False  # a venv is never externally managed, whatever its base is
+
+
+class CondaBackend(Backend):
+    kind = CONDA
+
+    def conda_records(self) -> list[CondaRecord]:
+        records = []
+        meta = self.root / "conda-meta"
+        try:
+            names = sorted(n for n in os.listdir(meta) if n.endswith(".json"))
+        except OSError:
+            return records
+        for file_name in names:
+            try:
+                with open(meta / file_name, encoding="utf-8") as f:
+                    data = json.load(f)
+                name, version = data["name"], data["version"]
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+            dist_info = None
+            for path in data.get("files", ()):
+                head, _, tail = path.partition(".dist-info/")
+                if tail:
+                    dist_info = head + ".dist-info"
+                    break
+            records.append(CondaRecord(name=name, version=version, dist_info=dist_info))
+        return records
+
+    def python_version(self, link: InterpreterLink) -> str | None:
+        # conda-meta/python-3.11.7-<build>.json names the exact interpreter conda installed.
+        try:
+            names = os.listdir(self.root / "conda-meta")
+        except OSError:
+            names = []
+        for file_name in names:
+            parts = file_name.split("-")
+            if parts[0] == "python" and len(parts) >= 3 and parts[1][:1].isdigit():
+                return parts[1]
+        return super().python_version(link)
+
+
+class StandaloneBackend(Backend):
+    kind = STANDALONE
+
+
+class SystemBackend(Backend):
+    kind = SYSTEM_KIND
+
+    def site_dirs(self, version: str | None) -> list[Path]:
+        return system_site_dirs(self.root, version)
+
+
+def system_site_dirs(prefix: Path, version: str | None) -> list[Path]:
+    """Site folders of an interpreter installed at `prefix`, in sys.path order.
+
+    Debian and Ubuntu patch site.py: pip installs land in /usr/local/lib/pythonX.Y/dist-packages
+    and apt's in /usr/lib/python3/dist-packages; other builds use lib/pythonX.Y/site-packages.
+    """
+    short = ".".join(version.split(".")[:2]) if version else None
+    libs = _lib_python_dirs(prefix)
+    if short is None and libs:
+        short = _version_from_name(libs[0].name)
+    if short is None:
+        return []
+    if (prefix / "lib" / "python3" / "dist-packages").is_dir():
+        local = prefix.parent / "local" if prefix == Path("/usr") else prefix / "local"
+        return [
+            local / "lib" / f"python{short}" / "dist-packages",
+            prefix / "lib" / "python3" / "dist-packages",
+            prefix / "lib" / f"python{short}" / "dist-packages",
+        ]
+    return [prefix / "lib" / f"python{short}" / "site-packages"]
+
+
+def backend_for(name: str, layout: Layout) -> Backend | None:
+    """The backend that fits what is on disk, or None when the environment is not there."""
+    if name == SYSTEM:
+        interpreter = layout.system_python
+        if not os.path.lexists(interpreter):
+            return None
+        real = Path(os.path.realpath(interpreter))
+        return SystemBackend(name, real.parent.parent, interpreter)
+    root = layout.env_root(name)
+    assert root is not None
+    if not root.is_dir():
+        return None
+    interpreter = interpreter_in(root)
+    if (root / "pyvenv.cfg").is_file():
+        return VenvBackend(name, root, interpreter)
+    if (root / "conda-meta").is_dir():
+        return CondaBackend(name, root, interpreter)
+    return StandaloneBackend(name, root, interpreter)
+
+
+def inspect_environment(name: str, layout: Layout) -> Environment:
+    backend = backend_for(name, layout)
+    if backend is None:
+        return _missing(name, layout)
+    return backend.inspect()
+
+
+def inspect_all(layout: Layout, names: tuple[str, ...]) -> list[Environment]:
+    return [inspect_environment(name, layout) for name in names]
+
+
+def _missing(name: str, layout: Layout) -> Environment:
+    root = layout.env_root(name)
+    interpreter = layout.system_python if root is None else interpreter_in(root)
+    where = str(interpreter) if root is None else str(root)
+    return Environment(
+        name=name,
+        kind=None,
+        root=str(root) if root is not None else "",
+        interpreter=InterpreterLink(str(interpreter), (str(interpreter),), str(interpreter), False),
+        python_version=None,
+        status=MISSING,
+        reason=f"nothing at {where}",
+        externally_managed=False,
+        venv_base=None,
+        site_dirs=(),
+        distributions=(),
+        problems=(),
+        conda_records=(),
+    )

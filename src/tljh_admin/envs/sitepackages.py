@@ -1,0 +1,174 @@
+"""Read installed distributions from site folders, the way an interpreter would see them,
+without starting one.
+
+Two traps pip handles badly are reported here instead of hidden:
+- `~name-1.0.dist-info` (and other `~` entries) left by an interrupted pip: not installed,
+  not counted, reported as leftovers;
+- two metadata folders for one project in one site folder: both kept and reported, where
+  pip shows whichever the file system lists first.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from tljh_admin.envs.model import (
+    DUPLICATE,
+    INVALID_METADATA,
+    LEFTOVER,
+    Distribution,
+    SiteProblem,
+)
+
+_SEPARATORS = re.compile(r"[-_.]+")
+_HEADER_CHUNK = 4096
+
+
+def canonical_name(name: str) -> str:
+    """PEP 503 normalisation, the same as packaging.utils.canonicalize_name (tested)."""
+    return _SEPARATORS.sub("-", name).lower()
+
+
+def read_name_version(metadata_file: str) -> tuple[str | None, str | None]:
+    """Name and Version from a METADATA / PKG-INFO header block; reads only the headers."""
+    with open(metadata_file, "rb") as f:
+        data = f.read(_HEADER_CHUNK)
+        if b"\n\n" not in data and len(data) == _HEADER_CHUNK:
+            data += f.read()
+    name = version = None
+    for raw in data.split(b"\n"):
+        line = raw.rstrip(b"\r")
+        if not line:
+            break  # end of the header block
+        key, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        key = key.strip().lower()
+        if key == b"name" and name is None:
+            name = value.strip().decode("utf-8", "replace")
+        elif key == b"version" and version is None:
+            version = value.strip().decode("utf-8", "replace")
+        if name is not None and version is not None:
+            break
+    return name, version
+
+
+def _read_installer(dist_info: str) -> str:
+    try:
+        with open(os.path.join(dist_info, "INSTALLER"), "rb") as f:
+            return f.readline(200).strip().decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def scan_site_dir(
+    site_dir: str, conda_owned: frozenset[str] = frozenset()
+) -> tuple[list[Distribution], list[SiteProblem]]:
+    """Every distribution in one site folder, plus the problems found on the way.
+
+    `conda_owned` holds the metadata folder names that a conda-meta record installed.
+    """
+    dists: list[Distribution] = []
+    problems: list[SiteProblem] = []
+    try:
+        entries = os.scandir(site_dir)
+    except FileNotFoundError:
+        return dists, problems
+    with entries:
+        for entry in entries:
+            entry_name = entry.name
+            if entry_name.startswith("~"):
+                problems.append(_leftover(site_dir, entry_name))
+                continue
+            if entry_name.endswith(".dist-info"):
+                metadata = os.path.join(entry.path, "METADATA")
+            elif entry_name.endswith(".egg-info"):
+                metadata = os.path.join(entry.path, "PKG-INFO") if entry.is_dir() else entry.path
+            else:
+                continue
+            try:
+                name, version = read_name_version(metadata)
+            except OSError:
+                name = version = None
+            if not name or not version:
+                problems.append(
+                    SiteProblem(
+                        kind=INVALID_METADATA,
+                        project="",
+                        paths=(entry.path,),
+                        detail=f"{entry_name} has no readable Name and Version",
+                    )
+                )
+                continue
+            if entry_name in conda_owned:
+                installer = "conda"
+            elif entry_name.endswith(".dist-info"):
+                installer = _read_installer(entry.path)
+            else:
+                installer = ""
+            dists.append(Distribution(name, version, site_dir, entry_name, installer))
+    if problems:
+        problems = _name_leftovers(problems, dists)
+    problems.extend(_duplicates(dists))
+    return dists, problems
+
+
+def _leftover(site_dir: str, entry_name: str) -> SiteProblem:
+    return SiteProblem(
+        kind=LEFTOVER,
+        project="",
+        paths=(os.path.join(site_dir, entry_name),),
+        detail=f"{entry_name} was left by an interrupted pip; it is not an installed package",
+    )
+
+
+def _name_leftovers(problems: list[SiteProblem], dists: list[Distribution]) -> list[SiteProblem]:
+    """Give a leftover dist-info its project when exactly one installed project fits.
+
+    pip renames what it removes by replacing the first letters with `~`, so
+    `~umpy-1.0.dist-info` was numpy: match the rest against installed names of equal length.
+    """
+    installed = {canonical_name(d.name) for d in dists}
+    named = []
+    for problem in problems:
+        entry = os.path.basename(problem.paths[0])
+        if problem.kind == LEFTOVER and entry.endswith(".dist-info"):
+            stem = canonical_name(entry[: -len(".dist-info")].rsplit("-", 1)[0])
+            tail = stem.lstrip("~")
+            fits = [n for n in installed if len(n) == len(stem) and n.endswith(tail)]
+            if len(fits) == 1:
+                problem = SiteProblem(problem.kind, fits[0], problem.paths, problem.detail)
+        named.append(problem)
+    return named
+
+
+def _duplicates(dists: list[Distribution]) -> list[SiteProblem]:
+    """Report projects with more than one metadata folder; drop harmless echoes from `dists`.
+
+    Debian ships some packages with both a dist-info and an egg-info of the same version
+    (python3-cryptography does): one installation described twice, counted once, as pip does.
+    Two dist-infos, or two versions, are a real duplicate: both stay and are reported.
+    """
+    by_project: dict[str, list[Distribution]] = {}
+    for dist in dists:
+        by_project.setdefault(canonical_name(dist.name), []).append(dist)
+    problems = []
+    for project, group in sorted(by_project.items()):
+        if len(group) < 2:
+            continue
+        group.sort(key=lambda d: (not d.metadata_dir.endswith(".dist-info"), d.metadata_dir))
+        dist_infos = sum(d.metadata_dir.endswith(".dist-info") for d in group)
+        if dist_infos <= 1 and len({d.version for d in group}) == 1:
+            for echo in group[1:]:
+                dists.remove(echo)
+            continue
+        problems.append(
+            SiteProblem(
+                kind=DUPLICATE,
+                project=project,
+                paths=tuple(os.path.join(d.location, d.metadata_dir) for d in group),
+                detail=f"{project} is installed {len(group)} times in one site folder: "
+                + ", ".join(d.version for d in group),
+            )
+        )
+    return problems

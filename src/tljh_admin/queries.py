@@ -1,0 +1,21 @@
+"""Read-only questions the CLI asks; each returns data and the exit code it implies."""
+
+from __future__ import annotations
+
+from tljh_admin.envs import inspect_all, inspect_environment
+from tljh_admin.envs.model import Environment
+from tljh_admin.errors import ExitCode
+from tljh_admin.layout import ENV_NAMES, Layout, unknown_target
+
+
+def list_environments(layout: Layout) -> tuple[list[Environment], ExitCode]:
+    envs = inspect_all(layout, ENV_NAMES)
+    code = ExitCode.OK if all(env.ok for env in envs) else ExitCode.PROBLEMS_FOUND
+    return envs, code
+
+
+def environment_packages(layout: Layout, target: str) -> tuple[Environment, ExitCode]:
+    if target not in ENV_NAMES:
+        raise unknown_target(target)
+    env = inspect_environment(target, layout)
+    return env, ExitCode.OK if env.ok else ExitCode.PROBLEMS_FOUND
