@@ -1,14 +1,14 @@
 """Every path tljh-admin knows about, and the one place that knows /opt/tljh.
 
 Tests point this at a temporary PREFIX; nothing else in the package builds a path
-from a constant.
+from a constant. Paths are strings: this module is on the `env list --json` and completion
+path, where importing pathlib and dataclasses would cost more than the work itself.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from pathlib import Path
+from collections import namedtuple
 
 from tljh_admin.errors import ExitCode, TljhError
 
@@ -36,28 +36,28 @@ ADMIN_STATE_DIR = "tljh-admin"
 PREFIX_HINT = f"pass --prefix or set {PREFIX_ENV_VAR}; TLJH installs to {DEFAULT_PREFIX}"
 
 
-@dataclass(frozen=True)
-class Layout:
-    prefix: Path
-    system_python: Path
+class Layout(namedtuple("Layout", "prefix system_python")):
+    """PREFIX and the system interpreter, both absolute; every other path derives from them."""
+
+    __slots__ = ()
 
     @property
-    def hub(self) -> Path:
-        return self.prefix / HUB_DIR
+    def hub(self) -> str:
+        return os.path.join(self.prefix, HUB_DIR)
 
     @property
-    def user(self) -> Path:
-        return self.prefix / USER_DIR
+    def user(self) -> str:
+        return os.path.join(self.prefix, USER_DIR)
 
     @property
-    def state(self) -> Path:
-        return self.prefix / STATE_DIR
+    def state(self) -> str:
+        return os.path.join(self.prefix, STATE_DIR)
 
     @property
-    def admin_state(self) -> Path:
-        return self.state / ADMIN_STATE_DIR
+    def admin_state(self) -> str:
+        return os.path.join(self.state, ADMIN_STATE_DIR)
 
-    def env_root(self, name: str) -> Path | None:
+    def env_root(self, name: str) -> str | None:
         """The folder of a PREFIX environment; None for the system interpreter."""
         if name == HUB:
             return self.hub
@@ -76,9 +76,9 @@ def unknown_target(name: str) -> TljhError:
     )
 
 
-def interpreter_in(env_root: Path) -> Path:
+def interpreter_in(env_root: str) -> str:
     """The interpreter TLJH runs in an environment: PREFIX/<env>/bin/python3 (tljh/installer.py)."""
-    return env_root / "bin" / "python3"
+    return os.path.join(env_root, "bin", "python3")
 
 
 def resolve_layout(
@@ -96,26 +96,31 @@ def resolve_layout(
     raw_system = (
         os.fspath(system_python) if system_python else env.get(SYSTEM_PYTHON_ENV_VAR) or DEFAULT_SYSTEM_PYTHON
     )
-    prefix_path = Path(os.path.abspath(os.path.expanduser(raw_prefix)))
+    prefix_path = os.path.abspath(os.path.expanduser(raw_prefix))
     _check_prefix(prefix_path)
-    return Layout(prefix=prefix_path, system_python=Path(os.path.abspath(raw_system)))
+    return Layout(prefix=prefix_path, system_python=os.path.abspath(raw_system))
 
 
-def _check_prefix(path: Path) -> None:
-    if not os.path.lexists(path):
-        raise TljhError(f"TLJH prefix {path} does not exist", hint=PREFIX_HINT)
-    if not path.exists():
-        raise TljhError(
-            f"TLJH prefix {path} is a dangling symlink to {os.readlink(path)}", hint=PREFIX_HINT
-        )
-    if not path.is_dir():
+def _check_prefix(path: str) -> None:
+    unreadable = TljhError(
+        f"TLJH prefix {path} is not readable by this user",
+        hint="run with sudo, or pass a --prefix you can read",
+        exit_code=ExitCode.PERMISSION_DENIED,
+    )
+    try:
+        is_dir = os.path.isdir(path) if os.stat(path) else False
+    except PermissionError:  # a folder above it is closed to us
+        raise unreadable from None
+    except (FileNotFoundError, NotADirectoryError):
+        if os.path.islink(path):
+            raise TljhError(
+                f"TLJH prefix {path} is a dangling symlink to {os.readlink(path)}", hint=PREFIX_HINT
+            ) from None
+        raise TljhError(f"TLJH prefix {path} does not exist", hint=PREFIX_HINT) from None
+    if not is_dir:
         raise TljhError(f"TLJH prefix {path} is not a folder", hint=PREFIX_HINT)
     try:
         with os.scandir(path):
             pass
     except PermissionError:
-        raise TljhError(
-            f"TLJH prefix {path} is not readable by this user",
-            hint="run with sudo, or pass a --prefix you can read",
-            exit_code=ExitCode.PERMISSION_DENIED,
-        ) from None
+        raise unreadable from None

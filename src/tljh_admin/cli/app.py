@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,8 +28,9 @@ class Target(str, enum.Enum):
 
 @dataclass(frozen=True)
 class GlobalOptions:
-    prefix: Optional[Path]
-    system_python: Optional[Path]
+    # plain strings: layout.resolve_layout checks them, with the same messages on every path
+    prefix: str | None
+    system_python: str | None
 
     def layout(self) -> Layout:
         return resolve_layout(self.prefix, self.system_python)
@@ -64,17 +64,19 @@ def _show_version(value: bool) -> None:
 def main(
     ctx: typer.Context,
     prefix: Annotated[
-        Optional[Path],
+        str | None,
         typer.Option(
             "--prefix",
+            metavar="PATH",
             help=f"TLJH's install prefix [default: ${PREFIX_ENV_VAR}, else {DEFAULT_PREFIX}]",
             show_default=False,
         ),
     ] = None,
     system_python: Annotated[
-        Optional[Path],
+        str | None,
         typer.Option(
             "--system-python",
+            metavar="PATH",
             help=f"The OS interpreter [default: ${SYSTEM_PYTHON_ENV_VAR}, else {DEFAULT_SYSTEM_PYTHON}]",
             show_default=False,
         ),

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import json
 import sys
-from typing import TYPE_CHECKING
 
 from tljh_admin.errors import TljhError
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing on the fast path
 if TYPE_CHECKING:
     from rich.console import Console
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import re
-from pathlib import Path
 
 from tljh_admin.envs.model import (
     BROKEN,
@@ -37,21 +36,21 @@ _PYTHON_DIR = re.compile(r"python(\d+)\.(\d+)t?$")
 _PATCHLEVEL = re.compile(rb'#define\s+PY_VERSION\s+"([^"]+)"')
 
 
-def follow_interpreter(path: Path) -> InterpreterLink:
+def follow_interpreter(path: str) -> InterpreterLink:
     """Walk `path`'s symlink chain by hand, so a dangling link says where it ends."""
-    chain = [str(path)]
-    current = str(path)
+    chain = [path]
+    current = path
     while os.path.islink(current) and len(chain) <= _MAX_LINKS:
         target = os.readlink(current)
         current = os.path.normpath(os.path.join(os.path.dirname(current), target))
         chain.append(current)
     runnable = os.path.isfile(current) and os.access(current, os.X_OK)
-    return InterpreterLink(path=str(path), chain=tuple(chain), end=current, runnable=runnable)
+    return InterpreterLink(path=path, chain=tuple(chain), end=current, runnable=runnable)
 
 
-def read_pyvenv_cfg(root: Path) -> dict[str, str]:
+def read_pyvenv_cfg(root: str) -> dict[str, str]:
     values: dict[str, str] = {}
-    with open(root / "pyvenv.cfg", encoding="utf-8", errors="replace") as f:
+    with open(os.path.join(root, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
         for line in f:
             key, sep, value = line.partition("=")
             if sep:
@@ -64,23 +63,28 @@ def _version_from_name(name: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
-def _lib_python_dirs(root: Path) -> list[Path]:
+def _lib_python_dirs(root: str) -> list[str]:
     """`lib/pythonX.Y` folders under a prefix, newest first (after an OS upgrade there can be two)."""
-    found = []
+    found: dict[str, str] = {}
     for lib in ("lib", "lib64"):
         try:
-            with os.scandir(root / lib) as entries:
-                found.extend(Path(e.path) for e in entries if _PYTHON_DIR.match(e.name) and e.is_dir())
+            with os.scandir(os.path.join(root, lib)) as entries:
+                for e in entries:
+                    if _PYTHON_DIR.match(e.name) and e.is_dir():
+                        found.setdefault(os.path.realpath(e.path), e.path)
         except OSError:
             continue
-    unique = {os.path.realpath(p): p for p in found}
-    return sorted(unique.values(), key=lambda p: tuple(map(int, _version_from_name(p.name).split("."))), reverse=True)
+    return sorted(found.values(), key=_lib_version_key, reverse=True)
 
 
-def _patch_version(root: Path, short: str) -> str | None:
+def _lib_version_key(path: str) -> tuple[int, ...]:
+    return tuple(map(int, _version_from_name(os.path.basename(path)).split(".")))
+
+
+def _patch_version(root: str, short: str) -> str | None:
     """X.Y.Z from the installed C headers, when the installation has them."""
     try:
-        with open(root / "include" / f"python{short}" / "patchlevel.h", "rb") as f:
+        with open(os.path.join(root, "include", f"python{short}", "patchlevel.h"), "rb") as f:
             match = _PATCHLEVEL.search(f.read())
     except OSError:
         return None
@@ -92,7 +96,7 @@ class Backend:
 
     kind = ""
 
-    def __init__(self, name: str, root: Path, interpreter: Path):
+    def __init__(self, name: str, root: str, interpreter: str):
         self.name = name
         self.root = root
         self.interpreter = interpreter
@@ -102,18 +106,18 @@ class Backend:
         short = _version_from_name(os.path.basename(link.end))
         if short is None:
             libs = _lib_python_dirs(self.root)
-            short = _version_from_name(libs[0].name) if libs else None
+            short = _version_from_name(os.path.basename(libs[0])) if libs else None
         if short is None:
             return None
         return _patch_version(self.root, short) or short
 
-    def site_dirs(self, version: str | None) -> list[Path]:
-        return [lib / "site-packages" for lib in self._lib_dirs(version)]
+    def site_dirs(self, version: str | None) -> list[str]:
+        return [os.path.join(lib, "site-packages") for lib in self._lib_dirs(version)]
 
-    def _lib_dirs(self, version: str | None) -> list[Path]:
+    def _lib_dirs(self, version: str | None) -> list[str]:
         short = ".".join(version.split(".")[:2]) if version else None
         libs = _lib_python_dirs(self.root)
-        matching = [lib for lib in libs if short and lib.name.startswith(f"python{short}")]
+        matching = [lib for lib in libs if short and os.path.basename(lib).startswith(f"python{short}")]
         return matching or libs
 
     def conda_records(self) -> list[CondaRecord]:
@@ -150,14 +154,14 @@ class Backend:
             if real in seen or not os.path.isdir(site):
                 continue
             seen.add(real)
-            site_dirs.append(str(site))
-            found, trouble = scan_site_dir(str(site), conda_owned)
+            site_dirs.append(site)
+            found, trouble = scan_site_dir(site, conda_owned)
             dists.extend(found)
             problems.extend(trouble)
         return Environment(
             name=self.name,
             kind=self.kind,
-            root=str(self.root),
+            root=self.root,
             interpreter=link,
             python_version=version,
             status=BROKEN if reason else OK,
@@ -172,13 +176,13 @@ class Backend:
 
     def externally_managed(self, version: str | None) -> bool:
         """PEP 668: an EXTERNALLY-MANAGED file beside the standard library."""
-        return any((lib / "EXTERNALLY-MANAGED").is_file() for lib in self._lib_dirs(version))
+        return any(os.path.isfile(os.path.join(lib, "EXTERNALLY-MANAGED")) for lib in self._lib_dirs(version))
 
 
 class VenvBackend(Backend):
     kind = VENV
 
-    def __init__(self, name: str, root: Path, interpreter: Path):
+    def __init__(self, name: str, root: str, interpreter: str):
         super().__init__(name, root, interpreter)
         try:
             self.cfg = read_pyvenv_cfg(root)
@@ -189,15 +193,14 @@ class VenvBackend(Backend):
         # pyvenv.cfg says which Python made the venv: `version` (venv) or `version_info` (uv).
         return self.cfg.get("version") or self.cfg.get("version_info") or super().python_version(link)
 
-    def site_dirs(self, version: str | None) -> list[Path]:
+    def site_dirs(self, version: str | None) -> list[str]:
         # A venv's own site folder is whichever lib/pythonX.Y it holds, even when the base
         # interpreter has moved on (the OS-upgrade breakage): that is where its packages are.
-        own = [lib / "site-packages" for lib in _lib_python_dirs(self.root)]
+        own = [os.path.join(lib, "site-packages") for lib in _lib_python_dirs(self.root)]
         if self.cfg.get("include-system-site-packages", "false").lower() == "true":
             home = self.cfg.get("home")
             if home:
-                base = Path(home).parent
-                own.extend(system_site_dirs(base, version))
+                own.extend(system_site_dirs(os.path.dirname(home.rstrip("/")), version))
         return own
 
     def venv_base(self) -> tuple[str, str] | None:
@@ -222,14 +225,14 @@ class CondaBackend(Backend):
 
     def conda_records(self) -> list[CondaRecord]:
         records = []
-        meta = self.root / "conda-meta"
+        meta = os.path.join(self.root, "conda-meta")
         try:
             names = sorted(n for n in os.listdir(meta) if n.endswith(".json"))
         except OSError:
             return records
         for file_name in names:
             try:
-                with open(meta / file_name, encoding="utf-8") as f:
+                with open(os.path.join(meta, file_name), encoding="utf-8") as f:
                     data = json.load(f)
                 name, version = data["name"], data["version"]
             except (OSError, ValueError, KeyError, TypeError):
@@ -246,7 +249,7 @@ class CondaBackend(Backend):
     def python_version(self, link: InterpreterLink) -> str | None:
         # conda-meta/python-3.11.7-<build>.json names the exact interpreter conda installed.
         try:
-            names = os.listdir(self.root / "conda-meta")
+            names = os.listdir(os.path.join(self.root, "conda-meta"))
         except OSError:
             names = []
         for file_name in names:
@@ -263,11 +266,11 @@ class StandaloneBackend(Backend):
 class SystemBackend(Backend):
     kind = SYSTEM_KIND
 
-    def site_dirs(self, version: str | None) -> list[Path]:
+    def site_dirs(self, version: str | None) -> list[str]:
         return system_site_dirs(self.root, version)
 
 
-def system_site_dirs(prefix: Path, version: str | None) -> list[Path]:
+def system_site_dirs(prefix: str, version: str | None) -> list[str]:
     """Site folders of an interpreter installed at `prefix`, in sys.path order.
 
     Debian and Ubuntu patch site.py: pip installs land in /usr/local/lib/pythonX.Y/dist-packages
@@ -276,17 +279,18 @@ def system_site_dirs(prefix: Path, version: str | None) -> list[Path]:
     short = ".".join(version.split(".")[:2]) if version else None
     libs = _lib_python_dirs(prefix)
     if short is None and libs:
-        short = _version_from_name(libs[0].name)
+        short = _version_from_name(os.path.basename(libs[0]))
     if short is None:
         return []
-    if (prefix / "lib" / "python3" / "dist-packages").is_dir():
-        local = prefix.parent / "local" if prefix == Path("/usr") else prefix / "local"
+    join = os.path.join
+    if os.path.isdir(join(prefix, "lib", "python3", "dist-packages")):
+        local = "/usr/local" if os.path.normpath(prefix) == "/usr" else join(prefix, "local")
         return [
-            local / "lib" / f"python{short}" / "dist-packages",
-            prefix / "lib" / "python3" / "dist-packages",
-            prefix / "lib" / f"python{short}" / "dist-packages",
+            join(local, "lib", f"python{short}", "dist-packages"),
+            join(prefix, "lib", "python3", "dist-packages"),
+            join(prefix, "lib", f"python{short}", "dist-packages"),
         ]
-    return [prefix / "lib" / f"python{short}" / "site-packages"]
+    return [join(prefix, "lib", f"python{short}", "site-packages")]
 
 
 def backend_for(name: str, layout: Layout) -> Backend | None:
@@ -295,16 +299,16 @@ def backend_for(name: str, layout: Layout) -> Backend | None:
         interpreter = layout.system_python
         if not os.path.lexists(interpreter):
             return None
-        real = Path(os.path.realpath(interpreter))
-        return SystemBackend(name, real.parent.parent, interpreter)
+        real = os.path.realpath(interpreter)
+        return SystemBackend(name, os.path.dirname(os.path.dirname(real)), interpreter)
     root = layout.env_root(name)
     assert root is not None
-    if not root.is_dir():
+    if not os.path.isdir(root):
         return None
     interpreter = interpreter_in(root)
-    if (root / "pyvenv.cfg").is_file():
+    if os.path.isfile(os.path.join(root, "pyvenv.cfg")):
         return VenvBackend(name, root, interpreter)
-    if (root / "conda-meta").is_dir():
+    if os.path.isdir(os.path.join(root, "conda-meta")):
         return CondaBackend(name, root, interpreter)
     return StandaloneBackend(name, root, interpreter)
 
@@ -323,15 +327,14 @@ def inspect_all(layout: Layout, names: tuple[str, ...]) -> list[Environment]:
 def _missing(name: str, layout: Layout) -> Environment:
     root = layout.env_root(name)
     interpreter = layout.system_python if root is None else interpreter_in(root)
-    where = str(interpreter) if root is None else str(root)
     return Environment(
         name=name,
         kind=None,
-        root=str(root) if root is not None else "",
-        interpreter=InterpreterLink(str(interpreter), (str(interpreter),), str(interpreter), False),
+        root=root or "",
+        interpreter=InterpreterLink(interpreter, (interpreter,), interpreter, False),
         python_version=None,
         status=MISSING,
-        reason=f"nothing at {where}",
+        reason=f"nothing at {root or interpreter}",
         externally_managed=False,
         venv_base=None,
         site_dirs=(),

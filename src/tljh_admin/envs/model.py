@@ -1,8 +1,14 @@
-"""What inspection returns: plain frozen values, no behaviour, no rendering."""
+"""What inspection returns: immutable values, no behaviour, no rendering.
+
+These are namedtuples rather than frozen dataclasses on purpose: they sit on the path of
+`tljh env list --json` and of shell completion, and importing `dataclasses` (which pulls in
+`inspect`) costs about 25 ms on Debian's python3, more than reading a whole environment.
+Paths are plain strings for the same reason (no `pathlib`).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import namedtuple
 
 # Environment.status values
 OK, MISSING, BROKEN = "ok", "missing", "broken"
@@ -13,64 +19,59 @@ DUPLICATE = "duplicate"  # two metadata folders for one project in one site fold
 INVALID_METADATA = "invalid-metadata"  # a metadata folder without a readable Name/Version
 
 
-@dataclass(frozen=True, slots=True)
-class Distribution:
-    name: str
-    version: str
-    #: the site folder it was found in
-    location: str
-    #: the *.dist-info / *.egg-info entry's name inside `location`
-    metadata_dir: str
-    #: who installed it: INSTALLER's first line (pip, uv, conda...), "conda" when a
-    #: conda-meta record owns it, "" when unknown (egg-info)
-    installer: str
+class Distribution(namedtuple("Distribution", "name version location metadata_dir installer")):
+    """An installed distribution.
+
+    name, version: from its METADATA / PKG-INFO headers
+    location: the site folder it was found in
+    metadata_dir: the *.dist-info / *.egg-info entry's name inside `location`
+    installer: INSTALLER's first line (pip, uv...), "conda" when a conda-meta record owns
+        it, "" when unknown (egg-info)
+    """
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class SiteProblem:
-    kind: str
-    #: normalised project name ("" when it cannot be told)
-    project: str
-    paths: tuple[str, ...]
-    detail: str
+class SiteProblem(namedtuple("SiteProblem", "kind project paths detail")):
+    """Something wrong in a site folder: kind (LEFTOVER...), the normalised project
+    ("" when it cannot be told), the paths involved, and a sentence."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class CondaRecord:
-    name: str
-    version: str
-    #: the dist-info folder the record installed, relative to the env root, if any
-    dist_info: str | None
+class CondaRecord(namedtuple("CondaRecord", "name version dist_info")):
+    """A conda-meta record; dist_info is the dist-info folder it installed (relative to the
+    env root), or None."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class InterpreterLink:
-    """`bin/python3` and where its symlink chain ends."""
+class InterpreterLink(namedtuple("InterpreterLink", "path chain end runnable")):
+    """`bin/python3`, every hop of its symlink chain, where the chain ends, and whether that
+    end is an executable file."""
 
-    path: str
-    chain: tuple[str, ...]
-    end: str
-    runnable: bool
+    __slots__ = ()
 
 
-@dataclass(frozen=True, slots=True)
-class Environment:
-    name: str
-    #: venv | conda | standalone | system, or None when nothing is there
-    kind: str | None
-    #: the environment's own folder (sys.prefix); for the system interpreter, its prefix (/usr)
-    root: str
-    interpreter: InterpreterLink
-    python_version: str | None
-    status: str
-    reason: str | None
-    externally_managed: bool
-    #: for a venv: (home, version) from pyvenv.cfg, the base interpreter it was made from
-    venv_base: tuple[str, str] | None
-    site_dirs: tuple[str, ...]
-    distributions: tuple[Distribution, ...]
-    problems: tuple[SiteProblem, ...]
-    conda_records: tuple[CondaRecord, ...]
+class Environment(
+    namedtuple(
+        "Environment",
+        "name kind root interpreter python_version status reason externally_managed "
+        "venv_base site_dirs distributions problems conda_records",
+    )
+):
+    """One environment as its files describe it.
+
+    kind: venv | conda | standalone | system, or None when nothing is there
+    root: the environment's own folder (sys.prefix); for the system interpreter, its prefix
+    interpreter: an InterpreterLink
+    python_version: "X.Y.Z" when the files say it, else "X.Y", else None
+    status / reason: OK, or MISSING / BROKEN with a sentence saying why
+    venv_base: for a venv, (home, version) from pyvenv.cfg: the interpreter it was made from
+    site_dirs, distributions, problems, conda_records: tuples of the above
+    """
+
+    __slots__ = ()
 
     @property
     def ok(self) -> bool:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+
 from tljh_admin.envs.model import (
     DUPLICATE,
     INVALID_METADATA,
@@ -162,13 +163,48 @@ def _duplicates(dists: list[Distribution]) -> list[SiteProblem]:
             for echo in group[1:]:
                 dists.remove(echo)
             continue
+        detail = f"{project} is installed {len(group)} times in one site folder: " + ", ".join(
+            d.version for d in group
+        )
+        on_disk = [d.version for d in group if _files_match_record(d)]
+        if len(on_disk) == 1:
+            detail += f"; the files on disk are {on_disk[0]}'s"
         problems.append(
             SiteProblem(
                 kind=DUPLICATE,
                 project=project,
                 paths=tuple(os.path.join(d.location, d.metadata_dir) for d in group),
-                detail=f"{project} is installed {len(group)} times in one site folder: "
-                + ", ".join(d.version for d in group),
+                detail=detail,
             )
         )
     return problems
+
+
+def _files_match_record(dist: Distribution) -> bool:
+    """Whether every hashed file in the dist's RECORD is on disk with that hash.
+
+    Only asked for duplicates, to tell which version's files an import really gets.
+    """
+    import base64
+    import csv
+    import hashlib
+
+    record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
+    try:
+        with open(record, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except OSError:
+        return False
+    checked = 0
+    for row in rows:
+        if len(row) < 2 or not row[1].startswith("sha256="):
+            continue
+        try:
+            with open(os.path.join(dist.location, row[0]), "rb") as f:
+                digest = hashlib.sha256(f.read()).digest()
+        except OSError:
+            return False
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != row[1][len("sha256=") :]:
+            return False
+        checked += 1
+    return checked > 0

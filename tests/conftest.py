@@ -1,0 +1,80 @@
+"""Session fixtures built from real parts: real wheels, real venvs, a real CPython copy.
+
+The expensive things (wheelhouse, the base PREFIX) are built once per session; each test
+that changes anything gets its own copy.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.support import prefixes
+from tests.support.wheels import build_wheelhouse
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def wheelhouse(tmp_path_factory) -> Path:
+    return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+
+
+@pytest.fixture(scope="session")
+def system_python() -> Path:
+    return prefixes.find_system_python()
+
+
+@pytest.fixture(scope="session")
+def cpython_source() -> Path | None:
+    return prefixes.find_standalone_cpython()
+
+
+@pytest.fixture(scope="session")
+def base_prefix(tmp_path_factory, wheelhouse, system_python, cpython_source) -> Path:
+    # "with space" so that every test runs against a path with a space in it
+    root = tmp_path_factory.mktemp("base") / "opt tljh"
+    return prefixes.make_tljh_prefix(root, wheelhouse, system_python, cpython_source)
+
+
+@pytest.fixture
+def prefix(base_prefix, tmp_path) -> Path:
+    """A private copy of the base PREFIX, free to change."""
+    return prefixes.copy_prefix(base_prefix, tmp_path / "opt tljh")
+
+
+@dataclass
+class Result:
+    code: int
+    stdout: str
+    stderr: str
+
+    def json(self):
+        import json
+
+        return json.loads(self.stdout)
+
+
+@pytest.fixture
+def tljh(system_python):
+    """Run the real `tljh` command in a subprocess, the way an admin or a script does."""
+
+    def run(*args: str | os.PathLike[str], env: dict[str, str] | None = None, **kwargs) -> Result:
+        full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), COLUMNS="200")
+        full_env.pop("TLJH_INSTALL_PREFIX", None)
+        full_env.update(env or {})
+        proc = subprocess.run(
+            [sys.executable, "-m", "tljh_admin", *map(os.fspath, args)],
+            capture_output=True,
+            text=True,
+            env=full_env,
+            **kwargs,
+        )
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    return run

@@ -1,0 +1,198 @@
+"""Build real TLJH-shaped prefixes: a hub venv made by the system python, and a user env
+that is a separate, full CPython installation (a copy of one, which runs from its new place).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+# Parts of a CPython standard library that nothing here imports; leaving them out of the
+# copy keeps a per-session user env small.
+_STDLIB_SKIP = {"test", "idlelib", "tkinter", "turtledemo", "__phello__", "site-packages"}
+
+
+def hermetic_env(**extra: str) -> dict[str, str]:
+    """The environment for pip runs that build fixtures: this machine's pip settings
+    (find-links, extra indexes, constraints) and user site are kept out."""
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("PIP_", "PYTHON", "VIRTUAL_ENV", "CONDA"))
+    }
+    env.update(PIP_CONFIG_FILE=os.devnull, PIP_DISABLE_PIP_VERSION_CHECK="1", PYTHONNOUSERSITE="1")
+    env.update(extra)
+    return env
+
+
+def run(cmd: list[str | os.PathLike[str]], **kwargs) -> subprocess.CompletedProcess:
+    kwargs.setdefault("env", hermetic_env())
+    proc = subprocess.run([os.fspath(c) for c in cmd], capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def find_system_python() -> Path:
+    """The OS interpreter TLJH's bootstrap would use."""
+    for candidate in (os.environ.get("TLJH_SYSTEM_PYTHON"), "/usr/bin/python3"):
+        if candidate and os.access(candidate, os.X_OK):
+            return Path(candidate)
+    return Path(sys.base_prefix) / "bin" / "python3"
+
+
+def _is_full_cpython(prefix: Path) -> str | None:
+    """X.Y when `prefix` is a relocatable CPython installation (not the OS's /usr)."""
+    if prefix in (Path("/usr"), Path("/")):
+        return None
+    for lib in sorted(prefix.glob("lib/python3.*"), reverse=True):
+        short = lib.name.removeprefix("python")
+        runnable = (lib / "os.py").is_file() and (prefix / "bin" / f"python{short}").is_file()
+        if runnable and tuple(map(int, short.split("."))) >= (3, 9):
+            return short
+    return None
+
+
+def _version_key(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
+
+
+def find_standalone_cpython() -> Path | None:
+    """A full CPython installation to copy as the user env.
+
+    TLJH's user env is Miniforge's CPython; any non-OS CPython build has the same shape.
+    `TLJH_TEST_CPYTHON` names one; otherwise the running interpreter's base, pyenv's builds,
+    and /usr/local are tried.
+    """
+    candidates = [os.environ.get("TLJH_TEST_CPYTHON"), sys.base_prefix, "/usr/local"]
+    pyenv = glob.glob(os.path.expanduser("~/.pyenv/versions/3.*"))
+    candidates += sorted(pyenv, key=lambda p: _version_key(os.path.basename(p)), reverse=True)
+    for candidate in candidates:
+        if candidate and _is_full_cpython(Path(candidate)):
+            return Path(candidate)
+    return None
+
+
+def copy_cpython(source: Path, dest: Path) -> Path:
+    """Copy a CPython installation (its interpreter, stdlib and headers) to `dest` and give it pip."""
+    short = _is_full_cpython(source)
+    assert short, f"{source} is not a CPython installation"
+    (dest / "bin").mkdir(parents=True)
+    shutil.copy2(source / "bin" / f"python{short}", dest / "bin" / f"python{short}")
+    os.symlink(f"python{short}", dest / "bin" / "python3")
+    os.symlink("python3", dest / "bin" / "python")
+    shutil.copytree(
+        source / "lib" / f"python{short}",
+        dest / "lib" / f"python{short}",
+        symlinks=True,
+        ignore=lambda folder, names: [n for n in names if n in _STDLIB_SKIP],
+    )
+    (dest / "lib" / f"python{short}" / "site-packages").mkdir()
+    for lib in source.glob("lib/libpython3*"):
+        shutil.copy2(lib, dest / "lib" / lib.name, follow_symlinks=False)
+    if (source / "include" / f"python{short}").is_dir():
+        shutil.copytree(source / "include" / f"python{short}", dest / "include" / f"python{short}")
+    # ensurepip installs the pip wheel bundled with the interpreter: offline, like TLJH's
+    # Miniforge, which ships pip.
+    run([dest / "bin" / "python3", "-m", "ensurepip", "--default-pip"])
+    return dest
+
+
+def make_venv(system_python: Path, dest: Path) -> Path:
+    """A venv made the way TLJH's bootstrap makes the hub: `python3 -m venv PREFIX/hub`."""
+    run([system_python, "-m", "venv", dest])
+    return dest
+
+
+def pip_install(env_root: Path, wheelhouse: Path, *args: str) -> subprocess.CompletedProcess:
+    """Real pip, the env's own interpreter, only the session's wheels."""
+    return run(
+        [
+            env_root / "bin" / "python3",
+            "-m",
+            "pip",
+            "install",
+            "--no-index",
+            "--find-links",
+            wheelhouse,
+            *args,
+        ]
+    )
+
+
+def pip_list(env_root: Path) -> set[tuple[str, str]]:
+    """The oracle: what `python -m pip list --format=json` in that env says is installed."""
+    import json
+
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    out = run([env_root / "bin" / "python3", "-m", "pip", "list", "--format=json"]).stdout
+    return {(canonicalize_name(p["name"]), str(Version(p["version"]))) for p in json.loads(out)}
+
+
+def _copy_linking_stdlib(stdlib_roots: tuple[str, ...]):
+    def copy(src: str, dst: str) -> None:
+        # The standard library is never changed by a test: hard links make each per-test
+        # prefix cheap. Everything else (site-packages, bin, pyvenv.cfg) is a real copy.
+        if src.startswith(stdlib_roots) and "/site-packages/" not in src:
+            os.link(src, dst)
+        else:
+            shutil.copy2(src, dst)
+
+    return copy
+
+
+def copy_prefix(source: Path, dest: Path) -> Path:
+    roots = tuple(
+        str(p) + os.sep
+        for p in source.glob("*/lib/python3.*")
+        if not (p.parent.parent / "pyvenv.cfg").exists()
+    )
+    shutil.copytree(source, dest, symlinks=True, copy_function=_copy_linking_stdlib(roots))
+    return dest
+
+
+def make_tljh_prefix(root: Path, wheelhouse: Path, system_python: Path, cpython: Path | None) -> Path:
+    """PREFIX with hub and user environments holding TLJH-like packages, and state/."""
+    root.mkdir(parents=True)
+    make_venv(system_python, root / "hub")
+    pip_install(
+        root / "hub", wheelhouse, "jupyterhub==5.2.1", "oauthenticator==17.1.0", "jupyterhub-idle-culler"
+    )
+    if cpython is not None:
+        copy_cpython(cpython, root / "user")
+    else:  # a venv stand-in when no CPython installation is there to copy
+        make_venv(system_python, root / "user")
+    pip_install(root / "user", wheelhouse, "jupyterhub==5.2.1", "jupyterlab", "notebook", "numpy==1.26.4")
+    (root / "state").mkdir(mode=0o700)
+    run(["chmod", "-R", "o-w", root])
+    return root
+
+
+def world_runnable_tool(dest: Path, system_python: Path) -> Path:
+    """A venv that uid 65534 can run tljh-admin from: this checkout's package and its
+    dependencies, copied into a world-readable folder (the checkout itself, or /root, may be
+    closed to other users). Returns the interpreter."""
+    import sysconfig
+
+    dest.mkdir(parents=True)
+    os.chmod(dest, 0o755)
+    run([system_python, "-m", "venv", "--without-pip", dest / "venv"])
+    libs = dest / "libs"
+    site = Path(sysconfig.get_paths()["purelib"])
+    skip = {"pip", "setuptools", "_pytest", "pytest", "uv", "ruff", "hatchling"}
+    shutil.copytree(
+        site,
+        libs,
+        ignore=lambda folder, names: [n for n in names if n.split("-")[0] in skip or n.endswith(".pth")],
+    )
+    package = Path(__file__).resolve().parents[2] / "src" / "tljh_admin"
+    shutil.rmtree(libs / "tljh_admin", ignore_errors=True)
+    shutil.copytree(package, libs / "tljh_admin")
+    (venv_site,) = (dest / "venv").glob("lib/python3.*/site-packages")
+    (venv_site / "tljh_admin_tests.pth").write_text(str(libs) + "\n")
+    run(["chmod", "-R", "a+rX", dest])
+    return dest / "venv" / "bin" / "python3"
