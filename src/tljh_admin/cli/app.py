@@ -108,7 +108,7 @@ def env_list(ctx: typer.Context, json: JsonFlag = False) -> None:
 
         render.print_json(env_list_document(layout, envs))
     else:
-        render.environments_table(envs)
+        render.environments_table(layout.prefix, envs)
     raise typer.Exit(int(code))
 
 

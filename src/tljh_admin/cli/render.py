@@ -47,12 +47,31 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def environments_table(envs: list[Environment]) -> None:
+def _relative(path: str, base: str) -> str:
+    base = base.rstrip("/") + "/"
+    return path[len(base) :] if base != "/" and path.startswith(base) else path
+
+
+def _interpreter_cell(env: Environment) -> str:
+    link = env.interpreter
+    base = env.root if env.kind != "system" else ""
+    shown = _relative(link.path, base) if base else link.path
+    end = _relative(link.end, base) if base else link.end
+    return shown if link.end == link.path else f"{shown} -> {end}"
+
+
+def environments_table(prefix: str, envs: list[Environment]) -> None:
+    from rich.markup import escape
     from rich.table import Table
 
-    table = Table(title="TLJH environments", title_justify="left")
-    for column in ("env", "kind", "status", "python", "dists", "interpreter"):
-        table.add_column(column, justify="right" if column == "dists" else "left")
+    table = Table(title=f"TLJH environments in {escape(prefix)}", title_justify="left")
+    table.add_column("env", no_wrap=True)
+    table.add_column("kind", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("python", no_wrap=True)
+    table.add_column("dists", justify="right", no_wrap=True)
+    table.add_column("prefix", overflow="fold")
+    table.add_column("interpreter", overflow="fold")
     for env in envs:
         style = _STATUS_STYLE.get(env.status, "")
         table.add_row(
@@ -61,7 +80,8 @@ def environments_table(envs: list[Environment]) -> None:
             f"[{style}]{env.status}[/]",
             env.python_version or "?",
             str(len(env.distributions)),
-            env.interpreter.path,
+            escape(_relative(env.root, prefix) if env.root else "-"),
+            escape(_interpreter_cell(env)),
         )
     out = stdout_console()
     out.print(table)

@@ -1,0 +1,119 @@
+"""Build a TLJH-shaped PREFIX in a local folder, the way TLJH's installer does, from the
+package index.
+
+- hub: a venv made by the system python (`python3 -m venv PREFIX/hub`, as bootstrap.py
+  does), pip upgraded, then TLJH's hub requirements installed (tljh-admin's shipped copy of
+  tljh/requirements-hub-env.txt; TLJH itself is not on the package index).
+- user: a separate CPython installation (a copy of a non-OS CPython build found on this
+  machine, standing in for TLJH's Miniforge), or a venv stand-in when there is none; then
+  jupyterhub at exactly the hub's version plus TLJH's user-env extras.
+- permissions normalised like TLJH does (chmod -R o-w), state/ made 0700.
+
+Usage: python scripts/build_sandbox.py PREFIX [--fresh]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.support.prefixes import copy_cpython, find_standalone_cpython, find_system_python  # noqa: E402
+
+DATA = REPO / "src" / "tljh_admin" / "data"
+
+
+def say(message: str) -> None:
+    print(f"[sandbox] {message}", file=sys.stderr, flush=True)
+
+
+def pip(env: Path, *args: str) -> None:
+    # The machine's own pip configuration (index, certificates) is kept: this is what an
+    # admin's pip would use. Only variables that would redirect the install are dropped.
+    child_env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("PYTHONPATH", "PYTHONHOME", "PIP_TARGET", "PIP_PREFIX", "PIP_USER", "VIRTUAL_ENV")
+    }
+    # -qq: this machine's extra file:// indexes make pip warn once per package otherwise
+    cmd = [str(env / "bin" / "python3"), "-m", "pip", "install", "-qq", "--root-user-action=ignore", *args]
+    say(" ".join(cmd[1:]))
+    subprocess.run(cmd, check=True, env=child_env)
+
+
+def hub_jupyterhub_version(prefix: Path) -> str:
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tljh_admin",
+            "--prefix",
+            str(prefix),
+            "env",
+            "packages",
+            "--target",
+            "hub",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    versions = [p["version"] for p in json.loads(out)["packages"] if p["name"].lower() == "jupyterhub"]
+    if len(versions) != 1:
+        raise SystemExit(f"expected one jupyterhub in the hub env, found {versions}")
+    return versions[0]
+
+
+def build(prefix: Path, fresh: bool) -> None:
+    if fresh and prefix.exists():
+        shutil.rmtree(prefix)
+    done = prefix / ".sandbox-complete"
+    if done.exists():
+        say(f"{prefix} is already built (pass --fresh to rebuild)")
+        return
+    if prefix.exists():
+        shutil.rmtree(prefix)  # a half-built sandbox from an interrupted run
+    prefix.mkdir(parents=True)
+    system_python = find_system_python()
+
+    say(f"hub: {system_python} -m venv {prefix / 'hub'}")
+    subprocess.run([str(system_python), "-m", "venv", str(prefix / "hub")], check=True)
+    pip(prefix / "hub", "--upgrade", "pip")
+    pip(prefix / "hub", "-r", str(DATA / "requirements-hub-env.txt"))
+
+    cpython = find_standalone_cpython()
+    if cpython is not None:
+        say(f"user: a copy of the CPython installation at {cpython}")
+        copy_cpython(cpython, prefix / "user")
+    else:
+        say("user: no separate CPython installation found; using a venv stand-in")
+        subprocess.run([str(system_python), "-m", "venv", str(prefix / "user")], check=True)
+    version = hub_jupyterhub_version(prefix)
+    say(f"user: jupyterhub=={version} (the hub's) and TLJH's user-env extras")
+    pip(prefix / "user", "--upgrade", "pip")
+    pip(prefix / "user", f"jupyterhub=={version}", "-r", str(DATA / "requirements-user-env-extras.txt"))
+
+    (prefix / "state").mkdir(mode=0o700, exist_ok=True)
+    subprocess.run(["chmod", "-R", "o-w", str(prefix)], check=True)
+    done.touch()
+    say(f"done: {prefix}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("prefix", type=Path)
+    parser.add_argument("--fresh", action="store_true", help="rebuild from scratch")
+    args = parser.parse_args()
+    build(args.prefix.resolve(), args.fresh)
+
+
+if __name__ == "__main__":
+    main()
