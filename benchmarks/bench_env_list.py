@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import TLJH, VENV, WORK, compare, ensure_sandbox, ensure_uv, header, report, verdict  # noqa: E402
+from _timing import TLJH, VENV, WORK, compare, ensure_sandbox, ensure_uv, header, report, verdict
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
