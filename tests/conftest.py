@@ -78,3 +78,26 @@ def tljh(system_python):
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def open_tmp():
+    """A temporary folder uid 65534 can enter (pytest's own is 0700)."""
+    import shutil
+    import tempfile
+
+    folder = Path(tempfile.mkdtemp(prefix="tljh-open-"))
+    folder.chmod(0o755)
+    yield folder
+    shutil.rmtree(folder)
+
+
+@pytest.fixture(scope="session")
+def nobody_python(open_tmp, system_python):
+    """An interpreter with tljh-admin that uid 65534 can run."""
+    if os.geteuid() != 0:
+        pytest.skip("dropping to uid 65534 needs root")
+    return prefixes.world_runnable_tool(open_tmp / "tool", system_python)
+
+
+NOBODY = ["setpriv", "--reuid", "65534", "--regid", "65534", "--clear-groups"]

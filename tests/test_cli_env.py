@@ -137,24 +137,6 @@ def test_bad_prefix_is_one_line_with_a_hint(tljh, tmp_path, case, json_flag):
     assert listing_diff(before, file_listing(tmp_path)) == []
 
 
-@pytest.fixture(scope="session")
-def open_tmp():
-    """A temporary folder uid 65534 can enter (pytest's own is 0700)."""
-    import tempfile
-
-    folder = prefixes.Path(tempfile.mkdtemp(prefix="tljh-open-"))
-    folder.chmod(0o755)
-    yield folder
-    prefixes.shutil.rmtree(folder)
-
-
-@pytest.fixture(scope="session")
-def nobody_python(open_tmp, system_python):
-    if os.geteuid() != 0:
-        pytest.skip("dropping to uid 65534 needs root")
-    return prefixes.world_runnable_tool(open_tmp / "tool", system_python)
-
-
 @pytest.mark.parametrize("where", ["closed prefix", "under a closed folder"])
 @pytest.mark.parametrize("json_flag", [[], ["--json"]])
 def test_unreadable_prefix_as_a_real_unprivileged_user(nobody_python, open_tmp, tmp_path, where, json_flag):

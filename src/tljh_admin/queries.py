@@ -19,3 +19,12 @@ def environment_packages(layout: Layout, target: str) -> tuple[Environment, Exit
         raise unknown_target(target)
     env = inspect_environment(target, layout)
     return env, ExitCode.OK if env.ok else ExitCode.PROBLEMS_FOUND
+
+
+def change_history(layout: Layout, target: str | None) -> list[dict]:
+    from tljh_admin.transaction import StateDir
+
+    if target is not None and target not in ENV_NAMES:
+        raise unknown_target(target)
+    entries = StateDir.of(layout).history()
+    return [e for e in entries if target is None or target in e["envs"]]

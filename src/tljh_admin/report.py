@@ -73,3 +73,27 @@ def env_packages_document(layout: Layout, env: Environment) -> dict:
         "packages": [_package(d) for d in env.distributions],
         "problems": [_problem(p) for p in env.problems],
     }
+
+
+HISTORY_KEYS = (
+    "id",
+    "time",
+    "who",
+    "target",
+    "command",
+    "kind",
+    "installer",
+    "before",
+    "after",
+    "result",
+    "detail",
+)
+
+
+def history_document(layout: Layout, entries: list[dict]) -> dict:
+    return {
+        "schema": "tljh-admin/history",
+        "version": SCHEMA_VERSION,
+        "prefix": str(layout.prefix),
+        "changes": [{key: entry.get(key) for key in HISTORY_KEYS} for entry in entries],
+    }

@@ -74,6 +74,7 @@ TLJH_LIKE = (
     WheelSpec("jupyterhub", "5.2.0", ("traitlets>=5",)),
     WheelSpec("jupyterhub", "5.2.1", ("traitlets>=5",)),
     WheelSpec("jupyterhub", "5.3.0", ("traitlets>=5",)),
+    WheelSpec("jupyterhub", "6.0.0", ("traitlets>=5",)),
     WheelSpec("traitlets", "5.14.3"),
     WheelSpec("tomli", "2.0.1"),
     WheelSpec("oauthenticator", "17.1.0", ("jupyterhub>=5",)),
@@ -88,6 +89,12 @@ TLJH_LIKE = (
     WheelSpec("hub-extension", "1.0.0", ("jupyterhub>=6",)),
     # its dependency is not in the wheelhouse: installs only with --no-deps
     WheelSpec("needs-missing", "1.0.0", ("not-in-wheelhouse>=1",)),
+    # slow to install (thousands of files): something to kill or wait for mid-install
+    WheelSpec("bigpkg", "1.0.0", files={f"bigpkg/part_{i:04d}.py": f"N = {i}\n" for i in range(3000)}),
+    # a data file named like the env's lib/ folder: pip fails after writing its modules
+    WheelSpec("breaks-midway", "1.0.0", files={"breaks_midway-1.0.0.data/data/lib": "not a folder\n"}),
+    # a hub plugin that drags JupyterLab in
+    WheelSpec("lab-dragging-plugin", "1.0.0", ("jupyterlab>=4",)),
 )
 
 

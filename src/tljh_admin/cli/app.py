@@ -130,3 +130,214 @@ def env_packages(
     else:
         render.packages_table(env)
     raise typer.Exit(int(code))
+
+
+class InstallerChoice(str, enum.Enum):
+    pip = "pip"
+    uv = "uv"
+
+
+TargetOption = Annotated[Target, typer.Option("--target", "-t", help="Which environment to change.")]
+YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; needed when not on a terminal.")]
+DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")]
+AllowSystemFlag = Annotated[
+    bool, typer.Option("--allow-system", help="Allow --target system (the OS python; normally refused).")
+]
+BreakSystemFlag = Annotated[
+    bool,
+    typer.Option(
+        "--break-system-packages",
+        help="With --allow-system on a PEP 668 python: change it anyway (apt owns it).",
+    ),
+]
+InstallerOption = Annotated[
+    InstallerChoice,
+    typer.Option(
+        "--installer",
+        help="pip (TLJH's own, honours pip.conf) or uv (much faster; index settings from PIP_* variables).",
+    ),
+]
+LockTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--lock-timeout", metavar="SECONDS", help="Seconds to wait for another change to the same env."
+    ),
+]
+
+
+def _command_line() -> str:
+    import shlex
+    import sys
+
+    return "tljh " + shlex.join(sys.argv[1:])
+
+
+def _require_interaction(yes: bool, dry_run: bool) -> None:
+    """A change asks first; without a terminal to ask on, --yes must say it."""
+    import sys
+
+    from tljh_admin.errors import TljhError
+
+    if not yes and not dry_run and not sys.stdin.isatty():
+        raise TljhError(
+            "this command changes an environment and there is no terminal to ask for confirmation",
+            hint="add --yes to go ahead, or --dry-run to see the plan",
+        )
+
+
+def _run_prepared(prepared, title: str, dry_run: bool, yes: bool) -> None:
+    from tljh_admin import changes
+
+    for entry in prepared.recovered:
+        render.message(f"restored change {entry['id']} left unfinished by a killed tljh")
+    if not prepared.plan:
+        render.message(f"nothing to change in the {prepared.env.name} environment")
+        raise typer.Exit(0)
+    render.plan_table(title, prepared.plan)
+    if dry_run:
+        render.message("dry run: nothing was changed")
+        raise typer.Exit(0)
+    if not yes and not typer.confirm("Go ahead?", default=False, err=True):
+        render.message("nothing was changed")
+        raise typer.Exit(0)
+    with render.progress(f"{prepared.kind} in the {prepared.env.name} environment") as progress:
+        outcome = changes.apply(prepared, progress)
+    fixed = ""
+    if outcome.world_writable_fixed or outcome.owner_fixed:
+        fixed = (
+            f"; fixed {outcome.world_writable_fixed} world-writable"
+            f" and {outcome.owner_fixed} wrongly owned paths"
+        )
+    render.message(f"done: change {outcome.change_id} ({render.summarize_changes(outcome.history)}){fixed}")
+    if prepared.env.name == "hub":
+        render.message("restart the hub for it to take effect: sudo systemctl restart jupyterhub")
+
+
+@env_app.command(
+    "install",
+    context_settings={"ignore_unknown_options": True},  # option-like packages reach the policy check
+)
+def env_install(
+    ctx: typer.Context,
+    target: TargetOption,
+    packages: Annotated[
+        list[str] | None, typer.Argument(metavar="PKG...", help="Requirements, e.g. numpy 'pandas>=2'.")
+    ] = None,
+    requirement: Annotated[
+        list[str] | None,
+        typer.Option("--requirement", "-r", metavar="FILE", help="Install from a requirements file."),
+    ] = None,
+    constraint: Annotated[
+        list[str] | None,
+        typer.Option("--constraint", "-c", metavar="FILE", help="Constrain versions with this file."),
+    ] = None,
+    upgrade: Annotated[
+        bool, typer.Option("--upgrade", "-U", help="Upgrade what is already installed.")
+    ] = False,
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Allow user-server packages in the hub env.")
+    ] = False,
+    allow_system: AllowSystemFlag = False,
+    break_system_packages: BreakSystemFlag = False,
+    installer: InstallerOption = InstallerChoice.pip,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Install packages into one environment, through its own interpreter, with a plan first,
+    a snapshot, and an exact restore if anything fails."""
+    from tljh_admin import changes
+
+    _require_interaction(yes, dry_run)
+    layout = _options(ctx).layout()
+    request = changes.InstallRequest(
+        target=target.value,
+        packages=tuple(packages or ()),
+        requirement_files=tuple(requirement or ()),
+        constraint_files=tuple(constraint or ()),
+        upgrade=upgrade,
+        force=force,
+        allow_system=allow_system,
+        break_system_packages=break_system_packages,
+        installer=installer.value,
+        lock_timeout=lock_timeout,
+        command=_command_line(),
+    )
+    with changes.prepare_install(layout, request, render.message) as prepared:
+        pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
+        _run_prepared(prepared, f"install into {target.value}{pin}", dry_run, yes)
+
+
+@env_app.command("uninstall", context_settings={"ignore_unknown_options": True})
+def env_uninstall(
+    ctx: typer.Context,
+    target: TargetOption,
+    packages: Annotated[list[str], typer.Argument(metavar="PKG...", help="Project names to remove.")],
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    force: Annotated[bool, typer.Option("--force", help="Allow removing jupyterhub.")] = False,
+    allow_system: AllowSystemFlag = False,
+    break_system_packages: BreakSystemFlag = False,
+    installer: InstallerOption = InstallerChoice.pip,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Remove packages from one environment, with a snapshot to roll back to."""
+    from tljh_admin import changes
+
+    _require_interaction(yes, dry_run)
+    layout = _options(ctx).layout()
+    request = changes.UninstallRequest(
+        target=target.value,
+        packages=tuple(packages),
+        force=force,
+        allow_system=allow_system,
+        break_system_packages=break_system_packages,
+        installer=installer.value,
+        lock_timeout=lock_timeout,
+        command=_command_line(),
+    )
+    with changes.prepare_uninstall(layout, request, render.message) as prepared:
+        _run_prepared(prepared, f"uninstall from {target.value}", dry_run, yes)
+
+
+@env_app.command("rollback")
+def env_rollback(
+    ctx: typer.Context,
+    target: TargetOption,
+    to: Annotated[
+        int | None,
+        typer.Option("--to", metavar="ID", help="Restore the files from before this change (see history)."),
+    ] = None,
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Put an environment back exactly as it was before a change, from the snapshot: no
+    package index needed."""
+    from tljh_admin import changes
+
+    _require_interaction(yes, dry_run)
+    layout = _options(ctx).layout()
+    with changes.prepare_rollback(
+        layout, target.value, to, lock_timeout, _command_line(), render.message
+    ) as prepared:
+        _run_prepared(prepared, f"roll back {target.value}: {prepared.change.kind}", dry_run, yes)
+
+
+@env_app.command("history")
+def env_history(
+    ctx: typer.Context,
+    target: Annotated[Target | None, typer.Option("--target", "-t", help="Only this environment.")] = None,
+    json: JsonFlag = False,
+) -> None:
+    """Every change tljh-admin made: who, when, what, and how it ended."""
+    from tljh_admin.queries import change_history
+
+    layout = _options(ctx).layout()
+    entries = change_history(layout, target.value if target else None)
+    if json:
+        from tljh_admin.report import history_document
+
+        render.print_json(history_document(layout, entries))
+    else:
+        render.history_table(entries)

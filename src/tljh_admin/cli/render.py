@@ -26,8 +26,14 @@ def print_json(document: dict) -> None:
 
 
 def error_line(error: TljhError) -> str:
-    hint = f" Hint: {error.hint}" if error.hint else ""
-    return f"tljh: error: {error.message}.{hint}"
+    """One line: what went wrong and what to do. Longer installer output, when there is
+    some, follows on the next lines, indented."""
+    hint, _, details = error.hint.partition("\n")
+    hint = f" Hint: {hint}" if hint else ""
+    line = f"tljh: error: {error.message.rstrip('.')}.{hint}"
+    if details:
+        line += "\n" + "\n".join(f"    {d}" for d in details.splitlines())
+    return line
 
 
 def print_error(error: TljhError) -> None:
@@ -114,3 +120,97 @@ def packages_table(env: Environment) -> None:
     out = stdout_console()
     out.print(table)
     _notes(out, [env])
+
+
+_ACTION_STYLE = {
+    "install": "green",
+    "upgrade": "cyan",
+    "downgrade": "yellow",
+    "reinstall": "",
+    "remove": "red",
+    "change": "cyan",
+}
+
+
+def plan_table(title: str, plan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title=escape(title), title_justify="left")
+    table.add_column("package")
+    table.add_column("now")
+    table.add_column("after")
+    table.add_column("action")
+    for item in plan:
+        style = _ACTION_STYLE.get(item.action, "")
+        name = f"[bold]{escape(item.name)}[/]" if item.requested else escape(item.name)
+        table.add_row(
+            name,
+            item.before or "-",
+            item.after or "-",
+            f"[{style}]{item.action}[/]" if style else item.action,
+        )
+    stdout_console().print(table)
+
+
+def message(text: str) -> None:
+    """A message for people, on stderr."""
+    stderr_console().print(text, markup=False, highlight=False)
+
+
+def history_table(entries: list[dict]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="tljh-admin history", title_justify="left")
+    for column in ("id", "time", "who", "target", "command", "changes", "result"):
+        table.add_column(column, overflow="fold")
+    for entry in entries:
+        table.add_row(
+            str(entry["id"]),
+            entry["time"],
+            escape(entry["who"]),
+            entry["target"],
+            escape(entry["command"]),
+            escape(summarize_changes(entry)),
+            entry["result"],
+        )
+    stdout_console().print(table)
+
+
+def summarize_changes(entry: dict) -> str:
+    parts = []
+    for env, before in entry["before"].items():
+        after = entry["after"].get(env, {})
+        for name in sorted(before.keys() | after.keys(), key=str.lower):
+            old, new = before.get(name), after.get(name)
+            if old != new:
+                parts.append(f"{name} {old or '-'} -> {new or '-'}")
+    return ", ".join(parts) or "no change"
+
+
+class progress:
+    """A spinner on stderr showing the installer's latest line; silent when stderr is not a
+    terminal (scripts get the final message only; the full output is in the change's log)."""
+
+    def __init__(self, title: str):
+        self.title = title
+        self.status = None
+
+    def __enter__(self):
+        console = stderr_console()
+        if console.is_terminal:
+            self.status = console.status(self.title)
+            self.status.__enter__()
+        return self.update
+
+    def update(self, line: str) -> None:
+        if self.status is not None:
+            from rich.markup import escape
+
+            self.status.update(f"{self.title}: {escape(line[:100])}")
+
+    def __exit__(self, *exc):
+        if self.status is not None:
+            self.status.__exit__(*exc)
+        return False

@@ -1,0 +1,378 @@
+"""The programs that do the installing: pip (TLJH's own) and uv.
+
+Both run against the environment's own interpreter (rule 1): `ENV/bin/python3 -m pip`, or
+`uv pip --python ENV/bin/python3`, never a pip or uv environment found on PATH. Both plan
+first (a dry run that resolves for real) and then run with the same inputs.
+"""
+
+from __future__ import annotations
+
+import abc
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from tljh_admin.envs.model import Environment
+from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.errors import ExitCode, TljhError
+
+PIP, UV = "pip", "uv"
+INSTALLERS = (PIP, UV)
+DEFAULT_INSTALLER = PIP
+# `pip install --dry-run --report` appeared in pip 22.2.
+PIP_REPORT_MIN = (22, 2)
+
+# PlannedChange.action values
+INSTALL, UPGRADE, DOWNGRADE, REINSTALL, REMOVE = "install", "upgrade", "downgrade", "reinstall", "remove"
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class PlannedChange:
+    name: str
+    before: str | None
+    after: str | None
+    action: str
+    requested: bool
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """What an installer says it would do: (name, version) to install and to remove."""
+
+    install: tuple[tuple[str, str], ...]
+    remove: tuple[tuple[str, str], ...]
+    requires: dict[str, tuple[str, ...]]
+
+
+class InstallerFailed(Exception):
+    def __init__(self, message: str, output: str):
+        super().__init__(message)
+        self.output = output
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = re.findall(r"\d+", text)[:3]
+    return tuple(int(p) for p in parts)
+
+
+def find_uv() -> str:
+    """The uv that came with tljh-admin (the `uv` package), else one on PATH."""
+    try:
+        from uv import find_uv_bin
+
+        return find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        found = shutil.which("uv")
+        if found:
+            return found
+    raise TljhError(
+        "--installer uv: uv is not installed",
+        hint="pip install 'tljh-admin[uv]' next to tljh-admin, or use --installer pip",
+        exit_code=ExitCode.USAGE,
+    )
+
+
+def pip_index_settings(environ: Mapping[str, str], env_root: str) -> dict[str, str]:
+    """The index settings pip would use: its config files, then PIP_* variables (pip's own
+    precedence). uv reads none of them, so they are handed to it explicitly."""
+    import configparser
+
+    config_file = environ.get("PIP_CONFIG_FILE")
+    if config_file:
+        files = [config_file]
+    else:
+        home = os.path.expanduser("~")
+        files = [
+            "/etc/xdg/pip/pip.conf",
+            "/etc/pip.conf",
+            os.path.join(home, ".pip", "pip.conf"),
+            os.path.join(environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config")), "pip", "pip.conf"),
+            os.path.join(env_root, "pip.conf"),
+        ]
+    settings: dict[str, str] = {}
+    for path in files:
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                settings.update({k: v for k, v in parser.items(section) if k in _INDEX_KEYS})
+    for key in _INDEX_KEYS:
+        value = environ.get("PIP_" + key.upper().replace("-", "_"))
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+_INDEX_KEYS = ("index-url", "extra-index-url", "find-links", "no-index", "cert")
+
+
+def uv_index_args(settings: Mapping[str, str]) -> list[str]:
+    args: list[str] = []
+    if settings.get("no-index", "").lower() in ("1", "true", "yes", "on"):
+        args.append("--no-index")
+    if settings.get("index-url"):
+        args += ["--index-url", settings["index-url"]]
+    for url in settings.get("extra-index-url", "").split():
+        args += ["--extra-index-url", url]
+    for link in settings.get("find-links", "").split():
+        args += ["--find-links", link]
+    return args
+
+
+class Installer(abc.ABC):
+    name = ""
+
+    def __init__(self, env: Environment, child_env: dict[str, str], workdir: str):
+        self.env = env
+        self.child_env = child_env
+        self.workdir = workdir
+        self.python = env.interpreter.path
+
+    def install_args(
+        self, requirements: Sequence[str], constraint_file: str | None, upgrade: bool
+    ) -> list[str]:
+        args = ["--upgrade"] if upgrade else []
+        if constraint_file:
+            args += ["-c", constraint_file]
+        return [*args, *requirements]
+
+    @abc.abstractmethod
+    def check_usable(self) -> None:
+        """Refuse early when this installer cannot work on this environment."""
+
+    @abc.abstractmethod
+    def resolve(self, requirements: Sequence[str], constraint_file: str | None, upgrade: bool) -> Resolution:
+        """A dry run with the real resolver."""
+
+    @abc.abstractmethod
+    def install_command(
+        self, requirements: Sequence[str], constraint_file: str | None, upgrade: bool
+    ) -> list[str]:
+        """The command that does what `resolve` planned."""
+
+    @abc.abstractmethod
+    def uninstall_command(self, names: Sequence[str]) -> list[str]:
+        """The command that removes `names`."""
+
+    def run(self, command: list[str], log_path: str, progress: Progress) -> None:
+        """Run the installer, its output to a log and its last line to `progress`."""
+        with open(log_path, "a", encoding="utf-8") as log:
+            log.write(f"$ {' '.join(command)}\n")
+            log.flush()
+            proc = subprocess.Popen(
+                command,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.child_env,
+                cwd=self.workdir,
+                text=True,
+                errors="replace",
+            )
+            tail: list[str] = []
+            try:
+                assert proc.stdout is not None
+                for line in proc.stdout:
+                    log.write(line)
+                    stripped = line.strip()
+                    if stripped:
+                        progress(stripped)
+                        tail = [*tail[-14:], stripped]
+                code = proc.wait()
+            except BaseException:
+                proc.kill()
+                proc.wait()
+                raise
+        if code != 0:
+            raise InstallerFailed(f"{self.name} exited with status {code}", "\n".join(tail))
+
+
+class PipInstaller(Installer):
+    name = PIP
+
+    def _pip(self) -> list[str]:
+        return [self.python, "-m", "pip"]
+
+    def check_usable(self) -> None:
+        versions = [d.version for d in self.env.distributions if canonical_name(d.name) == "pip"]
+        if not versions:
+            raise TljhError(
+                f"the {self.env.name} environment has no pip",
+                hint=f"use --installer uv, or run {self.python} -m ensurepip",
+                exit_code=ExitCode.REFUSED,
+            )
+        if _version_tuple(versions[0]) < PIP_REPORT_MIN:
+            raise TljhError(
+                f"pip {versions[0]} in the {self.env.name} environment cannot show a plan"
+                " (needs pip >= 22.2)",
+                hint=f"tljh env install --target {self.env.name} --installer uv --upgrade pip",
+                exit_code=ExitCode.REFUSED,
+            )
+
+    def resolve(self, requirements, constraint_file, upgrade) -> Resolution:
+        report_path = os.path.join(self.workdir, "pip-report.json")
+        command = [
+            *self._pip(),
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--report",
+            report_path,
+            *self.install_args(requirements, constraint_file, upgrade),
+        ]
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=self.child_env,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
+        if proc.returncode != 0:
+            raise InstallerFailed(
+                "pip could not resolve the request", _error_tail(proc.stderr or proc.stdout)
+            )
+        with open(report_path, encoding="utf-8") as f:
+            report = json.load(f)
+        install = []
+        requires = {}
+        for item in report.get("install", []):
+            meta = item["metadata"]
+            install.append((meta["name"], meta["version"]))
+            requires[canonical_name(meta["name"])] = tuple(meta.get("requires_dist") or ())
+        installed = {canonical_name(d.name): d for d in self.env.distributions}
+        remove = tuple(
+            (installed[canonical_name(n)].name, installed[canonical_name(n)].version)
+            for n, _ in install
+            if canonical_name(n) in installed
+        )
+        return Resolution(tuple(install), remove, requires)
+
+    def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
+        # pip compiles bytecode by default; --no-warn-script-location: bin/ is the env's own
+        return [
+            *self._pip(),
+            "install",
+            "--progress-bar",
+            "off",
+            "--no-warn-script-location",
+            *self.install_args(requirements, constraint_file, upgrade),
+        ]
+
+    def uninstall_command(self, names) -> list[str]:
+        return [*self._pip(), "uninstall", "--yes", *names]
+
+
+class UvInstaller(Installer):
+    name = UV
+
+    def __init__(self, env: Environment, child_env: dict[str, str], workdir: str):
+        settings = pip_index_settings(child_env, env.root)
+        if settings.get("cert") and "SSL_CERT_FILE" not in child_env:
+            child_env = {**child_env, "SSL_CERT_FILE": settings["cert"]}
+        super().__init__(env, child_env, workdir)
+        self.index_args = uv_index_args(settings)
+        self.uv = find_uv()
+
+    def check_usable(self) -> None:
+        find_uv()
+
+    def _uv(self, *args: str) -> list[str]:
+        extra = ["--break-system-packages"] if self.env.externally_managed else []
+        return [self.uv, "pip", *args, "--python", self.python, *extra, *self.index_args]
+
+    def resolve(self, requirements, constraint_file, upgrade) -> Resolution:
+        command = [
+            *self._uv("install", "--dry-run"),
+            *self.install_args(requirements, constraint_file, upgrade),
+        ]
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=self.child_env,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
+        if proc.returncode != 0:
+            raise InstallerFailed("uv could not resolve the request", _error_tail(proc.stderr))
+        install, remove = [], []
+        for line in proc.stderr.splitlines():
+            match = re.match(r"^ ([+-]) ([^=\s]+)==(\S+)", line)
+            if match:
+                (install if match.group(1) == "+" else remove).append((match.group(2), match.group(3)))
+        return Resolution(tuple(install), tuple(remove), {})
+
+    def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
+        # Bytecode is compiled now: users cannot write __pycache__ in a root-owned env.
+        # Copies, not hard links into uv's cache: the env must own its files outright.
+        return [
+            *self._uv("install", "--compile-bytecode", "--link-mode", "copy"),
+            *self.install_args(requirements, constraint_file, upgrade),
+        ]
+
+    def uninstall_command(self, names) -> list[str]:
+        extra = ["--break-system-packages"] if self.env.externally_managed else []
+        return [self.uv, "pip", "uninstall", "--python", self.python, *extra, *names]
+
+
+def make_installer(name: str, env: Environment, child_env: dict[str, str], workdir: str) -> Installer:
+    if name == PIP:
+        installer: Installer = PipInstaller(env, child_env, workdir)
+    elif name == UV:
+        installer = UvInstaller(env, child_env, workdir)
+    else:
+        raise TljhError(f"unknown installer {name!r}", hint=f"choose one of: {', '.join(INSTALLERS)}")
+    installer.check_usable()
+    return installer
+
+
+def _error_tail(output: str, lines: int = 12) -> str:
+    kept = [line for line in output.splitlines() if line.strip() and "WARNING: Location" not in line]
+    return "\n".join(kept[-lines:])
+
+
+def plan_changes(env: Environment, resolution: Resolution, requested: frozenset[str]) -> list[PlannedChange]:
+    from packaging.version import InvalidVersion, Version
+
+    before = {canonical_name(d.name): d.version for d in env.distributions}
+    removed = {canonical_name(n): v for n, v in resolution.remove}
+    changes = []
+    for name, version in resolution.install:
+        key = canonical_name(name)
+        old = before.get(key) or removed.get(key)
+        if old is None:
+            action = INSTALL
+        else:
+            try:
+                newer, older = Version(version), Version(old)
+                action = UPGRADE if newer > older else DOWNGRADE if newer < older else REINSTALL
+            except InvalidVersion:
+                action = REINSTALL if old == version else UPGRADE
+        changes.append(PlannedChange(name, old, version, action, key in requested))
+    installing = {canonical_name(n) for n, _ in resolution.install}
+    for name, version in resolution.remove:
+        if canonical_name(name) not in installing:
+            changes.append(PlannedChange(name, version, None, REMOVE, canonical_name(name) in requested))
+    return sorted(changes, key=lambda c: canonical_name(c.name))
+
+
+def write_constraints(workdir: str, lines: Sequence[str]) -> str | None:
+    if not lines:
+        return None
+    fd, path = tempfile.mkstemp(prefix="constraints-", suffix=".txt", dir=workdir)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
