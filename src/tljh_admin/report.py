@@ -97,3 +97,59 @@ def history_document(layout: Layout, entries: list[dict]) -> dict:
         "prefix": str(layout.prefix),
         "changes": [{key: entry.get(key) for key in HISTORY_KEYS} for entry in entries],
     }
+
+
+def _finding(finding) -> dict:
+    return {
+        "status": finding.status,
+        "message": finding.message,
+        "subject": finding.subject,
+        "hint": finding.hint,
+        "fixable": finding.fix is not None,
+    }
+
+
+def doctor_document(layout: Layout, report, strict: bool, fixes: list | None = None) -> dict:
+    from tljh_admin.doctor.model import STATUSES
+
+    return {
+        "schema": "tljh-admin/doctor",
+        "version": SCHEMA_VERSION,
+        "prefix": str(layout.prefix),
+        "checks": [
+            {
+                "id": r.check.id,
+                "title": r.check.title,
+                "env": r.env,
+                "status": r.status,
+                "findings": [_finding(f) for f in r.findings],
+            }
+            for r in report.results
+        ],
+        "summary": {status: report.count(status) for status in STATUSES},
+        "fixes": [
+            {
+                "check": r.check.id,
+                "env": r.env,
+                "subject": f.subject,
+                "action": f.fix.description,
+                "applied": applied,
+                "error": error,
+            }
+            for r, f, applied, error in (fixes or [])
+        ],
+        "exit_code": int(report.exit_code(strict)),
+    }
+
+
+def doctor_checks_document() -> dict:
+    from tljh_admin.doctor import REGISTRY
+
+    return {
+        "schema": "tljh-admin/doctor-checks",
+        "version": SCHEMA_VERSION,
+        "checks": [
+            {"id": c.id, "title": c.title, "envs": list(c.envs), "why": c.why, "fixable": c.fixable}
+            for c in REGISTRY
+        ],
+    }

@@ -102,6 +102,23 @@ class StateDir:
         os.replace(tmp, path)
         _fsync_dir(self.path("journal"))
 
+    def in_progress(self, journal: dict) -> bool:
+        """Whether a living process still holds a lock of the journal's environments (a
+        change running right now, not one left unfinished). Reads only: no lock file is made."""
+        for env in journal["envs"]:
+            try:
+                fd = os.open(self.path("locks", f"{env}.lock"), os.O_RDONLY)
+            except FileNotFoundError:
+                continue
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BlockingIOError:
+                return True
+            finally:
+                os.close(fd)
+        return False
+
     def drop_journal(self, change_id: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path("journal", f"{change_id}.json"))

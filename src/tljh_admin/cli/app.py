@@ -341,3 +341,47 @@ def env_history(
         render.print_json(history_document(layout, entries))
     else:
         render.history_table(entries)
+
+
+@app.command("doctor")
+def doctor(
+    ctx: typer.Context,
+    check_ids: Annotated[
+        list[str] | None, typer.Argument(metavar="[CHECK]...", help="Run only these checks (see --list).")
+    ] = None,
+    target: Annotated[
+        list[Target] | None, typer.Option("--target", "-t", help="Only these environments (repeatable).")
+    ] = None,
+    json: JsonFlag = False,
+    list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Apply the safe fixes, then check again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: show the fixes only.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Diagnose the environments: every known way they break, with a fix hint each.
+    Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict)."""
+    from tljh_admin import doctor as doc
+    from tljh_admin import report
+
+    if list_checks:
+        if json:
+            render.print_json(report.doctor_checks_document())
+        else:
+            render.doctor_checks(doc.REGISTRY)
+        raise typer.Exit(0)
+    checks = doc.select_checks(list(check_ids or ()))
+    layout = _options(ctx).layout()
+    targets = [t.value for t in target] if target else None
+    context = doc.Context(layout)
+    result = doc.run_doctor(context, checks, targets)
+    fixes: list = []
+    if fix:
+        from tljh_admin.cli.doctor_fix import fix_findings
+
+        fixes, result = fix_findings(layout, context, result, checks, targets, dry_run, lock_timeout)
+    if json:
+        render.print_json(report.doctor_document(layout, result, strict, fixes))
+    else:
+        render.doctor_report(result, strict, fixes)
+    raise typer.Exit(int(result.exit_code(strict)))

@@ -172,13 +172,14 @@ def history_table(entries: list[dict]) -> None:
             escape(entry["who"]),
             entry["target"],
             escape(entry["command"]),
-            escape(summarize_changes(entry)),
+            escape(summarize_changes(entry, limit=3)),
             entry["result"],
         )
     stdout_console().print(table)
 
 
-def summarize_changes(entry: dict) -> str:
+def summarize_changes(entry: dict, limit: int = 6) -> str:
+    """`numpy 1.26.4 -> 2.1.0, ...`, cut to `limit` items and a count of the rest."""
     parts = []
     for env, before in entry["before"].items():
         after = entry["after"].get(env, {})
@@ -186,6 +187,8 @@ def summarize_changes(entry: dict) -> str:
             old, new = before.get(name), after.get(name)
             if old != new:
                 parts.append(f"{name} {old or '-'} -> {new or '-'}")
+    if len(parts) > limit:
+        parts = [*parts[:limit], f"and {len(parts) - limit} more"]
     return ", ".join(parts) or "no change"
 
 
@@ -214,3 +217,53 @@ class progress:
         if self.status is not None:
             self.status.__exit__(*exc)
         return False
+
+
+_MARK = {"ok": "[green]✔[/]", "skipped": "[dim]-[/]", "warning": "[yellow]![/]", "failed": "[red]✘[/]",
+         "error": "[bold red]?[/]"}  # fmt: skip
+_MAX_FINDINGS_SHOWN = 10
+
+
+def doctor_checks(registry) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(title="tljh doctor checks", title_justify="left")
+    for column in ("id", "envs", "fix", "checks that", "why"):
+        table.add_column(column, overflow="fold")
+    for check in registry:
+        table.add_row(
+            check.id, ",".join(check.envs), "yes" if check.fixable else "", check.title, escape(check.why)
+        )
+    stdout_console().print(table)
+
+
+def doctor_report(report, strict: bool, fixes) -> None:
+    from rich.markup import escape
+
+    from tljh_admin.doctor import ENV_ORDER
+
+    out = stdout_console()
+    for env in ENV_ORDER:
+        results = [r for r in report.results if r.env == env]
+        if not results:
+            continue
+        out.print(f"[bold]{env}[/]")
+        for result in results:
+            out.print(f"  {_MARK[result.status]} {result.check.id:<22} {escape(result.check.title)}")
+            shown = [f for f in result.findings if f.status != "ok" or f.message]
+            for finding in shown[:_MAX_FINDINGS_SHOWN]:
+                out.print(
+                    f"      {_MARK[finding.status]} {escape(finding.subject)}: {escape(finding.message)}"
+                )
+                if finding.hint:
+                    out.print(f"        [dim]-> {escape(finding.hint)}[/]")
+            if len(shown) > _MAX_FINDINGS_SHOWN:
+                out.print(f"      ... and {len(shown) - _MAX_FINDINGS_SHOWN} more (see --json)")
+    for _result, finding, applied, error in fixes:
+        verb = "fixed" if applied else ("could not fix" if error else "would fix")
+        out.print(f"{verb}: {escape(finding.fix.description)}" + (f" ({escape(error)})" if error else ""))
+    counts = {s: report.count(s) for s in ("ok", "warning", "failed", "error", "skipped")}
+    summary = ", ".join(f"{n} {s}" for s, n in counts.items())
+    verdict = "problems found" if report.exit_code(strict) else "healthy"
+    out.print(f"[bold]{len(report.results)} checks: {summary} -- {verdict}[/]")

@@ -208,3 +208,15 @@ def _files_match_record(dist: Distribution) -> bool:
             return False
         checked += 1
     return checked > 0
+
+
+def stale_duplicates(problem: SiteProblem) -> list[str]:
+    """Of a duplicate's metadata folders, those whose files are not on disk, when exactly
+    one of them matches the files (otherwise nothing can be called stale)."""
+    if problem.kind != DUPLICATE:
+        return []
+    dists = [Distribution("", "", os.path.dirname(p), os.path.basename(p), "") for p in problem.paths]
+    matching = [d for d in dists if _files_match_record(d)]
+    if len(matching) != 1:
+        return []
+    return [p for p, d in zip(problem.paths, dists, strict=True) if d is not matching[0]]

@@ -1,0 +1,353 @@
+"""`tljh doctor`: each fault made for real (real pip in real environments), then found by
+the right check with its subject named; fixes; the JSON contract; exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from packaging.utils import canonicalize_name
+
+from tests.support import prefixes
+from tests.support.listing import file_listing, listing_diff
+from tljh_admin import doctor
+from tljh_admin.doctor.model import ERROR, FAILED, OK, Check, Finding
+from tljh_admin.envs import inspect_environment
+from tljh_admin.envs.requirements import broken_requirements
+from tljh_admin.errors import ExitCode
+from tljh_admin.layout import resolve_layout
+
+
+def site(env_root: Path) -> Path:
+    (found,) = env_root.glob("lib/python3.*/site-packages")
+    return found
+
+
+def pip(env_root: Path, wheelhouse: Path, *args: str) -> None:
+    prefixes.pip_install(env_root, wheelhouse, *args)
+
+
+def run_doctor(tljh, prefix, *args, env=None):
+    result = tljh("--prefix", prefix, "doctor", "--json", *args, env=env)
+    doc = result.json()
+    by_key = {(c["id"], c["env"]): c for c in doc["checks"]}
+    return result, doc, by_key
+
+
+def subjects(check: dict) -> list[str]:
+    return [f["subject"] for f in check["findings"]]
+
+
+def test_healthy_prefix_has_no_failures(tljh, base_prefix):
+    result, doc, _ = run_doctor(tljh, base_prefix)
+    assert result.code == ExitCode.OK, result.stdout
+    assert doc["summary"]["failed"] == doc["summary"]["error"] == 0
+    assert result.stderr == ""
+
+
+def test_json_contract(tljh, base_prefix):
+    _, doc, _ = run_doctor(tljh, base_prefix)
+    assert set(doc) == {"schema", "version", "prefix", "checks", "summary", "fixes", "exit_code"}
+    assert (doc["schema"], doc["version"]) == ("tljh-admin/doctor", 1)
+    assert set(doc["summary"]) == {"ok", "skipped", "warning", "failed", "error"}
+    for check in doc["checks"]:
+        assert set(check) == {"id", "title", "env", "status", "findings"}
+        for finding in check["findings"]:
+            assert set(finding) == {"status", "message", "subject", "hint", "fixable"}
+    # no systemd here: reported as skipped, never as ok
+    (systemd,) = [c for c in doc["checks"] if c["id"] == "systemd-units"]
+    assert systemd["status"] == "skipped"
+
+
+def test_user_jupyterhub_at_another_minor(tljh, prefix, wheelhouse):
+    pip(prefix / "user", wheelhouse, "--no-deps", "jupyterhub==5.3.0")  # what `sudo -E pip install -U` does
+    result, _, checks = run_doctor(tljh, prefix)
+    check = checks[("jupyterhub-versions", "user")]
+    assert check["status"] == FAILED and subjects(check) == ["jupyterhub"]
+    assert "5.2.1" in check["findings"][0]["message"] and "5.3.0" in check["findings"][0]["message"]
+    assert result.code == ExitCode.PROBLEMS_FOUND
+
+
+def test_user_jupyterhub_at_another_patch_is_a_warning(tljh, prefix, wheelhouse):
+    pip(prefix / "user", wheelhouse, "--no-deps", "jupyterhub==5.2.0")
+    result, _, checks = run_doctor(tljh, prefix, "jupyterhub-versions")
+    assert checks[("jupyterhub-versions", "user")]["status"] == "warning"
+    assert result.code == ExitCode.OK
+    strict = tljh("--prefix", prefix, "doctor", "--strict", "jupyterhub-versions")
+    assert strict.code == ExitCode.PROBLEMS_FOUND
+
+
+def test_jupyterlab_in_hub(tljh, prefix, wheelhouse):
+    pip(prefix / "hub", wheelhouse, "jupyterlab")
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("misplaced-packages", "hub")]
+    assert check["status"] == "warning"
+    assert "jupyterlab" in subjects(check)
+
+
+def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
+    hub_site = site(prefix / "hub")
+    target_file = hub_site / "jupyterhub" / "__init__.py"
+    target_dir = hub_site / "oauthenticator"
+    os.chmod(target_file, 0o666)
+    os.chmod(target_dir, 0o777)
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("world-writable", "hub")]
+    assert check["status"] == FAILED
+    assert set(subjects(check)) == {str(target_file), str(target_dir)}
+    assert "root" in check["findings"][0]["message"]
+
+    before = file_listing(prefix)
+    dry = tljh("--prefix", prefix, "doctor", "--fix", "--dry-run", "--json").json()
+    assert {f["subject"] for f in dry["fixes"]} >= {str(target_file), str(target_dir)}
+    assert not any(f["applied"] for f in dry["fixes"])
+    assert listing_diff(before, file_listing(prefix)) == []
+
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json")
+    assert fixed.code == ExitCode.OK, fixed.stdout
+    _, _, again = run_doctor(tljh, prefix)
+    assert again[("world-writable", "hub")]["status"] == OK
+    changed = {line.split()[1].rstrip(":") for line in listing_diff(before, file_listing(prefix))}
+    relative = {os.path.relpath(p, prefix) for p in (target_file, target_dir)}
+    # only the two fixed paths changed (and tljh-admin's own state folder, for its locks)
+    assert {c for c in changed if not c.startswith("state")} == relative
+
+
+def test_missing_dependency_in_user(tljh, prefix, wheelhouse):
+    pip(prefix / "user", wheelhouse, "--no-deps", "needs-missing")
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("broken-requirements", "user")]
+    assert check["status"] == FAILED
+    assert subjects(check) == ["needs-missing 1.0.0"]
+    assert "not-in-wheelhouse" in check["findings"][0]["message"]
+
+
+def _pip_check_pairs(env_root: Path) -> set[tuple[str, str]]:
+    proc = subprocess.run(
+        [env_root / "bin" / "python3", "-m", "pip", "check"],
+        capture_output=True,
+        text=True,
+        env=prefixes.hermetic_env(),
+    )
+    pairs = set()
+    for line in proc.stdout.splitlines():
+        words = line.split()
+        if "requires" in words:  # "X 1.0 requires Y, which is not installed."
+            pairs.add(
+                (
+                    canonicalize_name(words[0]),
+                    canonicalize_name(words[words.index("requires") + 1].rstrip(",")),
+                )
+            )
+        elif "has" in words and "requirement" in words:  # "X 1.0 has requirement Y>=2, but you have Y 1.0."
+            req = words[words.index("requirement") + 1].rstrip(",")
+            pairs.add(
+                (
+                    canonicalize_name(words[0]),
+                    canonicalize_name(req.split(">")[0].split("<")[0].split("=")[0]),
+                )
+            )
+    return pairs
+
+
+def test_broken_requirements_equal_pip_check(prefix, wheelhouse, system_python):
+    # break both envs for real: missing, conflicting, and a marker that only applies to the
+    # user env's Python (tomli for Python < 3.11)
+    pip(prefix / "user", wheelhouse, "--no-deps", "needs-missing", "oauthenticator==17.1.0")
+    subprocess.run(
+        [prefix / "user" / "bin" / "python3", "-m", "pip", "uninstall", "-y", "traitlets", "jupyter-server"],
+        check=True, capture_output=True, env=prefixes.hermetic_env(),
+    )  # fmt: skip
+    pip(prefix / "hub", wheelhouse, "--no-deps", "jupyterlab")  # needs jupyter-server, tomli on 3.10
+    pip(prefix / "hub", wheelhouse, "--no-deps", "jupyterhub==4.1.6")  # oauthenticator needs >=5
+    layout = resolve_layout(prefix, system_python)
+    for name in ("hub", "user"):
+        env = inspect_environment(name, layout)
+        ours = {(canonicalize_name(b.dist.name), b.required) for b in broken_requirements(env)}
+        assert ours == _pip_check_pairs(prefix / name), name
+        assert ours  # each env really is broken
+
+
+def test_leftover_then_fix(tljh, prefix):
+    user_site = site(prefix / "user")
+    leftover = user_site / "~umpy-1.26.4.dist-info"
+    shutil.copytree(user_site / "numpy-1.26.4.dist-info", leftover)  # a copy, as pip's rename leaves it
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("leftovers", "user")]
+    assert check["status"] == "warning" and subjects(check) == [str(leftover)]
+    assert check["findings"][0]["fixable"]
+    tljh("--prefix", prefix, "doctor", "--fix", "leftovers")
+    assert not leftover.exists()
+    assert (user_site / "numpy-1.26.4.dist-info").exists()
+
+
+def test_duplicate_dist_infos_then_fix(tljh, prefix, wheelhouse, system_python):
+    pip(prefix / "user", wheelhouse, "--no-deps", "--ignore-installed", "numpy==2.1.0")
+    user_site = site(prefix / "user")
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("duplicate-dist-info", "user")]
+    assert check["status"] == FAILED
+    assert str(user_site / "numpy-1.26.4.dist-info") in check["findings"][0]["subject"]
+    assert str(user_site / "numpy-2.1.0.dist-info") in check["findings"][0]["subject"]
+    tljh("--prefix", prefix, "doctor", "--fix", "duplicate-dist-info")
+    assert not (user_site / "numpy-1.26.4.dist-info").exists()  # stale: its files were replaced
+    assert ("numpy", "2.1.0") in prefixes.pip_list(prefix / "user")
+    _, _, again = run_doctor(tljh, prefix)
+    assert again[("duplicate-dist-info", "user")]["status"] == OK
+
+
+def test_dangling_hub_interpreter(tljh, prefix):
+    python3 = prefix / "hub" / "bin" / "python3"
+    python3.unlink()
+    python3.symlink_to("/usr/bin/python3.9-gone")
+    result, _, checks = run_doctor(tljh, prefix)
+    check = checks[("env-present", "hub")]
+    assert check["status"] == FAILED
+    message = check["findings"][0]["message"]
+    assert "/usr/bin/python3.9-gone" in message and "pyvenv.cfg expects Python" in message
+    assert check["findings"][0]["subject"] == str(python3)
+    assert checks[("env-present", "user")]["status"] == OK  # the others are still checked
+    assert checks[("broken-requirements", "user")]["status"] == OK
+    assert result.code == ExitCode.PROBLEMS_FOUND
+
+
+def test_hub_venv_base_gone_after_os_upgrade(tljh, prefix):
+    cfg = prefix / "hub" / "pyvenv.cfg"
+    cfg.write_text(cfg.read_text().replace("home = /usr/bin", "home = /usr/lib/python3.10-removed/bin"))
+    _, _, checks = run_doctor(tljh, prefix, "hub-venv-base")
+    check = checks[("hub-venv-base", "hub")]
+    assert check["status"] == FAILED and "no longer there" in check["findings"][0]["message"]
+
+
+def test_package_in_a_system_like_interpreter(tljh, base_prefix, cpython_source, wheelhouse, tmp_path):
+    if cpython_source is None:
+        pytest.skip("needs a CPython installation to stand in for the system python")
+    system = prefixes.copy_cpython(cpython_source, tmp_path / "usr")
+    pip(system, wheelhouse, "oauthenticator")  # `sudo pip install oauthenticator`, the classic mistake
+    result = tljh("--prefix", base_prefix, "--system-python", system / "bin" / "python3", "doctor", "--json")
+    checks = {(c["id"], c["env"]): c for c in result.json()["checks"]}
+    check = checks[("stray-system-installs", "system")]
+    assert check["status"] == "warning"
+    assert set(subjects(check)) == {"oauthenticator", "jupyterhub", "traitlets"}
+
+
+def test_root_user_site(tljh, base_prefix, wheelhouse, tmp_path):
+    home = tmp_path / "root-home"
+    home.mkdir()
+    subprocess.run(
+        [base_prefix / "user" / "bin" / "python3", "-m", "pip", "install", "--user", "--no-index",
+         "--find-links", wheelhouse, "--no-deps", "oauthenticator"],
+        check=True, capture_output=True, env=prefixes.hermetic_env(HOME=str(home), PYTHONNOUSERSITE=""),
+    )  # fmt: skip
+    _, _, checks = run_doctor(tljh, base_prefix, "root-user-site", env={"HOME": str(home)})
+    check = checks[("root-user-site", "host")]
+    assert check["status"] == "warning"
+    assert any("oauthenticator" in s for s in subjects(check))
+
+
+def test_pip_over_conda(tljh, prefix, wheelhouse):
+    """conda cannot be installed here, so the conda-meta records are written in conda's format;
+    pip then really replaces the package the record owns."""
+    user = prefix / "user"
+    rel_site = site(user).relative_to(user)
+    (user / "conda-meta").mkdir()
+    (user / "conda-meta" / "numpy-1.26.4-py_0.json").write_text(
+        json.dumps(
+            {"name": "numpy", "version": "1.26.4", "files": [f"{rel_site}/numpy-1.26.4.dist-info/METADATA"]}
+        )
+    )
+    (user / "conda-meta" / "conda-4.9.2-py_0.json").write_text(
+        json.dumps({"name": "conda", "version": "4.9.2"})
+    )
+    pip(user, wheelhouse, "numpy==2.1.0")
+    _, _, checks = run_doctor(tljh, prefix)
+    check = checks[("pip-over-conda", "user")]
+    assert check["status"] == "warning" and subjects(check) == ["numpy"]
+    assert "RemoveError" in check["findings"][0]["message"]
+    minimums = checks[("minimum-versions", "user")]
+    assert minimums["status"] == "warning" and subjects(minimums) == ["conda"]
+
+
+def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
+    before = file_listing(prefix / "user")
+    env = prefixes.hermetic_env(NO_COLOR="1", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse),
+                                TLJH_SYSTEM_PYTHON=str(system_python))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tljh_admin", "--prefix", prefix, "env", "install", "-t", "user", "bigpkg", "--yes"],
+        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    bigpkg = site(prefix / "user") / "bigpkg"
+    import time
+
+    while not (bigpkg.is_dir() and len(os.listdir(bigpkg)) > 300):
+        assert proc.poll() is None
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    result, _, checks = run_doctor(tljh, prefix)
+    check = checks[("unfinished-change", "host")]
+    assert check["status"] == FAILED and subjects(check) == ["change 1"]
+    assert result.code == ExitCode.PROBLEMS_FOUND
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "unfinished-change")
+    assert fixed.code == ExitCode.OK, fixed.stdout
+    assert listing_diff(before, file_listing(prefix / "user")) == []
+
+
+def test_list_ids_and_targets(tljh, base_prefix):
+    listed = tljh("--prefix", base_prefix, "doctor", "--list", "--json").json()
+    ids = [c["id"] for c in listed["checks"]]
+    assert len(ids) == len(set(ids)) >= 16
+    assert all(i == i.lower() and " " not in i for i in ids)
+    _, doc, _ = run_doctor(tljh, base_prefix, "leftovers", "--target", "user")
+    assert [(c["id"], c["env"]) for c in doc["checks"]] == [("leftovers", "user")]
+    unknown = tljh("--prefix", base_prefix, "doctor", "no-such-check")
+    assert unknown.code == ExitCode.USAGE and "--list" in unknown.stderr
+
+
+def test_human_output(tljh, prefix, wheelhouse):
+    pip(prefix / "hub", wheelhouse, "jupyterlab")
+    result = tljh("--prefix", prefix, "doctor")
+    assert result.code == ExitCode.OK
+    for text in ("hub", "user", "system", "host", "misplaced-packages", "jupyterlab", "->", "checks:"):
+        assert text in result.stdout
+
+
+def test_a_crashing_check_is_an_error_and_the_others_run(base_prefix, system_python):
+    def explode(ctx, env):
+        raise RuntimeError("boom")
+
+    crashing = Check("explodes", "a check with a bug", ("hub",), explode)
+    ctx = doctor.Context(resolve_layout(base_prefix, system_python))
+    report = doctor.run_doctor(ctx, [crashing, *doctor.REGISTRY])
+    first = report.results[0]
+    assert first.status == ERROR and "boom" in first.findings[0].message
+    assert len(report.results) > 20
+    assert report.exit_code(strict=False) == ExitCode.PROBLEMS_FOUND
+
+
+def test_systemd_units(base_prefix, system_python):
+    # systemd cannot run in this sandbox: its answers are the one thing mocked here.
+    layout = resolve_layout(base_prefix, system_python)
+    states = {"jupyterhub": "active", "traefik": "failed"}
+    ctx = doctor.Context(layout, systemd_running=True, is_active=states.__getitem__)
+    report = doctor.run_doctor(ctx, [doctor.checks.BY_ID["systemd-units"]])
+    (result,) = report.results
+    assert result.status == FAILED
+    assert [f.subject for f in result.findings] == ["traefik.service"]
+
+
+def test_disk_space(base_prefix, system_python, mocker):
+    # A nearly full disk cannot be made safely here: the free-space figure is mocked.
+    from collections import namedtuple
+
+    usage = namedtuple("usage", "total used free")
+    mocker.patch("shutil.disk_usage", return_value=usage(10 * 1024**3, 0, 100 * 1024**2))
+    ctx = doctor.Context(resolve_layout(base_prefix, system_python))
+    (result,) = doctor.run_doctor(ctx, [doctor.checks.BY_ID["disk-space"]]).results
+    assert result.status == FAILED and isinstance(result.findings[0], Finding)
