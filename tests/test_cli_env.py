@@ -190,6 +190,9 @@ FAST_SHAPES = [
     ["env", "packages", "--target", "user", "--json"],
     ["env", "packages", "--json", "--target=hub"],
     ["env", "packages", "-t", "system", "--json"],
+    ["doctor", "--json"],
+    ["doctor", "--json", "--strict", "-t", "user", "--target=hub", "leftovers", "env-present"],
+    ["doctor", "no-such-check", "--json"],
 ]
 
 
@@ -215,7 +218,11 @@ def test_fast_path_prints_what_the_typer_app_prints(tljh, prefix, argv):
         ["--prefix=", "env", "list", "--json"],
         ["--bogus", "x", "env", "list", "--json"],
         ["env", "list", "--json", "--help"],
-        ["doctor", "--json"],
+        ["doctor", "--json", "--fix"],
+        ["doctor", "--list", "--json"],
+        ["doctor", "--json", "Not_A_Check"],
+        ["doctor", "--json", "--target", "user", "--target", "mars"],
+        ["doctor"],
         [],
     ],
 )

@@ -162,8 +162,10 @@ def test_broken_requirements_equal_pip_check(prefix, wheelhouse, system_python):
     pip(prefix / "user", wheelhouse, "--no-deps", "needs-missing", "oauthenticator==17.1.0")
     subprocess.run(
         [prefix / "user" / "bin" / "python3", "-m", "pip", "uninstall", "-y", "traitlets", "jupyter-server"],
-        check=True, capture_output=True, env=prefixes.hermetic_env(),
-    )  # fmt: skip
+        check=True,
+        capture_output=True,
+        env=prefixes.hermetic_env(),
+    )
     pip(prefix / "hub", wheelhouse, "--no-deps", "jupyterlab")  # needs jupyter-server, tomli on 3.10
     pip(prefix / "hub", wheelhouse, "--no-deps", "jupyterhub==4.1.6")  # oauthenticator needs >=5
     layout = resolve_layout(prefix, system_python)
@@ -241,10 +243,22 @@ def test_root_user_site(tljh, base_prefix, wheelhouse, tmp_path):
     home = tmp_path / "root-home"
     home.mkdir()
     subprocess.run(
-        [base_prefix / "user" / "bin" / "python3", "-m", "pip", "install", "--user", "--no-index",
-         "--find-links", wheelhouse, "--no-deps", "oauthenticator"],
-        check=True, capture_output=True, env=prefixes.hermetic_env(HOME=str(home), PYTHONNOUSERSITE=""),
-    )  # fmt: skip
+        [
+            base_prefix / "user" / "bin" / "python3",
+            "-m",
+            "pip",
+            "install",
+            "--user",
+            "--no-index",
+            "--find-links",
+            wheelhouse,
+            "--no-deps",
+            "oauthenticator",
+        ],
+        check=True,
+        capture_output=True,
+        env=prefixes.hermetic_env(HOME=str(home), PYTHONNOUSERSITE=""),
+    )
     _, _, checks = run_doctor(tljh, base_prefix, "root-user-site", env={"HOME": str(home)})
     check = checks[("root-user-site", "host")]
     assert check["status"] == "warning"
@@ -276,12 +290,17 @@ def test_pip_over_conda(tljh, prefix, wheelhouse):
 
 def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
     before = file_listing(prefix / "user")
-    env = prefixes.hermetic_env(NO_COLOR="1", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse),
-                                TLJH_SYSTEM_PYTHON=str(system_python))  # fmt: skip
+    env = prefixes.hermetic_env(
+        NO_COLOR="1", PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse), TLJH_SYSTEM_PYTHON=str(system_python)
+    )
+    install = ["env", "install", "-t", "user", "bigpkg", "--yes"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tljh_admin", "--prefix", prefix, "env", "install", "-t", "user", "bigpkg", "--yes"],
-        env=env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [sys.executable, "-m", "tljh_admin", "--prefix", prefix, *install],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     bigpkg = site(prefix / "user") / "bigpkg"
     import time
 

@@ -48,7 +48,6 @@ REDIRECTING_VARIABLES = frozenset(
         "UV_TARGET",
         "UV_PREFIX",
         "UV_BREAK_SYSTEM_PACKAGES",
-        "UV_LINK_MODE",
     }
 )
 

@@ -219,8 +219,13 @@ class progress:
         return False
 
 
-_MARK = {"ok": "[green]✔[/]", "skipped": "[dim]-[/]", "warning": "[yellow]![/]", "failed": "[red]✘[/]",
-         "error": "[bold red]?[/]"}  # fmt: skip
+_MARK = {
+    "ok": "[green]✔[/]",
+    "skipped": "[dim]-[/]",
+    "warning": "[yellow]![/]",
+    "failed": "[red]✘[/]",
+    "error": "[bold red]?[/]",
+}
 _MAX_FINDINGS_SHOWN = 10
 
 

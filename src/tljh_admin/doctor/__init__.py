@@ -54,6 +54,8 @@ def run_doctor(ctx: Context, checks: list[Check], targets: list[str] | None = No
     """Run each check on each environment it applies to; a check that raises becomes an
     `error` result and the others still run. Host checks run when no --target narrows."""
     results = []
+    walked = {env for c in checks if c.id in ("world-writable", "stray-owners") for env in c.envs}
+    ctx.prefetch(sorted(e for e in walked if not targets or e in targets))
     for check in checks:
         for env in check.envs:
             if targets and (env == HOST or env not in targets):

@@ -280,7 +280,7 @@ def _path_findings(entries, make) -> list[Finding]:
 
 
 def world_writable_files(ctx: Context, name: str) -> list[Finding]:
-    entries = [e for e in ctx.files(name) if world_writable(e)]
+    entries = [e for e in ctx.suspicious_files(name) if world_writable(e)]
 
     def make(entry) -> Finding:
         kind = "folder" if entry.is_dir else "file"
@@ -303,7 +303,7 @@ def world_writable_files(ctx: Context, name: str) -> list[Finding]:
 
 def stray_owners(ctx: Context, name: str) -> list[Finding]:
     uid, gid = ctx.prefix_owner
-    entries = [e for e in ctx.files(name) if (e.uid, e.gid) != (uid, gid)]
+    entries = [e for e in ctx.suspicious_files(name) if (e.uid, e.gid) != (uid, gid)]
 
     def make(entry) -> Finding:
         return Finding(
@@ -500,42 +500,131 @@ def disk_space(ctx: Context, name: str) -> list[Finding]:
 
 
 REGISTRY: tuple[Check, ...] = (
-    Check("env-present", "environment present and runnable", ENVS, env_present,
-          "every other check, and every spawn, needs the environments' interpreters"),
-    Check("hub-venv-base", "hub venv's base Python", (HUB,), hub_venv_base,
-          "an OS upgrade removes the Python the hub venv was made from (TLJH#613, #957, #1036)"),
-    Check("jupyterhub-present", "jupyterhub installed", PREFIX_ENVS, jupyterhub_present,
-          "the hub runs jupyterhub; users' servers need jupyterhub-singleuser and a server"),
-    Check("jupyterhub-versions", "hub and user jupyterhub match", (USER,), jupyterhub_versions,
-          "spawns fail when the user env's jupyterhub differs from the hub's (TLJH#736, #894)"),
-    Check("misplaced-packages", "packages in the right environment", PREFIX_ENVS, misplaced_packages,
-          "the hub never imports JupyterLab; users' servers never import authenticators"),
-    Check("broken-requirements", "requirements satisfied (pip check)", PREFIX_ENVS, broken_requirements,
-          "a missing or conflicting dependency fails at import time, often only when a user logs in"),
-    Check("leftovers", "no leftovers of an interrupted pip", ENVS, leftovers,
-          "pip warns about `~` folders forever and may trip over them", fixable=True),
-    Check("duplicate-dist-info", "one metadata folder per project", ENVS, duplicate_dist_info,
-          "pip shows one of two versions, maybe not the one whose files are installed", fixable=True),
-    Check("world-writable", "nothing world-writable", PREFIX_ENVS, world_writable_files,
-          "the hub runs as root: a writable file there is a root shell for any user", fixable=True),
-    Check("stray-owners", "files owned by the prefix's owner", PREFIX_ENVS, stray_owners,
-          "files owned by a user can be changed by that user, under root's hub", fixable=True),
-    Check("stray-system-installs", "nothing pip-installed into the system python", (SYSTEM,),
-          stray_system_installs,
-          "`sudo pip install` lands here and not where users need it (TLJH#406, #824)"),
-    Check("root-user-site", "nothing in root's user site", (HOST,), root_user_site,
-          "packages in ~root/.local shadow the environments' own when root runs Python (TLJH#824)"),
-    Check("minimum-versions", "TLJH's minimum versions", (USER,), minimum_versions,
-          "TLJH needs Python >= 3.9, pip >= 23.1.2, conda >= 4.10, mamba >= 0.16.0 in the user env"),
-    Check("pip-over-conda", "no pip installs over conda packages", (USER,), pip_over_conda,
-          "conda cannot update or remove a package pip replaced (RemoveError, TLJH#918)"),
-    Check("unfinished-change", "no unfinished tljh-admin change", (HOST,), unfinished_change,
-          "a change killed half way leaves an environment neither before nor after", fixable=True),
-    Check("systemd-units", "jupyterhub and traefik running", (HOST,), systemd_units,
-          "TLJH runs the hub and its proxy as systemd units"),
-    Check("disk-space", "free disk space under PREFIX", (HOST,), disk_space,
-          "installs and upgrades that run out of space stop half way"),
-)  # fmt: skip
+    Check(
+        "env-present",
+        "environment present and runnable",
+        ENVS,
+        env_present,
+        "every other check, and every spawn, needs the environments' interpreters",
+    ),
+    Check(
+        "hub-venv-base",
+        "hub venv's base Python",
+        (HUB,),
+        hub_venv_base,
+        "an OS upgrade removes the Python the hub venv was made from (TLJH#613, #957, #1036)",
+    ),
+    Check(
+        "jupyterhub-present",
+        "jupyterhub installed",
+        PREFIX_ENVS,
+        jupyterhub_present,
+        "the hub runs jupyterhub; users' servers need jupyterhub-singleuser and a server",
+    ),
+    Check(
+        "jupyterhub-versions",
+        "hub and user jupyterhub match",
+        (USER,),
+        jupyterhub_versions,
+        "spawns fail when the user env's jupyterhub differs from the hub's (TLJH#736, #894)",
+    ),
+    Check(
+        "misplaced-packages",
+        "packages in the right environment",
+        PREFIX_ENVS,
+        misplaced_packages,
+        "the hub never imports JupyterLab; users' servers never import authenticators",
+    ),
+    Check(
+        "broken-requirements",
+        "requirements satisfied (pip check)",
+        PREFIX_ENVS,
+        broken_requirements,
+        "a missing or conflicting dependency fails at import time, often only when a user logs in",
+    ),
+    Check(
+        "leftovers",
+        "no leftovers of an interrupted pip",
+        ENVS,
+        leftovers,
+        "pip warns about `~` folders forever and may trip over them",
+        fixable=True,
+    ),
+    Check(
+        "duplicate-dist-info",
+        "one metadata folder per project",
+        ENVS,
+        duplicate_dist_info,
+        "pip shows one of two versions, maybe not the one whose files are installed",
+        fixable=True,
+    ),
+    Check(
+        "world-writable",
+        "nothing world-writable",
+        PREFIX_ENVS,
+        world_writable_files,
+        "the hub runs as root: a writable file there is a root shell for any user",
+        fixable=True,
+    ),
+    Check(
+        "stray-owners",
+        "files owned by the prefix's owner",
+        PREFIX_ENVS,
+        stray_owners,
+        "files owned by a user can be changed by that user, under root's hub",
+        fixable=True,
+    ),
+    Check(
+        "stray-system-installs",
+        "nothing pip-installed into the system python",
+        (SYSTEM,),
+        stray_system_installs,
+        "`sudo pip install` lands here and not where users need it (TLJH#406, #824)",
+    ),
+    Check(
+        "root-user-site",
+        "nothing in root's user site",
+        (HOST,),
+        root_user_site,
+        "packages in ~root/.local shadow the environments' own when root runs Python (TLJH#824)",
+    ),
+    Check(
+        "minimum-versions",
+        "TLJH's minimum versions",
+        (USER,),
+        minimum_versions,
+        "TLJH needs Python >= 3.9, pip >= 23.1.2, conda >= 4.10, mamba >= 0.16.0 in the user env",
+    ),
+    Check(
+        "pip-over-conda",
+        "no pip installs over conda packages",
+        (USER,),
+        pip_over_conda,
+        "conda cannot update or remove a package pip replaced (RemoveError, TLJH#918)",
+    ),
+    Check(
+        "unfinished-change",
+        "no unfinished tljh-admin change",
+        (HOST,),
+        unfinished_change,
+        "a change killed half way leaves an environment neither before nor after",
+        fixable=True,
+    ),
+    Check(
+        "systemd-units",
+        "jupyterhub and traefik running",
+        (HOST,),
+        systemd_units,
+        "TLJH runs the hub and its proxy as systemd units",
+    ),
+    Check(
+        "disk-space",
+        "free disk space under PREFIX",
+        (HOST,),
+        disk_space,
+        "installs and upgrades that run out of space stop half way",
+    ),
+)
 
 BY_ID = {check.id: check for check in REGISTRY}
 __all__ = ["BY_ID", "OK", "REGISTRY"]

@@ -87,6 +87,14 @@ def marker_environment(env: Environment) -> dict[str, str]:
     }
 
 
+def _only_for_extras(text: str) -> bool:
+    """`foo; extra == "test"` (or `... and extra == ...`) never applies with no extras: most
+    Requires-Dist lines look like this, and skipping them spares the parser. Anything with
+    `or` is left to the full evaluation."""
+    _, sep, marker = text.partition(";")
+    return bool(sep) and "extra" in marker and " or " not in marker
+
+
 @lru_cache(maxsize=4096)
 def _parse(text: str):
     from packaging.requirements import InvalidRequirement, Requirement
@@ -107,6 +115,8 @@ def broken_requirements(env: Environment) -> list[BrokenRequirement]:
     broken = []
     for dist in env.distributions:
         for text in requires_of(dist):
+            if _only_for_extras(text):
+                continue
             requirement = _parse(text)
             if requirement is None:
                 continue

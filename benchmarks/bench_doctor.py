@@ -1,0 +1,69 @@
+"""Issue 5's target, on the README sandbox, peers timed in the same run:
+
+- `tljh doctor --json` (every check, all three environments and the host) vs
+  `python -m pip check` on hub + user: target at least 3x faster;
+- the same vs `uv pip check --python` on hub + user, for reference;
+- `tljh doctor --json` on an env of 500 and of 5,000 distributions.
+
+    .venv/bin/python benchmarks/bench_doctor.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _timing import TLJH, VENV, WORK, compare, ensure_sandbox, ensure_uv, header, report, verdict
+from bench_env_list import SYSTEM_PYTHON, make_big_env
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    sandbox = ensure_sandbox()
+    uv = ensure_uv()
+    hub_py, user_py = sandbox / "hub" / "bin" / "python3", sandbox / "user" / "bin" / "python3"
+    header(VENV / "bin" / "python")
+    print(f"sandbox: {sandbox}; peers run with each env's own bin/python3")
+    medians = compare(
+        {
+            "tljh doctor --json (all checks, hub+user+system+host)": [
+                [TLJH, "--prefix", sandbox, "doctor", "--json"]
+            ],
+            "python -m pip check (hub, then user)": [
+                [hub_py, "-m", "pip", "check"],
+                [user_py, "-m", "pip", "check"],
+            ],
+            "uv pip check --python (hub, then user)": [
+                [uv, "pip", "check", "--python", hub_py],
+                [uv, "pip", "check", "--python", user_py],
+            ],
+        },
+        args.runs,
+    )
+    report("doctor vs pip check and uv pip check", medians)
+    tool, pip_check, uv_check = medians.values()
+    ok = verdict("pip check (hub+user) / tljh doctor", pip_check / tool, 3, lower_is_better=False)
+    print(f"        (tljh doctor / uv pip check (hub+user): {tool / uv_check:.2f}x)")
+
+    big = {n: make_big_env(WORK, n, SYSTEM_PYTHON) for n in (500, 5000)}
+    medians = compare(
+        {
+            f"tljh doctor --json --target hub, {n} dists": [
+                [TLJH, "--prefix", p, "doctor", "--json", "-t", "hub"]
+            ]
+            for n, p in big.items()
+        },
+        max(5, args.runs // 3),
+    )
+    report("doctor at 500 and 5,000 distributions", medians)
+    small, large = medians.values()
+    print(f"        (5,000 / 500: {large / small:.2f}x)")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
