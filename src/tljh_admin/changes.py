@@ -243,30 +243,39 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
 
 
 def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
-    """Snapshot, run, normalise, verify, record; restore exactly on any failure."""
+    """Snapshot, run, normalise, verify, record; restore exactly on any failure. One change
+    may span several environments (an upgrade): they succeed or are restored together."""
     change = prepared.change
     assert change is not None and prepared.run is not None
-    (name,) = change.envs
+    names = list(change.envs)
+    where = " and ".join(names)
+    plural = "s were" if len(names) > 1 else " was"
     with sigterm_raises():
         try:
             change.take_snapshots()
             prepared.run(progress)
-            after_env = inspect_environment(name, change.layout)
-            fixed = normalize_permissions(_areas(after_env), env_owner(after_env))
-            after_env = inspect_environment(name, change.layout)
-            _verify_pin(prepared, after_env)
+            after: dict[str, Environment] = {}
+            world_writable_fixed = owner_fixed = 0
+            for name in names:
+                env = inspect_environment(name, change.layout)
+                fixed = normalize_permissions(_areas(env), env_owner(env))
+                world_writable_fixed += fixed.world_writable_fixed
+                owner_fixed += fixed.owner_fixed
+                after[name] = inspect_environment(name, change.layout)
+            _verify_pin(prepared, after)
         except (KeyboardInterrupt, Interrupted):
             change.restore()
-            change.finish(INTERRUPTED, None, "interrupted; the environment was restored")
+            change.finish(INTERRUPTED, None, "interrupted; restored")
             raise TljhError(
-                f"interrupted: the {name} environment was restored to how it was",
+                f"interrupted: the {where} environment{plural} restored to how they were",
                 exit_code=ExitCode.INTERRUPTED,
             ) from None
         except InstallerFailed as failure:
             change.restore()
-            entry = change.finish(FAILED, None, failure.output)
+            entry = change.finish(FAILED, None, f"{failure}\n{failure.output}")
             raise TljhError(
-                f"{failure}; the {name} environment was restored to how it was (change {entry['id']})",
+                f"{failure}; the {where} environment{plural} restored to how they were "
+                f"(change {entry['id']})",
                 hint=f"the installer said:\n{failure.output}" if failure.output else "",
                 exit_code=ExitCode.CHANGE_FAILED,
             ) from None
@@ -274,15 +283,17 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
             change.restore()
             change.finish(FAILED, None, f"{type(error).__name__}: {error}")
             raise
-    entry = change.finish(OK, {name: {d.name: d.version for d in after_env.distributions}})
-    return Outcome(change.change_id, OK, entry, fixed.world_writable_fixed, fixed.owner_fixed)
+    packages = {name: {d.name: d.version for d in env.distributions} for name, env in after.items()}
+    entry = change.finish(OK, packages)
+    return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed)
 
 
-def _verify_pin(prepared: Prepared, after: Environment) -> None:
-    if not prepared.pin:
+def _verify_pin(prepared: Prepared, after: dict[str, Environment]) -> None:
+    """Rule 4, checked on the result: the user env's jupyterhub is the pinned version."""
+    if not prepared.pin or USER not in after:
         return
     expected = prepared.pin.split("==", 1)[1]
-    found = [d.version for d in after.distributions if canonical_name(d.name) == "jupyterhub"]
+    found = [d.version for d in after[USER].distributions if canonical_name(d.name) == "jupyterhub"]
     if found != [expected]:
         raise InstallerFailed(
             "the change moved the user environment's jupyterhub away from the hub's",

@@ -153,3 +153,29 @@ def doctor_checks_document() -> dict:
             for c in REGISTRY
         ],
     }
+
+
+def _change(env: str, change) -> dict:
+    return {
+        "env": env,
+        "package": change.name,
+        "current": change.before,
+        "target": change.after,
+        "action": change.action,
+    }
+
+
+def upgrade_document(layout: Layout, plan) -> dict:
+    return {
+        "schema": "tljh-admin/upgrade-plan",
+        "version": SCHEMA_VERSION,
+        "prefix": str(layout.prefix),
+        "requirements": {"source": plan.source.kind, "path": plan.source.path, "detail": plan.source.detail},
+        "blockers": [{"message": b.message, "hint": b.hint} for b in plan.blockers],
+        "hub_jupyterhub_after": plan.hub_jupyterhub_after,
+        "steps": [
+            {"env": s.env, "description": s.description, "command": list(s.command)} for s in plan.steps
+        ],
+        "changes": [_change(env, c) for env, changes in plan.changes.items() for c in changes],
+        "notes": list(plan.notes),
+    }

@@ -67,31 +67,81 @@ def _link_or_copy(src: str, dst: str) -> None:
 
 
 def take(areas: Areas, dest: str) -> None:
-    """Link every file of `areas` into `dest`/files and record folders and symlinks."""
+    """Mirror every area into `dest`/files/<absolute path> as a hard-link farm whose folders
+    and symlinks carry the originals' mode, owner and mtime (`cp -al`, in C: the farm is
+    the manifest), and record the areas and the env root's own metadata."""
     files_root = os.path.join(dest, FILES)
-    manifest: dict[str, dict] = {"folders": {}, "symlinks": {}, "areas": list(areas.folders)}
-    manifest["root"] = areas.root
-    manifest["top_level"] = sorted(areas.top_level)
-    if areas.root:
-        manifest["root_meta"] = _meta(os.lstat(areas.root))
     for area in areas.folders:
         if not os.path.isdir(area):
             continue
-        for folder, dirs, files in os.walk(area):
-            mirror = files_root + folder
-            os.makedirs(mirror, exist_ok=True)
-            manifest["folders"][folder] = _meta(os.lstat(folder))
-            for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
-                path = os.path.join(folder, name)
-                st = os.lstat(path)
-                if stat.S_ISLNK(st.st_mode):
-                    manifest["symlinks"][path] = os.readlink(path)
-                elif stat.S_ISREG(st.st_mode):
-                    _link_or_copy(path, mirror + os.sep + name)
+        mirror = files_root + area
+        os.makedirs(os.path.dirname(mirror), exist_ok=True)
+        if not _cp_al(area, mirror):
+            _link_tree(area, mirror)
+    manifest = {"areas": list(areas.folders), "root": areas.root, "top_level": sorted(areas.top_level)}
+    if areas.root:
+        manifest["root_meta"] = _meta(os.lstat(areas.root))
     with open(os.path.join(dest, MANIFEST), "w") as f:
         json.dump(manifest, f)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _cp_al(source: str, target: str) -> bool:
+    import subprocess
+
+    if not shutil.which("cp"):
+        return False
+    proc = subprocess.run(
+        ["cp", "-a", "-l", "--no-target-directory", source, target],
+        capture_output=True,
+        stdin=subprocess.DEVNULL,
+    )
+    if proc.returncode != 0:
+        shutil.rmtree(target, ignore_errors=True)
+        return False
+    return True
+
+
+def _link_tree(source: str, target: str) -> None:
+    """The same as `cp -al`, in Python, falling back to copies across file systems."""
+    for folder, dirs, files in os.walk(source):
+        mirror = target + folder[len(source) :]
+        os.makedirs(mirror, exist_ok=True)
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
+            path = os.path.join(folder, name)
+            if os.path.islink(path):
+                os.symlink(os.readlink(path), os.path.join(mirror, name))
+            else:
+                _link_or_copy(path, os.path.join(mirror, name))
+    for folder, _dirs, _files in os.walk(source, topdown=False):
+        st = os.lstat(folder)
+        mirror = target + folder[len(source) :]
+        os.chown(mirror, st.st_uid, st.st_gid)
+        os.chmod(mirror, stat.S_IMODE(st.st_mode))
+        os.utime(mirror, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _recorded(files_root: str, areas: list[str]):
+    """What the farm says: folders with their metadata, files with their inodes, symlinks."""
+    folders: dict[str, list[int]] = {}
+    files: dict[str, os.stat_result] = {}
+    symlinks: dict[str, str] = {}
+    for area in areas:
+        mirror_area = files_root + area
+        if not os.path.isdir(mirror_area):
+            continue
+        for mirror, dirs, names in os.walk(mirror_area):
+            folder = mirror[len(files_root) :]
+            folders[folder] = _meta(os.lstat(mirror))
+            for name in names + dirs:
+                path = os.path.join(mirror, name)
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    symlinks[os.path.join(folder, name)] = os.readlink(path)
+                elif stat.S_ISREG(st.st_mode):
+                    files[os.path.join(folder, name)] = st
+    return folders, files, symlinks
 
 
 def _current(areas_folders: Iterable[str]) -> tuple[dict[str, os.stat_result], set[str]]:
@@ -116,8 +166,7 @@ def restore(dest: str) -> None:
     with open(os.path.join(dest, MANIFEST)) as f:
         manifest = json.load(f)
     files_root = os.path.join(dest, FILES)
-    recorded_folders: dict[str, list[int]] = manifest["folders"]
-    symlinks: dict[str, str] = manifest["symlinks"]
+    recorded_folders, recorded_files, symlinks = _recorded(files_root, manifest["areas"])
 
     # New top-level entries of the environment (e.g. a share/ the change created).
     root = manifest["root"]
@@ -126,16 +175,6 @@ def restore(dest: str) -> None:
             _remove(os.path.join(root, name))
 
     entries, folders = _current(manifest["areas"])
-    recorded_files: dict[str, os.stat_result] = {}
-    for folder in recorded_folders:
-        mirror = files_root + folder
-        try:
-            with os.scandir(mirror) as it:
-                for e in it:
-                    if e.is_file(follow_symlinks=False):
-                        recorded_files[os.path.join(folder, e.name)] = e.stat(follow_symlinks=False)
-        except FileNotFoundError:
-            continue
 
     # 1. what the change added: entries and folders that were not there
     for path in entries.keys() - recorded_files.keys() - symlinks.keys():

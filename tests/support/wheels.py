@@ -73,7 +73,13 @@ TLJH_LIKE = (
     WheelSpec("jupyterhub", "4.1.6", ("traitlets>=5",)),
     WheelSpec("jupyterhub", "5.2.0", ("traitlets>=5",)),
     WheelSpec("jupyterhub", "5.2.1", ("traitlets>=5",)),
-    WheelSpec("jupyterhub", "5.3.0", ("traitlets>=5",)),
+    WheelSpec(
+        "jupyterhub",
+        "5.3.0",
+        ("traitlets>=5",),
+        # real jupyterhub ships data files too (share/jupyterhub/...): an upgrade writes outside site-packages
+        files={"jupyterhub-5.3.0.data/data/share/jupyterhub/static/marker.txt": "5.3.0\n"},
+    ),
     WheelSpec("jupyterhub", "6.0.0", ("traitlets>=5",)),
     WheelSpec("traitlets", "5.14.3"),
     WheelSpec("tomli", "2.0.1"),
@@ -93,6 +99,19 @@ TLJH_LIKE = (
     WheelSpec("bigpkg", "1.0.0", files={f"bigpkg/part_{i:04d}.py": f"N = {i}\n" for i in range(3000)}),
     # a data file named like the env's lib/ folder: pip fails after writing its modules
     WheelSpec("breaks-midway", "1.0.0", files={"breaks_midway-1.0.0.data/data/lib": "not a folder\n"}),
+    # the rest of TLJH 2.0's hub requirements, so that its shipped list resolves offline
+    WheelSpec("jupyterhub-systemdspawner", "1.0.2", ("jupyterhub>=2",)),
+    WheelSpec("jupyterhub-firstuseauthenticator", "1.1.0", ("jupyterhub>=4",)),
+    WheelSpec("jupyterhub-nativeauthenticator", "1.3.0", ("jupyterhub>=4",)),
+    WheelSpec("jupyterhub-ldapauthenticator", "2.0.0", ("jupyterhub>=4",)),
+    WheelSpec("jupyterhub-tmpauthenticator", "1.0.0", ("jupyterhub>=4",)),
+    WheelSpec("pycurl", "7.45.7"),
+    # TLJH itself, carrying its own hub requirements (the authority when it is installed)
+    WheelSpec(
+        "the-littlest-jupyterhub",
+        "2.0.0",
+        files={"tljh/requirements-hub-env.txt": "jupyterhub>=5.2.0,<5.3\noauthenticator>=17.1.0,<18\n"},
+    ),
     # a hub plugin that drags JupyterLab in
     WheelSpec("lab-dragging-plugin", "1.0.0", ("jupyterlab>=4",)),
 )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from tljh_admin import __version__
 from tljh_admin.cli import render
+from tljh_admin.errors import ExitCode
 from tljh_admin.layout import (
     DEFAULT_PREFIX,
     DEFAULT_SYSTEM_PYTHON,
@@ -385,3 +387,60 @@ def doctor(
     else:
         render.doctor_report(result, strict, fixes)
     raise typer.Exit(int(result.exit_code(strict)))
+
+
+@app.command("upgrade")
+def upgrade(
+    ctx: typer.Context,
+    hub_requirements: Annotated[
+        str | None,
+        typer.Option(
+            "--hub-requirements",
+            metavar="FILE",
+            help="The hub's requirements, when TLJH itself is not installed in the hub env "
+            "[default: the installed TLJH's list, else tljh-admin's copy of TLJH 2.0's].",
+        ),
+    ] = None,
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON and stop.")] = False,
+    installer: InstallerOption = InstallerChoice.pip,
+    restart: Annotated[bool, typer.Option("--restart", help="Restart the hub afterwards (systemd).")] = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Upgrade as TLJH's installer does (hub from its requirements; in the user env only
+    jupyterhub, to the hub's new version), with a plan first and all-or-nothing."""
+    from tljh_admin import changes
+    from tljh_admin import upgrade as up
+
+    _require_interaction(yes, dry_run or json)
+    layout = _options(ctx).layout()
+    with up.prepare_upgrade(
+        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message
+    ) as (plan, prepared):
+        if json:
+            from tljh_admin.report import upgrade_document
+
+            render.print_json(upgrade_document(layout, plan))
+            raise typer.Exit(int(ExitCode.REFUSED) if plan.blockers else 0)
+        render.upgrade_plan(plan)
+        if plan.blockers:
+            raise typer.Exit(int(ExitCode.REFUSED))
+        if plan.empty:
+            render.message("everything is already up to date")
+            raise typer.Exit(0)
+        if dry_run:
+            render.message("dry run: nothing was changed")
+            raise typer.Exit(0)
+        if not yes and not typer.confirm("Upgrade?", default=False, err=True):
+            render.message("nothing was changed")
+            raise typer.Exit(0)
+        with render.progress("upgrading") as progress:
+            outcome = changes.apply(prepared, progress)
+    render.message(f"done: change {outcome.change_id} ({render.summarize_changes(outcome.history)})")
+    if restart:
+        from tljh_admin.doctor.context import SYSTEMD_RUNTIME
+
+        render.message(up.restart_hub(os.path.isdir(SYSTEMD_RUNTIME)))
+    else:
+        render.message("restart the hub for the upgrade to take effect: sudo systemctl restart jupyterhub")

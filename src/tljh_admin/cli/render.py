@@ -133,24 +133,21 @@ _ACTION_STYLE = {
 
 
 def plan_table(title: str, plan) -> None:
-    from rich.markup import escape
-    from rich.table import Table
-
-    table = Table(title=escape(title), title_justify="left")
-    table.add_column("package")
-    table.add_column("now")
-    table.add_column("after")
-    table.add_column("action")
-    for item in plan:
-        style = _ACTION_STYLE.get(item.action, "")
-        name = f"[bold]{escape(item.name)}[/]" if item.requested else escape(item.name)
-        table.add_row(
-            name,
-            item.before or "-",
-            item.after or "-",
-            f"[{style}]{item.action}[/]" if style else item.action,
+    """The plan as aligned plain columns: rich's table layout costs 150 ms for a 60-package
+    plan, a tenth of a typical uv install, and a plan needs no boxes."""
+    rows = [("package", "now", "after", "action")]
+    rows += [
+        (f"{c.name}{' *' if c.requested else ''}", c.before or "-", c.after or "-", c.action) for c in plan
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [title]
+    for row in rows:
+        lines.append(
+            "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
         )
-    stdout_console().print(table)
+    lines.append("  (* requested)")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
 
 
 def message(text: str) -> None:
@@ -272,3 +269,31 @@ def doctor_report(report, strict: bool, fixes) -> None:
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     verdict = "problems found" if report.exit_code(strict) else "healthy"
     out.print(f"[bold]{len(report.results)} checks: {summary} -- {verdict}[/]")
+
+
+def upgrade_plan(plan) -> None:
+    from rich.markup import escape
+    from rich.table import Table
+
+    out = stdout_console()
+    out.print(f"hub requirements: {escape(plan.source.path)} ({escape(plan.source.detail)})")
+    for note in plan.notes:
+        message(note)
+    for blocker in plan.blockers:
+        out.print(f"[red]cannot upgrade:[/] {escape(blocker.message)}")
+        out.print(f"  [dim]-> {escape(blocker.hint)}[/]")
+    if plan.blockers:
+        return
+    table = Table(title="upgrade plan", title_justify="left")
+    for column in ("env", "package", "current", "target", "action"):
+        table.add_column(column)
+    for env, changes in plan.changes.items():
+        for change in changes:
+            style = _ACTION_STYLE.get(change.action, "")
+            action = f"[{style}]{change.action}[/]" if style else change.action
+            table.add_row(env, escape(change.name), change.before or "-", change.after or "-", action)
+    out.print(table)
+    out.print(
+        f"the user env's jupyterhub follows the hub's: {plan.hub_jupyterhub_after}; "
+        "nothing else there changes unless pip must; the system env is not touched"
+    )

@@ -1,0 +1,274 @@
+"""`tljh upgrade`: TLJH's upgrade semantics (tljh/installer.py; docs/topic/
+installer-upgrade-actions.md) as a plan you can read, applied all-or-nothing.
+
+- hub: `pip install --upgrade -r requirements-hub-env.txt`;
+- user: only jupyterhub, set to exactly the version the hub will have *after* the upgrade
+  (TLJH installs the hub's spec, e.g. `jupyterhub>=5.2.0,<6`; the exact pin is stronger and
+  rules out drift), plus pip raised to TLJH's minimum and, in a conda env, conda and mamba;
+  nothing else changes, unless pip must move something for the new jupyterhub;
+- system: never touched.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from tljh_admin import policy, tljh
+from tljh_admin.changes import Prepared, _areas, _locked
+from tljh_admin.envs import inspect_environment
+from tljh_admin.envs.model import Environment
+from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes
+from tljh_admin.layout import HUB, USER, Layout
+from tljh_admin.transaction import Change, EnvState
+
+# RequirementsSource.kind values
+INSTALLED_TLJH, GIVEN_FILE, SHIPPED = "installed-tljh", "file", "shipped"
+TLJH_DISTRIBUTION = "the-littlest-jupyterhub"  # TLJH's project name (its setup.py)
+
+
+@dataclass(frozen=True)
+class RequirementsSource:
+    kind: str
+    path: str
+    detail: str
+
+
+@dataclass(frozen=True)
+class Blocker:
+    message: str
+    hint: str
+
+
+@dataclass(frozen=True)
+class Step:
+    env: str
+    description: str
+    command: tuple[str, ...]
+
+
+@dataclass
+class UpgradePlan:
+    source: RequirementsSource
+    blockers: list[Blocker]
+    changes: dict[str, list[PlannedChange]] = field(default_factory=dict)
+    steps: list[Step] = field(default_factory=list)
+    hub_jupyterhub_after: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not any(self.changes.values())
+
+
+def requirements_source(hub: Environment, given: str | None) -> tuple[RequirementsSource, list[str]]:
+    """Where the hub's requirements come from: the installed TLJH's own copy, else the file
+    given, else tljh-admin's shipped copy. Returns the source and notes for the admin."""
+    notes = []
+    for dist in hub.distributions:
+        if canonical_name(dist.name) == TLJH_DISTRIBUTION:
+            path = os.path.join(dist.location, "tljh", "requirements-hub-env.txt")
+            if os.path.isfile(path):
+                if given:
+                    notes.append(f"--hub-requirements {given} is not used: the installed TLJH's own list is")
+                return RequirementsSource(
+                    INSTALLED_TLJH, path, f"TLJH {dist.version} installed in the hub"
+                ), notes
+    if given:
+        return RequirementsSource(GIVEN_FILE, os.path.abspath(given), "--hub-requirements"), notes
+    return RequirementsSource(SHIPPED, tljh.HUB_REQUIREMENTS, "tljh-admin's copy of TLJH 2.0's list"), notes
+
+
+def _blockers(layout: Layout, hub: Environment, user: Environment) -> list[Blocker]:
+    found = []
+    for env in (hub, user):
+        if not env.ok:
+            found.append(
+                Blocker(
+                    f"the {env.name} environment is {env.status}: {env.reason}",
+                    "run `tljh doctor` and repair it",
+                )
+            )
+    if user.ok and user.python_version:
+        have = tuple(int(p) for p in user.python_version.split(".")[:2])
+        need = tuple(int(p) for p in tljh.MIN_USER_PYTHON.split("."))
+        if have < need:
+            found.append(
+                Blocker(
+                    f"the user environment runs Python {user.python_version}; "
+                    f"TLJH needs at least {tljh.MIN_USER_PYTHON}",
+                    "rebuild the user environment with a newer Python first",
+                )
+            )
+    try:
+        policy.require_write_access(
+            [hub.root, user.root, layout.state if os.path.isdir(layout.state) else layout.prefix]
+        )
+    except TljhError as error:
+        found.append(Blocker(error.message, error.hint))
+    return found
+
+
+def _below(version: str | None, minimum: str) -> bool:
+    from packaging.version import Version
+
+    return version is not None and Version(version) < Version(minimum)
+
+
+@contextlib.contextmanager
+def prepare_upgrade(
+    layout: Layout,
+    hub_requirements: str | None,
+    installer_name: str,
+    lock_timeout: float,
+    command: str,
+    notify: Callable[[str], None],
+) -> Iterator[tuple[UpgradePlan, Prepared | None]]:
+    """Lock hub and user, resolve both steps with the real resolver, and yield the plan
+    (and, when nothing blocks it, a Prepared change that applies it)."""
+    hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
+    source, notes = requirements_source(hub, hub_requirements)
+    requirement_lines = policy.read_requirement_file(source.path)
+    blockers = _blockers(layout, hub, user)
+    plan = UpgradePlan(source, blockers, notes=notes)
+    if any("cannot write" in b.message for b in blockers):
+        raise TljhError(blockers[0].message, hint=blockers[0].hint, exit_code=ExitCode.PERMISSION_DENIED)
+    if blockers:
+        yield plan, None
+        return
+    with _locked(layout, [HUB, USER], lock_timeout, notify) as (state, recovered):
+        hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
+        workdir = tempfile.mkdtemp(prefix="tljh-admin-")
+        try:
+            child_env = policy.scrubbed_environment(os.environ)
+            hub_installer = make_installer(installer_name, hub, child_env, workdir)
+            user_installer = make_installer(installer_name, user, child_env, workdir)
+            try:
+                hub_resolution = hub_installer.resolve(requirement_lines, None, upgrade=True)
+            except InstallerFailed as failure:
+                raise TljhError(
+                    f"the hub step cannot be resolved: {failure}",
+                    hint=f"the installer said:\n{failure.output}",
+                    exit_code=ExitCode.REFUSED,
+                ) from None
+            plan.changes[HUB] = plan_changes(hub, hub_resolution, frozenset())
+            after = {canonical_name(n): v for n, v in hub_resolution.install}
+            current_hub = [d.version for d in hub.distributions if canonical_name(d.name) == "jupyterhub"]
+            plan.hub_jupyterhub_after = after.get("jupyterhub") or (current_hub[0] if current_hub else None)
+            if plan.hub_jupyterhub_after is None:
+                raise TljhError(
+                    f"the hub requirements ({source.path}) do not install jupyterhub",
+                    hint="pass the right --hub-requirements",
+                    exit_code=ExitCode.REFUSED,
+                )
+            user_requirements = [f"jupyterhub=={plan.hub_jupyterhub_after}", f"pip>={tljh.MIN_USER_PIP}"]
+            try:
+                user_resolution = user_installer.resolve(user_requirements, None, upgrade=False)
+            except InstallerFailed as failure:
+                raise TljhError(
+                    f"the user step cannot be resolved: {failure}",
+                    hint=f"the installer said:\n{failure.output}",
+                    exit_code=ExitCode.REFUSED,
+                ) from None
+            plan.changes[USER] = plan_changes(user, user_resolution, frozenset({"jupyterhub", "pip"}))
+            hub_command = hub_installer.install_command(requirement_lines, None, upgrade=True)
+            user_command = user_installer.install_command(user_requirements, None, upgrade=False)
+            plan.steps = [
+                Step(HUB, f"upgrade the hub from {source.path}", tuple(hub_command)),
+                Step(
+                    USER, f"set the user env's jupyterhub to {plan.hub_jupyterhub_after}", tuple(user_command)
+                ),
+            ]
+            conda_step = _conda_step(user)
+            if conda_step is not None:
+                plan.steps.append(conda_step)
+                plan.changes[USER] += [
+                    PlannedChange(name, have, f">={minimum}", "upgrade", True)
+                    for name, have, minimum in _conda_below_minimum(user)
+                ]
+            change = Change(layout, state, state.next_id(), command, "upgrade", {}, installer_name)
+            change.envs[HUB] = EnvState(hub, _areas(hub))
+            change.envs[USER] = EnvState(user, _areas(user))
+            installers = {HUB: hub_installer, USER: user_installer}
+
+            def run(progress: Callable[[str], None]) -> None:
+                log = state.path("logs", f"{change.change_id}.log")
+                for step in plan.steps:
+                    progress(step.description)
+                    try:
+                        if step.command[0].endswith(("mamba", "conda")):
+                            _run_plain(list(step.command), child_env, log)
+                        else:
+                            installers[step.env].run(list(step.command), log, progress)
+                    except InstallerFailed as failure:
+                        raise InstallerFailed(
+                            f"the {step.env} step ({step.description}) failed", failure.output
+                        ) from None
+
+            prepared = Prepared(
+                "upgrade", hub, [], change, run, recovered, f"jupyterhub=={plan.hub_jupyterhub_after}"
+            )
+            yield plan, prepared
+        finally:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _conda_below_minimum(user: Environment) -> list[tuple[str, str, str]]:
+    records = {canonical_name(r.name): r.version for r in user.conda_records}
+    return [
+        (name, records[name], minimum)
+        for name, minimum in (("conda", tljh.MIN_CONDA), ("mamba", tljh.MIN_MAMBA))
+        if name in records and _below(records[name], minimum)
+    ]
+
+
+def _conda_step(user: Environment) -> Step | None:
+    """TLJH raises conda and mamba in a conda user env with mamba (else conda) from
+    conda-forge (tljh/conda.py)."""
+    below = _conda_below_minimum(user)
+    if user.kind != "conda" or not below:
+        return None
+    tool = next(
+        (
+            os.path.join(user.root, "bin", t)
+            for t in ("mamba", "conda")
+            if os.path.exists(os.path.join(user.root, "bin", t))
+        ),
+        None,
+    )
+    if tool is None:
+        return None
+    specs = [f"{name}>={minimum}" for name, _, minimum in below]
+    command = (tool, "install", "--yes", "--prefix", user.root, "-c", "conda-forge", *specs)
+    return Step(USER, "raise " + " and ".join(specs) + " with " + os.path.basename(tool), command)
+
+
+def _run_plain(command: list[str], env: dict[str, str], log_path: str) -> None:
+    with open(log_path, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        proc = subprocess.run(
+            command, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
+        )
+    if proc.returncode != 0:
+        raise InstallerFailed(f"{os.path.basename(command[0])} exited with status {proc.returncode}", "")
+
+
+def restart_hub(systemd_running: bool, run=subprocess.run) -> str:
+    """`systemctl restart jupyterhub` where systemd runs; returns what happened, in words."""
+    if not systemd_running:
+        return "systemd is not running here: restart the hub yourself"
+    proc = run(["systemctl", "restart", "jupyterhub"], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise TljhError(
+            f"systemctl restart jupyterhub failed: {(proc.stderr or proc.stdout).strip()}",
+            hint="see sudo journalctl -u jupyterhub",
+            exit_code=ExitCode.CHANGE_FAILED,
+        )
+    return "restarted jupyterhub"

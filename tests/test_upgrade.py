@@ -1,0 +1,154 @@
+"""`tljh upgrade` against TLJH's own upgrade steps, run by hand on an identical copy, with
+real pip resolving real wheels."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.support import prefixes
+from tests.support.listing import file_listing, listing_diff
+from tests.test_install import everything, system_listing
+from tljh_admin.errors import ExitCode
+from tljh_admin.upgrade import restart_hub
+
+HUB_REQUIREMENTS = "jupyterhub>=5.2.0,<6\noauthenticator>=17.1.0,<18\njupyterhub-idle-culler>=1.4.0,<2\n"
+
+
+@pytest.fixture
+def offline(wheelhouse):
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+
+
+@pytest.fixture
+def hub_requirements(tmp_path):
+    path = tmp_path / "requirements-hub-env.txt"
+    path.write_text(HUB_REQUIREMENTS)
+    return path
+
+
+def test_upgrade_equals_tljhs_own_steps(tljh, base_prefix, tmp_path, wheelhouse, offline, hub_requirements):
+    ours = prefixes.copy_prefix(base_prefix, tmp_path / "ours")
+    theirs = prefixes.copy_prefix(base_prefix, tmp_path / "theirs")
+    user_before = prefixes.pip_list(ours / "user")
+    system_before = system_listing(prefixes.find_system_python(), ours)
+
+    result = tljh("--prefix", ours, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
+    assert result.code == 0, result.stderr
+    assert "sudo systemctl restart jupyterhub" in result.stderr
+
+    # TLJH's installer, by hand (tljh/installer.py): hub from its requirements, user only jupyterhub
+    prefixes.pip_install(theirs / "hub", wheelhouse, "--upgrade", "-r", str(hub_requirements))
+    prefixes.pip_install(theirs / "user", wheelhouse, "--upgrade", "jupyterhub>=5.2.0,<6")
+
+    assert prefixes.pip_list(ours / "hub") == prefixes.pip_list(theirs / "hub")
+    # the user env's jupyterhub is pinned to the hub's exact new version rather than to the
+    # hub's range; here both resolve to 5.3.0, so the sets are equal
+    assert prefixes.pip_list(ours / "user") == prefixes.pip_list(theirs / "user")
+    assert ("jupyterhub", "5.3.0") in prefixes.pip_list(ours / "user")
+    assert ("jupyterhub", "5.3.0") in prefixes.pip_list(ours / "hub")
+    # nothing else in the user env moved, and the system env is byte-identical
+    user_after = prefixes.pip_list(ours / "user")
+    assert {p for p in user_after if p[0] != "jupyterhub"} == {p for p in user_before if p[0] != "jupyterhub"}
+    assert listing_diff(system_before, system_listing(prefixes.find_system_python(), ours)) == []
+    history = tljh("--prefix", ours, "env", "history", "--json").json()["changes"]
+    assert [(h["target"], h["kind"], h["result"]) for h in history] == [("hub,user", "upgrade", "ok")]
+
+
+def test_failing_user_step_restores_both(tljh, prefix, offline, hub_requirements, system_python):
+    # a folder where jupyterhub 5.3.0 installs a data file: pip fails half way through the
+    # user step, after the hub step has succeeded
+    (prefix / "user" / "share" / "jupyterhub" / "static" / "marker.txt").mkdir(parents=True)
+    before = everything(prefix, system_python)
+    result = tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
+    assert result.code == ExitCode.CHANGE_FAILED, result.stderr
+    first = result.stderr.splitlines()[0]
+    assert "the user step" in first and "restored" in first
+    assert listing_diff(before, everything(prefix, system_python)) == []
+    (entry,) = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"]
+    assert entry["result"] == "failed" and entry["target"] == "hub,user"
+
+
+def test_dry_run_and_json_change_nothing(tljh, prefix, offline, hub_requirements, system_python):
+    before = everything(prefix, system_python)
+    dry = tljh(
+        "--prefix", prefix, "upgrade", "--dry-run", "--hub-requirements", hub_requirements, env=offline
+    )
+    assert dry.code == 0, dry.stderr
+    assert "jupyterhub" in dry.stdout and "5.3.0" in dry.stdout and "not touched" in dry.stdout
+    plan = tljh("--prefix", prefix, "upgrade", "--json", "--hub-requirements", hub_requirements, env=offline)
+    doc = plan.json()
+    keys = {"schema", "version", "prefix", "requirements", "blockers", "hub_jupyterhub_after", "steps"}
+    assert set(doc) == keys | {"changes", "notes"}
+    assert doc["hub_jupyterhub_after"] == "5.3.0" and doc["requirements"]["source"] == "file"
+    changes = {(c["env"], c["package"].lower()): (c["current"], c["target"]) for c in doc["changes"]}
+    assert changes[("hub", "jupyterhub")] == ("5.2.1", "5.3.0")
+    assert changes[("user", "jupyterhub")] == ("5.2.1", "5.3.0")
+    assert changes[("hub", "oauthenticator")] == ("17.1.0", "17.3.0")
+    assert {env for env, _ in changes} == {"hub", "user"}
+    assert listing_diff(before, everything(prefix, system_python)) == []
+
+
+def test_not_a_terminal_without_yes_is_refused(tljh, prefix, offline, hub_requirements, system_python):
+    before = everything(prefix, system_python)
+    result = tljh("--prefix", prefix, "upgrade", "--hub-requirements", hub_requirements, env=offline)
+    assert result.code == ExitCode.USAGE and "--yes" in result.stderr
+    assert listing_diff(before, everything(prefix, system_python)) == []
+
+
+def test_installed_tljh_is_the_authority(tljh, prefix, wheelhouse, offline, hub_requirements):
+    prefixes.pip_install(prefix / "hub", wheelhouse, "--no-deps", "the-littlest-jupyterhub")
+    doc = tljh(
+        "--prefix", prefix, "upgrade", "--json", "--hub-requirements", hub_requirements, env=offline
+    ).json()
+    assert doc["requirements"]["source"] == "installed-tljh"
+    assert doc["requirements"]["path"].endswith("tljh/requirements-hub-env.txt")
+    assert "--hub-requirements" in doc["notes"][0]
+    assert doc["hub_jupyterhub_after"] == "5.2.1"  # TLJH 2.0.0's own list says <5.3
+
+
+def test_shipped_copy_when_nothing_else(tljh, prefix, offline):
+    doc = tljh("--prefix", prefix, "upgrade", "--json", env=offline).json()
+    assert doc["requirements"]["source"] == "shipped"
+    assert doc["requirements"]["path"].endswith("data/requirements-hub-env.txt")
+
+
+def test_broken_user_env_blocks_with_a_hint(tljh, prefix, offline, hub_requirements, system_python):
+    (prefix / "user" / "bin" / "python3").unlink()
+    before = everything(prefix, system_python)
+    result = tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
+    assert result.code == ExitCode.REFUSED
+    assert "cannot upgrade" in result.stdout and "tljh doctor" in result.stdout
+    assert listing_diff(before, everything(prefix, system_python)) == []
+
+
+def test_restart_uses_systemctl_where_systemd_runs():
+    # systemd cannot run in this sandbox; its command runner is the one thing faked here.
+    calls = []
+
+    def fake_run(command, **kwargs):
+        calls.append(command)
+        return subprocess.CompletedProcess(command, 0, "", "")
+
+    assert restart_hub(True, run=fake_run) == "restarted jupyterhub"
+    assert calls == [["systemctl", "restart", "jupyterhub"]]
+    assert "yourself" in restart_hub(False, run=fake_run)
+    assert len(calls) == 1
+
+
+def test_user_env_files_change_only_for_jupyterhub(tljh, prefix, offline, hub_requirements):
+    before = file_listing(prefix / "user")
+    assert (
+        tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline).code
+        == 0
+    )
+    changed = [line[2:].split(": ")[0] for line in listing_diff(before, file_listing(prefix / "user"))]
+    (site,) = {p.split("site-packages")[0] + "site-packages" for p in changed if "site-packages" in p}
+    inside = {p[len(site) + 1 :].split("/")[0] for p in changed if p.startswith(site + "/")}
+    outside = {p for p in changed if not p.startswith(site)}
+    assert inside == {"jupyterhub", "jupyterhub-5.2.1.dist-info", "jupyterhub-5.3.0.dist-info"}
+    # jupyterhub's data files, and the folders that hold what changed
+    assert all(
+        p == site or p.startswith("share") or p in ("lib", "lib/" + site.split("/")[1]) for p in outside
+    ), outside
