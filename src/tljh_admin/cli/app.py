@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, NamedTuple
 
 import typer
 
 from tljh_admin import __version__
-from tljh_admin.cli import render
+from tljh_admin.cli import complete, render
 from tljh_admin.errors import ExitCode
 from tljh_admin.layout import (
     DEFAULT_PREFIX,
@@ -28,8 +27,7 @@ class Target(str, enum.Enum):
     system = "system"
 
 
-@dataclass(frozen=True)
-class GlobalOptions:
+class GlobalOptions(NamedTuple):
     # plain strings: layout.resolve_layout checks them, with the same messages on every path
     prefix: str | None
     system_python: str | None
@@ -274,7 +272,12 @@ def env_install(
 def env_uninstall(
     ctx: typer.Context,
     target: TargetOption,
-    packages: Annotated[list[str], typer.Argument(metavar="PKG...", help="Project names to remove.")],
+    packages: Annotated[
+        list[str],
+        typer.Argument(
+            metavar="PKG...", help="Project names to remove.", autocompletion=complete.installed_packages
+        ),
+    ],
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     force: Annotated[bool, typer.Option("--force", help="Allow removing jupyterhub.")] = False,
@@ -308,7 +311,12 @@ def env_rollback(
     target: TargetOption,
     to: Annotated[
         int | None,
-        typer.Option("--to", metavar="ID", help="Restore the files from before this change (see history)."),
+        typer.Option(
+            "--to",
+            metavar="ID",
+            help="Restore the files from before this change (see history).",
+            autocompletion=complete.history_ids,
+        ),
     ] = None,
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
@@ -349,7 +357,12 @@ def env_history(
 def doctor(
     ctx: typer.Context,
     check_ids: Annotated[
-        list[str] | None, typer.Argument(metavar="[CHECK]...", help="Run only these checks (see --list).")
+        list[str] | None,
+        typer.Argument(
+            metavar="[CHECK]...",
+            help="Run only these checks (see --list).",
+            autocompletion=complete.check_ids,
+        ),
     ] = None,
     target: Annotated[
         list[Target] | None, typer.Option("--target", "-t", help="Only these environments (repeatable).")
