@@ -15,7 +15,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         from tljh_admin.cli import fast
 
-        code = fast.try_run(args)
+        code = _complete() or fast.try_run(args)
         if code is None:
             from tljh_admin.cli.app import app
 
@@ -37,6 +37,23 @@ def main(argv: list[str] | None = None) -> None:
 
         render.print_error(TljhError(error.format_message(), hint=_usage_hint(args)))
         code = int(ExitCode.USAGE)
+    sys.exit(code)
+
+
+def _complete() -> int | None:
+    """Answer a TAB from the completion table (cli/completion.py) instead of Typer."""
+    import os
+
+    from tljh_admin.cli.fast import DISABLE_VAR
+
+    instruction = os.environ.get("_TLJH_COMPLETE", "")
+    if not instruction.startswith("complete_") or os.environ.get(DISABLE_VAR) == "0":
+        return None
+    from tljh_admin.cli.completion import answer
+
+    code = answer(instruction, os.environ)
+    if code is None:
+        return None
     sys.exit(code)
 
 

@@ -85,7 +85,11 @@ def main(
         bool,
         typer.Option("--version", help="Show the version and exit.", callback=_show_version, is_eager=True),
     ] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="Only errors on stderr; data on stdout is unchanged.")
+    ] = False,
 ) -> None:
+    render.set_quiet(quiet)
     ctx.obj = GlobalOptions(prefix=prefix, system_python=system_python)
 
 
@@ -137,7 +141,9 @@ class InstallerChoice(str, enum.Enum):
     uv = "uv"
 
 
-TargetOption = Annotated[Target, typer.Option("--target", "-t", help="Which environment to change.")]
+TargetOption = Annotated[
+    Target, typer.Option("--target", "-t", metavar="hub|user|system", help="Which environment to change.")
+]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; needed when not on a terminal.")]
 DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")]
 AllowSystemFlag = Annotated[
@@ -365,7 +371,8 @@ def doctor(
         ),
     ] = None,
     target: Annotated[
-        list[Target] | None, typer.Option("--target", "-t", help="Only these environments (repeatable).")
+        list[Target] | None,
+        typer.Option("--target", "-t", metavar="ENV", help="Only these environments (repeatable)."),
     ] = None,
     json: JsonFlag = False,
     list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,

@@ -17,6 +17,15 @@ if TYPE_CHECKING:
 
     from tljh_admin.envs.model import Environment
 
+_QUIET = False
+
+
+def set_quiet(quiet: bool) -> None:
+    """--quiet: messages and progress are dropped; data on stdout and errors are not."""
+    global _QUIET
+    _QUIET = quiet
+
+
 _STATUS_STYLE = {"ok": "green", "missing": "yellow", "broken": "bold red"}
 
 
@@ -152,7 +161,8 @@ def plan_table(title: str, plan) -> None:
 
 def message(text: str) -> None:
     """A message for people, on stderr."""
-    stderr_console().print(text, markup=False, highlight=False)
+    if not _QUIET:
+        stderr_console().print(text, markup=False, highlight=False)
 
 
 def history_table(entries: list[dict]) -> None:
@@ -199,7 +209,7 @@ class progress:
 
     def __enter__(self):
         console = stderr_console()
-        if console.is_terminal:
+        if console.is_terminal and not _QUIET:
             self.status = console.status(self.title)
             self.status.__enter__()
         return self.update

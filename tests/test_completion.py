@@ -1,0 +1,267 @@
+"""Shell completion, the generated files, and the scripting contract."""
+
+from __future__ import annotations
+
+import os
+import pty
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.support import prefixes
+from tests.support.listing import file_listing, listing_diff
+from tljh_admin.cli.completion import SPEC
+from tljh_admin.cli.fast import DISABLE_VAR
+
+BIN = str(Path(sys.executable).parent)
+
+
+def complete_bash(words: str, prefix: Path | None = None, typer: bool = False) -> list[str]:
+    """One TAB through the protocol the bash script uses. `words` ends with a space when the
+    word being completed is empty."""
+    import shlex
+
+    line = f"tljh --prefix {prefix} {words}" if prefix else f"tljh {words}"
+    cword = len(shlex.split(line)) - (0 if line.endswith(" ") else 1)
+    env = prefixes.hermetic_env(
+        COMP_WORDS=line, COMP_CWORD=str(cword), _TLJH_COMPLETE="complete_bash", PATH=os.environ["PATH"]
+    )
+    if typer:
+        env[DISABLE_VAR] = "0"
+    proc = subprocess.run([sys.executable, "-m", "tljh_admin"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(v for v in proc.stdout.split("\n") if v)
+
+
+def _corpus() -> list[str]:
+    """Every command path, its options, and every option's values."""
+    lines = []
+
+    def walk(node: dict, path: list[str]) -> None:
+        here = " ".join(path) + (" " if path else "")
+        lines.extend([here, here + "-", here + "--"])
+        for names, takes_value, _ in node["options"]:
+            if takes_value and names[0] not in ("--prefix", "--system-python", "--lock-timeout"):
+                lines.append(f"{here}{names[0]} ")
+        for name, child in node["commands"].items():
+            lines.append(here + name[:1])
+            walk(child, [*path, name])
+
+    walk(SPEC, [])
+    return [
+        *lines,
+        "doctor world",
+        "doctor leftovers ",
+        "doctor --target=u",
+        "env install --target user --dry-run -",
+        "env uninstall --target user jupy",
+        "env uninstall --target hub ",
+        "env uninstall --target user numpy ",
+        "env rollback --target user --to ",
+        "env packages -t ",
+    ]
+
+
+@pytest.fixture(scope="module")
+def prefix_with_history(tmp_path_factory, base_prefix, wheelhouse):
+    prefix = prefixes.copy_prefix(base_prefix, tmp_path_factory.mktemp("completion") / "opt tljh")
+    env = prefixes.hermetic_env(
+        PIP_NO_INDEX="1",
+        PIP_FIND_LINKS=str(wheelhouse),
+        TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tljh_admin",
+            "--prefix",
+            prefix,
+            "env",
+            "install",
+            "-t",
+            "user",
+            "oauthenticator",
+            "-y",
+        ],
+        check=True,
+        capture_output=True,
+        env=env,
+    )
+    return prefix
+
+
+def test_fast_completion_answers_what_typer_answers(prefix_with_history):
+    spaced = str(prefix_with_history).replace(" ", "\\ ")
+    for words in _corpus():
+        ours = complete_bash(words, Path(spaced))
+        theirs = complete_bash(words, Path(spaced), typer=True)
+        assert ours == theirs, words
+
+
+def test_dynamic_completions(prefix_with_history):
+    spaced = Path(str(prefix_with_history).replace(" ", "\\ "))
+    assert complete_bash("env uninstall --target user oauth", spaced) == ["oauthenticator"]
+    assert "jupyterhub-idle-culler" in complete_bash("env uninstall --target hub ", spaced)
+    assert "jupyterlab" not in complete_bash("env uninstall --target hub ", spaced)  # per env
+    assert complete_bash("doctor world", spaced) == ["world-writable"]
+    assert complete_bash("env rollback --target user --to ", spaced) == ["1"]
+    assert complete_bash("env install --target ", spaced) == ["hub", "system", "user"]
+
+
+def test_completion_never_writes_or_locks(prefix_with_history, tmp_path):
+    before = file_listing(prefix_with_history)
+    spaced = Path(str(prefix_with_history).replace(" ", "\\ "))
+    for words in ("env uninstall --target user ", "env rollback --target user --to ", "doctor "):
+        assert complete_bash(words, spaced)
+    assert listing_diff(before, file_listing(prefix_with_history)) == []
+    # a prefix that is not there: no suggestions, no error, nothing created
+    assert complete_bash("env uninstall --target user ", tmp_path / "nowhere") == []
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_generated_files_are_fresh():
+    from importlib.metadata import version
+
+    recorded = (REPO / "docs" / "cli.md").read_text().splitlines()[0]
+    proc = subprocess.run(
+        [sys.executable, REPO / "scripts" / "generate.py", "--check"], capture_output=True, text=True
+    )
+    if f"(Typer {version('typer')})" in recorded:
+        assert proc.returncode == 0, f"run scripts/generate.py:\n{proc.stdout}"
+    else:  # generated with another Typer: the words may differ, the commands may not
+        docs = (REPO / "docs" / "cli.md").read_text()
+        for command in ("tljh env install", "tljh env rollback", "tljh doctor", "tljh upgrade"):
+            assert f"`{command}`" in docs
+
+
+def _bash_complete(words: list[str], prefix: Path) -> list[str]:
+    """Source the generated script in a real bash and call its function as bash would."""
+    import shlex
+
+    all_words = ["tljh", "--prefix", str(prefix), *words]
+    script = (
+        f"source {shlex.quote(str(REPO / 'completions' / 'tljh.bash'))}\n"
+        f"COMP_WORDS=({' '.join(shlex.quote(w) for w in all_words)})\n"
+        f"COMP_CWORD={len(all_words) - 1}\n"
+        "_tljh_completion tljh\n"
+        "printf '%s\\n' \"${COMPREPLY[@]}\"\n"
+    )
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}"}
+    env.pop(DISABLE_VAR, None)
+    proc = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return sorted(v for v in proc.stdout.split("\n") if v)
+
+
+def test_real_bash_loads_the_script_and_completes(base_prefix, tmp_path):
+    link = tmp_path / "prefix"  # no spaces: bash's word splitting is not what is tested here
+    link.symlink_to(base_prefix)
+    assert _bash_complete(["e"], link) == ["env"]
+    assert _bash_complete(["env", "install", "--target", ""], link) == ["hub", "system", "user"]
+    assert _bash_complete(["env", "uninstall", "--target", "user", "jupyterl"], link) == ["jupyterlab"]
+
+
+@pytest.mark.skipif(shutil.which("zsh") is None, reason="zsh is installed by scripts/test (apt)")
+def test_zsh_script_parses():
+    proc = subprocess.run(["zsh", "-n", REPO / "completions" / "_tljh"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.skipif(shutil.which("fish") is None, reason="fish is installed by scripts/test (apt)")
+def test_real_fish_loads_the_script_and_completes(base_prefix, tmp_path):
+    script = REPO / "completions" / "tljh.fish"
+    assert subprocess.run(["fish", "--no-execute", script], capture_output=True).returncode == 0
+    link = tmp_path / "prefix"
+    link.symlink_to(base_prefix)
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "HOME": str(tmp_path)}
+    env.pop(DISABLE_VAR, None)
+    for line, expected in (
+        ("tljh doctor world", "world-writable"),
+        (f"tljh --prefix {link} env uninstall --target user jupyterl", "jupyterlab"),
+    ):
+        proc = subprocess.run(
+            ["fish", "--no-config", "-c", f"source {script}; complete -C '{line}'"],
+            capture_output=True,
+            text=True,
+            env=env,
+        )
+        assert proc.returncode == 0, proc.stderr
+        assert expected in proc.stdout.split(), (line, proc.stdout)
+
+
+def test_install_completion_keeps_working(tmp_path):
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    proc = subprocess.run([sys.executable, "-m", "tljh_admin", "--install-completion", "bash"], env=env)
+    assert proc.returncode == 0
+    assert "tljh" in (tmp_path / ".bashrc").read_text()
+
+
+# -- the scripting contract --------------------------------------------------------------------
+
+REPORTS = [
+    ["env", "list", "--json"],
+    ["env", "packages", "--target", "user", "--json"],
+    ["env", "history", "--json"],
+    ["doctor", "--json"],
+    ["doctor", "--list", "--json"],
+]
+
+
+def _run_in_pty(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes]:
+    """stdout on a pseudo-terminal (as when an admin pipes nothing), stderr on a pipe."""
+    main, child = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=child, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        out += chunk
+    _, err = proc.communicate()
+    os.close(main)
+    return proc.returncode, out, err
+
+
+@pytest.mark.parametrize("argv", REPORTS, ids=" ".join)
+@pytest.mark.parametrize("fastpath", ["1", "0"])
+def test_json_on_stdout_only_even_on_a_colour_terminal(prefix_with_history, argv, fastpath):
+    import json
+
+    env = prefixes.hermetic_env(
+        NO_COLOR="",
+        TERM="xterm-256color",
+        FORCE_COLOR="",
+        TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()),
+    )
+    env[DISABLE_VAR] = fastpath
+    code, out, _ = _run_in_pty(
+        [sys.executable, "-m", "tljh_admin", "--prefix", str(prefix_with_history), *argv], env
+    )
+    assert code == 0
+    text = out.decode().replace("\r\n", "\n")
+    assert "\x1b" not in text
+    doc = json.loads(text)
+    assert {"schema", "version"} <= set(doc)
+
+
+def test_quiet_keeps_data_and_errors(tljh, prefix, wheelhouse):
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+    loud = tljh(
+        "--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--dry-run", env=offline
+    )
+    quiet = tljh(
+        "--prefix", prefix, "-q", "env", "install", "-t", "user", "oauthenticator", "--dry-run", env=offline
+    )
+    assert loud.stderr and not quiet.stderr
+    assert loud.stdout == quiet.stdout and "oauthenticator" in quiet.stdout
+    error = tljh("--prefix", prefix / "nope", "-q", "env", "list")
+    assert error.code == 2 and error.stderr.startswith("tljh: error:")
