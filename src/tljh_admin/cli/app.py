@@ -136,6 +136,34 @@ def env_packages(
     raise typer.Exit(int(code))
 
 
+# -- completion: Typer's side of cli/complete.py ---------------------------------------------
+
+
+def _root_paths(ctx: typer.Context) -> tuple[str | None, str | None]:
+    root = ctx.find_root().params
+    return root.get("prefix"), root.get("system_python")
+
+
+def _target_of(ctx: typer.Context) -> str | None:
+    target = ctx.params.get("target")
+    if isinstance(target, list):
+        target = target[-1] if target else None
+    return getattr(target, "value", target)
+
+
+def _complete_packages(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    already = list(ctx.params.get("packages") or ())
+    return complete.installed_packages(*_root_paths(ctx), _target_of(ctx), already, incomplete)
+
+
+def _complete_checks(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    return complete.check_ids(list(ctx.params.get("check_ids") or ()), incomplete)
+
+
+def _complete_history(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
+    return complete.history_ids(*_root_paths(ctx), _target_of(ctx), incomplete)
+
+
 class InstallerChoice(str, enum.Enum):
     pip = "pip"
     uv = "uv"
@@ -280,9 +308,7 @@ def env_uninstall(
     target: TargetOption,
     packages: Annotated[
         list[str],
-        typer.Argument(
-            metavar="PKG...", help="Project names to remove.", autocompletion=complete.installed_packages
-        ),
+        typer.Argument(metavar="PKG...", help="Project names to remove.", autocompletion=_complete_packages),
     ],
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
@@ -321,7 +347,7 @@ def env_rollback(
             "--to",
             metavar="ID",
             help="Restore the files from before this change (see history).",
-            autocompletion=complete.history_ids,
+            autocompletion=_complete_history,
         ),
     ] = None,
     dry_run: DryRunFlag = False,
@@ -367,7 +393,7 @@ def doctor(
         typer.Argument(
             metavar="[CHECK]...",
             help="Run only these checks (see --list).",
-            autocompletion=complete.check_ids,
+            autocompletion=_complete_checks,
         ),
     ] = None,
     target: Annotated[

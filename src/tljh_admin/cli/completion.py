@@ -153,31 +153,16 @@ def resolve(args: list[str]) -> tuple[list[str], dict, dict, Option | None, list
 def _dynamic(name: str, values: dict, positionals: list[str], incomplete: str) -> list[str]:
     from tljh_admin.cli import complete
 
-    context = _Context(values, positionals)
-    found = getattr(complete, name)(context, incomplete)
-    return [item[0] if isinstance(item, tuple) else item for item in found]
-
-
-class _Params:
-    def __init__(self, params: dict):
-        self.params = params
-
-
-class _Context(_Params):
-    """The little of a click Context the completers in cli/complete.py read."""
-
-    def __init__(self, values: dict, positionals: list[str]):
-        targets = values.get("--target") or []
-        super().__init__({"target": targets, "packages": positionals, "check_ids": positionals})
-        self._root = _Params(
-            {
-                "prefix": (values.get("--prefix") or [None])[-1],
-                "system_python": (values.get("--system-python") or [None])[-1],
-            }
-        )
-
-    def find_root(self) -> _Params:
-        return self._root
+    prefix = (values.get("--prefix") or [None])[-1]
+    system_python = (values.get("--system-python") or [None])[-1]
+    target = (values.get("--target") or [None])[-1]
+    if name == "installed_packages":
+        found = complete.installed_packages(prefix, system_python, target, positionals, incomplete)
+    elif name == "history_ids":
+        found = complete.history_ids(prefix, system_python, target, incomplete)
+    else:
+        found = complete.check_ids(positionals, incomplete)
+    return [value for value, _help in found]
 
 
 def completions(args: list[str], incomplete: str) -> list[str]:
