@@ -7,6 +7,7 @@ that changes anything gets its own copy.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -22,7 +23,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory) -> Path:
-    return build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    wheelhouse = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))
+    pip_wheel = prefixes.newest_bundled_pip()
+    if pip_wheel is not None:  # the real pip, so that `pip>=23.1.2` (TLJH's minimum) resolves offline
+        shutil.copy2(pip_wheel, wheelhouse / pip_wheel.name)
+    return wheelhouse
 
 
 @pytest.fixture(scope="session")

@@ -265,3 +265,15 @@ def test_quiet_keeps_data_and_errors(tljh, prefix, wheelhouse):
     assert loud.stdout == quiet.stdout and "oauthenticator" in quiet.stdout
     error = tljh("--prefix", prefix / "nope", "-q", "env", "list")
     assert error.code == 2 and error.stderr.startswith("tljh: error:")
+
+
+@pytest.mark.parametrize("no_color", ["1", ""])
+def test_no_color_means_no_escape_codes(base_prefix, no_color):
+    env = prefixes.hermetic_env(TERM="xterm-256color", TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()))
+    env["NO_COLOR"] = no_color
+    code, out, _ = _run_in_pty(
+        [sys.executable, "-m", "tljh_admin", "--prefix", str(base_prefix), "env", "list"], env
+    )
+    assert code == 0
+    # on a colour terminal the table has escape codes; NO_COLOR removes every one of them
+    assert ("\x1b[" in out.decode()) is (no_color == "")

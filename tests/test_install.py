@@ -587,3 +587,16 @@ def test_uv_installer_keeps_the_pin(tljh, prefix, offline, system_python):
         env=offline,
     )
     assert refused.code == ExitCode.REFUSED and "5.2.1" in refused.stderr
+
+
+def test_new_files_get_the_prefix_owner(tljh, prefix, offline, system_python):
+    # TLJH's prefix belongs to root; here it belongs to an arbitrary uid, so that the chown
+    # is visible (as root, pip itself always writes root-owned files)
+    subprocess.run(["chown", "-R", "1234:1234", prefix], check=True)
+    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--yes", env=offline)
+    assert result.code == 0, result.stderr
+    site = _user_site(prefix)
+    owners = {(p.stat().st_uid, p.stat().st_gid) for p in (site / "oauthenticator").rglob("*")}
+    owners |= {(p.stat().st_uid, p.stat().st_gid) for p in site.glob("oauthenticator-*.dist-info/*")}
+    assert owners == {(1234, 1234)}
+    assert "wrongly owned" in result.stderr

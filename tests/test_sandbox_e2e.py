@@ -59,3 +59,10 @@ def test_real_sandbox_is_tljh_shaped(tljh, real_sandbox):
     assert {"oauthenticator", "jupyterhub-idle-culler", "pycurl"} <= hub_names
     assert "jupyterlab" not in hub_names
     assert {"jupyterlab", "notebook", "nbgitpuller", "ipywidgets"} <= user_names
+
+
+def test_real_sandbox_is_healthy(tljh, real_sandbox):
+    result = tljh("--prefix", real_sandbox, "doctor", "--json")
+    doc = result.json()
+    assert result.code == 0, [c for c in doc["checks"] if c["status"] in ("failed", "error")]
+    assert doc["summary"]["failed"] == doc["summary"]["error"] == 0

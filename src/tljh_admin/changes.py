@@ -258,7 +258,7 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
             world_writable_fixed = owner_fixed = 0
             for name in names:
                 env = inspect_environment(name, change.layout)
-                fixed = normalize_permissions(_areas(env), env_owner(env))
+                fixed = normalize_permissions(_areas(env), env_owner(change.layout, env))
                 world_writable_fixed += fixed.world_writable_fixed
                 owner_fixed += fixed.owner_fixed
                 after[name] = inspect_environment(name, change.layout)

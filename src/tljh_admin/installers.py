@@ -164,6 +164,23 @@ class Installer(abc.ABC):
     def uninstall_command(self, names: Sequence[str]) -> list[str]:
         """The command that removes `names`."""
 
+    def _dry_run(self, command: list[str]) -> subprocess.CompletedProcess:
+        """Run a resolve-only command; its failure is the request's, told in the installer's words."""
+        proc = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            env=self.child_env,
+            cwd=self.workdir,
+            stdin=subprocess.DEVNULL,
+            errors="replace",
+        )
+        if proc.returncode != 0:
+            raise InstallerFailed(
+                f"{self.name} could not resolve the request", _error_tail(proc.stderr or proc.stdout)
+            )
+        return proc
+
     def run(self, command: list[str], log_path: str, progress: Progress) -> None:
         """Run the installer, its output to a log and its last line to `progress`."""
         with open(log_path, "a", encoding="utf-8") as log:
@@ -230,19 +247,7 @@ class PipInstaller(Installer):
             report_path,
             *self.install_args(requirements, constraint_file, upgrade),
         ]
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=self.child_env,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            errors="replace",
-        )
-        if proc.returncode != 0:
-            raise InstallerFailed(
-                "pip could not resolve the request", _error_tail(proc.stderr or proc.stdout)
-            )
+        self._dry_run(command)
         with open(report_path, encoding="utf-8") as f:
             report = json.load(f)
         install = []
@@ -297,17 +302,7 @@ class UvInstaller(Installer):
             *self._uv("install", "--dry-run"),
             *self.install_args(requirements, constraint_file, upgrade),
         ]
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env=self.child_env,
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            errors="replace",
-        )
-        if proc.returncode != 0:
-            raise InstallerFailed("uv could not resolve the request", _error_tail(proc.stderr))
+        proc = self._dry_run(command)
         install, remove = [], []
         for line in proc.stderr.splitlines():
             match = re.match(r"^ ([+-]) ([^=\s]+)==(\S+)", line)

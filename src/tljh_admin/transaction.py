@@ -277,8 +277,13 @@ def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
     return found
 
 
-def env_owner(env: Environment) -> tuple[int, int]:
-    st = os.stat(env.root)
+def env_owner(layout: Layout, env: Environment) -> tuple[int, int]:
+    """Who new files belong to: the prefix's owner for hub and user (TLJH's `chown -R
+    root:root` on the prefix), the site folder's owner for the system python."""
+    from tljh_admin.layout import SYSTEM
+
+    path = layout.prefix if env.name != SYSTEM else (env.site_dirs[0] if env.site_dirs else env.root)
+    st = os.stat(path)
     return st.st_uid, st.st_gid
 
 

@@ -150,14 +150,7 @@ def prepare_upgrade(
             child_env = policy.scrubbed_environment(os.environ)
             hub_installer = make_installer(installer_name, hub, child_env, workdir)
             user_installer = make_installer(installer_name, user, child_env, workdir)
-            try:
-                hub_resolution = hub_installer.resolve(requirement_lines, None, upgrade=True)
-            except InstallerFailed as failure:
-                raise TljhError(
-                    f"the hub step cannot be resolved: {failure}",
-                    hint=f"the installer said:\n{failure.output}",
-                    exit_code=ExitCode.REFUSED,
-                ) from None
+            hub_resolution = _resolve_step(HUB, hub_installer, requirement_lines, upgrade=True)
             plan.changes[HUB] = plan_changes(hub, hub_resolution, frozenset())
             after = {canonical_name(n): v for n, v in hub_resolution.install}
             current_hub = [d.version for d in hub.distributions if canonical_name(d.name) == "jupyterhub"]
@@ -169,14 +162,7 @@ def prepare_upgrade(
                     exit_code=ExitCode.REFUSED,
                 )
             user_requirements = [f"jupyterhub=={plan.hub_jupyterhub_after}", f"pip>={tljh.MIN_USER_PIP}"]
-            try:
-                user_resolution = user_installer.resolve(user_requirements, None, upgrade=False)
-            except InstallerFailed as failure:
-                raise TljhError(
-                    f"the user step cannot be resolved: {failure}",
-                    hint=f"the installer said:\n{failure.output}",
-                    exit_code=ExitCode.REFUSED,
-                ) from None
+            user_resolution = _resolve_step(USER, user_installer, user_requirements, upgrade=False)
             plan.changes[USER] = plan_changes(user, user_resolution, frozenset({"jupyterhub", "pip"}))
             hub_command = hub_installer.install_command(requirement_lines, None, upgrade=True)
             user_command = user_installer.install_command(user_requirements, None, upgrade=False)
@@ -218,6 +204,17 @@ def prepare_upgrade(
             yield plan, prepared
         finally:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _resolve_step(env: str, installer, requirements: list[str], upgrade: bool):
+    try:
+        return installer.resolve(requirements, None, upgrade=upgrade)
+    except InstallerFailed as failure:
+        raise TljhError(
+            f"the {env} step cannot be resolved: {failure}",
+            hint=f"the installer said:\n{failure.output}",
+            exit_code=ExitCode.REFUSED,
+        ) from None
 
 
 def _conda_below_minimum(user: Environment) -> list[tuple[str, str, str]]:

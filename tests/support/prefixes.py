@@ -63,16 +63,28 @@ def find_standalone_cpython() -> Path | None:
     """A full CPython installation to copy as the user env.
 
     TLJH's user env is Miniforge's CPython; any non-OS CPython build has the same shape.
-    `TLJH_TEST_CPYTHON` names one; otherwise the running interpreter's base, pyenv's builds,
-    and /usr/local are tried.
+    `TLJH_TEST_CPYTHON` names one; otherwise the newest of the running interpreter's base,
+    /usr/local and pyenv's builds is taken (newest: its bundled pip meets TLJH's minimum).
     """
-    candidates = [os.environ.get("TLJH_TEST_CPYTHON"), sys.base_prefix, "/usr/local"]
-    pyenv = glob.glob(os.path.expanduser("~/.pyenv/versions/3.*"))
-    candidates += sorted(pyenv, key=lambda p: _version_key(os.path.basename(p)), reverse=True)
-    for candidate in candidates:
-        if candidate and _is_full_cpython(Path(candidate)):
-            return Path(candidate)
-    return None
+    if os.environ.get("TLJH_TEST_CPYTHON"):
+        return Path(os.environ["TLJH_TEST_CPYTHON"])
+    candidates = [sys.base_prefix, "/usr/local", *glob.glob(os.path.expanduser("~/.pyenv/versions/3.*"))]
+    found = [
+        (_version_key(_is_full_cpython(Path(c)) or ""), c) for c in candidates if _is_full_cpython(Path(c))
+    ]
+    return Path(max(found)[1]) if found else None
+
+
+def newest_bundled_pip() -> Path | None:
+    """The newest pip wheel some interpreter on this machine bundles for ensurepip: a real
+    pip, offline, for tests that raise pip to TLJH's minimum."""
+    patterns = [
+        os.path.expanduser("~/.pyenv/versions/3.*/lib/python3.*/ensurepip/_bundled/pip-*.whl"),
+        f"{sys.base_prefix}/lib/python3.*/ensurepip/_bundled/pip-*.whl",
+        "/usr/share/python-wheels/pip-*.whl",
+    ]
+    wheels = [Path(p) for pattern in patterns for p in glob.glob(pattern)]
+    return max(wheels, key=lambda w: _version_key(w.name.split("-")[1]), default=None)
 
 
 def copy_cpython(source: Path, dest: Path) -> Path:

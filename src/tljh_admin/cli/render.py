@@ -50,15 +50,25 @@ def print_error(error: TljhError) -> None:
     sys.stderr.flush()
 
 
+def _plain() -> bool:
+    """NO_COLOR (no-color.org: set and not empty) means no escape codes at all: rich alone
+    would drop colours but keep bold."""
+    import os
+
+    return bool(os.environ.get("NO_COLOR"))
+
+
 def stdout_console() -> Console:
     from rich.console import Console
 
-    return Console(highlight=False)
+    return Console(highlight=False, color_system=None) if _plain() else Console(highlight=False)
 
 
 def stderr_console() -> Console:
     from rich.console import Console
 
+    if _plain():
+        return Console(stderr=True, highlight=False, color_system=None)
     return Console(stderr=True, highlight=False)
 
 
@@ -209,7 +219,7 @@ class progress:
 
     def __enter__(self):
         console = stderr_console()
-        if console.is_terminal and not _QUIET:
+        if console.is_terminal and not _QUIET and not _plain():
             self.status = console.status(self.title)
             self.status.__enter__()
         return self.update
