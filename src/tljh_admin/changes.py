@@ -145,7 +145,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
             installer = make_installer(request.installer, env, child_env, workdir)
             constraints = [*wanted.constraints, *([pin] if pin else [])]
             constraint_file = write_constraints(workdir, constraints)
-            resolution = _resolve_pinned(installer, env, wanted, constraint_file, request, pin, workdir)
+            resolution = _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir)
             plan = plan_changes(env, resolution, wanted.names)
             if env.name == HUB:
                 policy.refuse_user_server_packages_in_hub(
@@ -163,12 +163,12 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
             shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _resolve_pinned(installer, env, wanted, constraint_file, request, pin, workdir):
+def _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir):
     try:
         return installer.resolve(wanted.requirements, constraint_file, request.upgrade)
     except InstallerFailed as failure:
         if pin:
-            _explain_pin_conflict(installer, env, wanted, request, pin, workdir)
+            _explain_pin_conflict(installer, wanted, request, pin, workdir)
         raise TljhError(
             f"{failure}: {failure.output.splitlines()[-1] if failure.output else 'no output'}",
             hint=f"the installer said:\n{failure.output}" if failure.output else "",
@@ -176,7 +176,7 @@ def _resolve_pinned(installer, env, wanted, constraint_file, request, pin, workd
         ) from None
 
 
-def _explain_pin_conflict(installer, env, wanted, request, pin, workdir) -> None:
+def _explain_pin_conflict(installer, wanted, request, pin, workdir) -> None:
     """The pinned resolve failed: resolve without the pin to name who wants which jupyterhub."""
     unpinned_file = write_constraints(workdir, list(wanted.constraints))
     try:
