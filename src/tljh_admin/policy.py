@@ -28,7 +28,6 @@ REDIRECTING_VARIABLES = frozenset(
         "PYTHONSTARTUP",
         "PYTHONEXECUTABLE",
         "PYTHONSAFEPATH",
-        "PYTHONDONTWRITEBYTECODE",  # bytecode must be written: users cannot write __pycache__ later
         "PIP_TARGET",
         "PIP_PREFIX",
         "PIP_ROOT",
