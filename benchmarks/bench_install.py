@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -46,7 +47,7 @@ def prepare() -> tuple[Path, Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--runs", type=int, default=7)
     args = parser.parse_args()
     template, wheels = prepare()
     run_prefix = WORK / "install-run"
@@ -113,8 +114,12 @@ def main() -> int:
     header(VENV / "bin" / "python")
     print(f"{len(list(wheels.glob('*.whl')))} wheels; each run installs into a fresh copy of {template}/hub")
     samples: dict[str, list[float]] = {name: [] for name in cases}
+    order = list(cases)
+    shuffle = random.Random(0).shuffle  # a different order each round: no case always runs first
     for _ in range(args.runs):
-        for name, command in cases.items():
+        shuffle(order)
+        for name in order:
+            command = cases[name]
             shutil.rmtree(run_prefix, ignore_errors=True)
             shutil.copytree(template, run_prefix, symlinks=True)
             start = time.perf_counter()
