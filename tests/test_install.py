@@ -601,3 +601,54 @@ def test_new_files_get_the_prefix_owner(tljh, prefix, offline, system_python):
     owners |= {(p.stat().st_uid, p.stat().st_gid) for p in site.glob("oauthenticator-*.dist-info/*")}
     assert owners == {(1234, 1234)}
     assert "wrongly owned" in result.stderr
+
+
+@pytest.mark.parametrize("answer", ["y", "n"])
+def test_asks_on_a_terminal(prefix, offline, system_python, answer):
+    """On a terminal the plan is shown and the admin is asked; 'n' changes nothing."""
+    import pty
+
+    before = everything(prefix, system_python)
+    main, child = pty.openpty()
+    env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), **offline)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "tljh_admin",
+            "--prefix",
+            prefix,
+            "env",
+            "install",
+            "-t",
+            "user",
+            "numpy==2.1.0",
+        ],
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+    )
+    os.close(child)
+    seen = b""
+    while b"Go ahead?" not in seen:
+        seen += os.read(main, 4096)
+    os.write(main, f"{answer}\n".encode())
+    rest = b""
+    while True:
+        try:
+            chunk = os.read(main, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        rest += chunk
+    assert proc.wait(timeout=120) == 0
+    os.close(main)
+    assert b"numpy" in seen and b"1.26.4" in seen and b"2.1.0" in seen  # the plan came first
+    if answer == "y":
+        assert versions(prefix, "user", system_python)["numpy"] == "2.1.0"
+        assert b"done: change 1" in rest
+    else:
+        assert b"nothing was changed" in rest
+        assert listing_diff(before, everything(prefix, system_python)) == []
