@@ -86,3 +86,13 @@ def header(tool_python: Path) -> None:
     real = os.path.realpath(tool_python)
     version = subprocess.run([tool_python, "--version"], capture_output=True, text=True).stdout.strip()
     print(f"tljh-admin runs on {tool_python} -> {real} ({version}); {os.cpu_count()} cores")
+
+
+def sandbox_and_peers() -> tuple[Path, Path, Path, Path]:
+    """The sandbox, uv, and the hub's and user env's own interpreters (what the peers run
+    with), after printing which interpreter runs the tool."""
+    sandbox = ensure_sandbox()
+    uv = ensure_uv()
+    header(VENV / "bin" / "python")
+    print(f"sandbox: {sandbox}; peers run with each env's own bin/python3; uv: {uv}")
+    return sandbox, uv, sandbox / "hub" / "bin" / "python3", sandbox / "user" / "bin" / "python3"

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import TLJH, VENV, WORK, compare, ensure_sandbox, ensure_uv, header, report, verdict
+from _timing import TLJH, WORK, compare, report, sandbox_and_peers, verdict
 from bench_env_list import SYSTEM_PYTHON, make_big_env
 
 
@@ -23,11 +23,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
-    sandbox = ensure_sandbox()
-    uv = ensure_uv()
-    hub_py, user_py = sandbox / "hub" / "bin" / "python3", sandbox / "user" / "bin" / "python3"
-    header(VENV / "bin" / "python")
-    print(f"sandbox: {sandbox}; peers run with each env's own bin/python3")
+    sandbox, uv, hub_py, user_py = sandbox_and_peers()
     medians = compare(
         {
             "tljh doctor --json (all checks, hub+user+system+host)": [

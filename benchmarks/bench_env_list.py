@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import TLJH, VENV, WORK, compare, ensure_sandbox, ensure_uv, header, report, verdict
+from _timing import TLJH, VENV, WORK, compare, report, sandbox_and_peers, verdict
 
 SYSTEM_PYTHON = "/usr/bin/python3"
 
@@ -57,11 +57,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=15)
     args = parser.parse_args()
 
-    sandbox = ensure_sandbox()
-    uv = ensure_uv()
-    hub_py, user_py = sandbox / "hub" / "bin" / "python3", sandbox / "user" / "bin" / "python3"
-    header(VENV / "bin" / "python")
-    print(f"sandbox: {sandbox}; peers run with each env's own bin/python3; uv: {uv}")
+    sandbox, uv, hub_py, user_py = sandbox_and_peers()
     ok = True
 
     medians = compare(

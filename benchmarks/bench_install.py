@@ -82,34 +82,13 @@ def main() -> int:
             "-r",
             REQUIREMENTS,
         ],
-        "tljh env install --installer uv -r ... --yes": [
-            TLJH,
-            "--prefix",
-            run_prefix,
-            "env",
-            "install",
-            "-t",
-            "hub",
-            "--installer",
-            "uv",
-            "-r",
-            REQUIREMENTS,
-            "--yes",
-        ],
-        "tljh env install --installer pip -r ... --yes": [
-            TLJH,
-            "--prefix",
-            run_prefix,
-            "env",
-            "install",
-            "-t",
-            "hub",
-            "--installer",
-            "pip",
-            "-r",
-            REQUIREMENTS,
-            "--yes",
-        ],
+        **{
+            f"tljh env install --installer {installer} -r ... --yes": [
+                *(TLJH, "--prefix", run_prefix, "env", "install", "-t", "hub"),
+                *("--installer", installer, "-r", REQUIREMENTS, "--yes"),
+            ]
+            for installer in ("uv", "pip")
+        },
     }
     header(VENV / "bin" / "python")
     print(f"{len(list(wheels.glob('*.whl')))} wheels; each run installs into a fresh copy of {template}/hub")

@@ -9,13 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.support import prefixes
+from tests.support.cli import tljh_argv
 from tests.support.wheels import build_wheelhouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -74,7 +74,7 @@ def tljh(system_python):
         full_env.pop("TLJH_INSTALL_PREFIX", None)
         full_env.update(env or {})
         proc = subprocess.run(
-            [sys.executable, "-m", "tljh_admin", *map(os.fspath, args)],
+            tljh_argv(*args),
             capture_output=True,
             text=True,
             env=full_env,

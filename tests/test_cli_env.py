@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
+from tests.conftest import NOBODY
 from tests.support import prefixes
+from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.cli import fast
 from tljh_admin.errors import ExitCode
@@ -150,22 +152,7 @@ def test_unreadable_prefix_as_a_real_unprivileged_user(nobody_python, open_tmp, 
         target.mkdir(parents=True)
     before = file_listing(target.parent)
     proc = subprocess.run(
-        [
-            "setpriv",
-            "--reuid",
-            "65534",
-            "--regid",
-            "65534",
-            "--clear-groups",
-            nobody_python,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            target,
-            "env",
-            "list",
-            *json_flag,
-        ],
+        [*NOBODY, *tljh_argv("--prefix", target, "env", "list", *json_flag, python=nobody_python)],
         capture_output=True,
         text=True,
         env=prefixes.hermetic_env(NO_COLOR="1"),

@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import REPO
 from tests.support import prefixes
+from tests.support.cli import read_until_closed, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.cli.completion import SPEC
 from tljh_admin.cli.fast import DISABLE_VAR
@@ -32,7 +33,7 @@ def complete_bash(words: str, prefix: Path | None = None, typer: bool = False) -
     )
     if typer:
         env[DISABLE_VAR] = "0"
-    proc = subprocess.run([sys.executable, "-m", "tljh_admin"], capture_output=True, text=True, env=env)
+    proc = subprocess.run(tljh_argv(), capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
     return sorted(v for v in proc.stdout.split("\n") if v)
 
@@ -75,19 +76,7 @@ def prefix_with_history(tmp_path_factory, base_prefix, wheelhouse):
         TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()),
     )
     subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            prefix,
-            "env",
-            "install",
-            "-t",
-            "user",
-            "oauthenticator",
-            "-y",
-        ],
+        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "-y"),
         check=True,
         capture_output=True,
         env=env,
@@ -196,7 +185,7 @@ def test_real_fish_loads_the_script_and_completes(base_prefix, tmp_path):
 
 def test_install_completion_keeps_working(tmp_path):
     env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
-    proc = subprocess.run([sys.executable, "-m", "tljh_admin", "--install-completion", "bash"], env=env)
+    proc = subprocess.run(tljh_argv("--install-completion", "bash"), env=env)
     assert proc.returncode == 0
     assert "tljh" in (tmp_path / ".bashrc").read_text()
 
@@ -217,15 +206,7 @@ def _run_in_pty(argv: list[str], env: dict[str, str]) -> tuple[int, bytes, bytes
     main, child = pty.openpty()
     proc = subprocess.Popen(argv, stdout=child, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, env=env)
     os.close(child)
-    out = b""
-    while True:
-        try:
-            chunk = os.read(main, 65536)
-        except OSError:
-            break
-        if not chunk:
-            break
-        out += chunk
+    out = read_until_closed(main)
     _, err = proc.communicate()
     os.close(main)
     return proc.returncode, out, err
@@ -243,9 +224,7 @@ def test_json_on_stdout_only_even_on_a_colour_terminal(prefix_with_history, argv
         TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()),
     )
     env[DISABLE_VAR] = fastpath
-    code, out, _ = _run_in_pty(
-        [sys.executable, "-m", "tljh_admin", "--prefix", str(prefix_with_history), *argv], env
-    )
+    code, out, _ = _run_in_pty(tljh_argv("--prefix", prefix_with_history, *argv), env)
     assert code == 0
     text = out.decode().replace("\r\n", "\n")
     assert "\x1b" not in text
@@ -271,9 +250,7 @@ def test_quiet_keeps_data_and_errors(tljh, prefix, wheelhouse):
 def test_no_color_means_no_escape_codes(base_prefix, no_color):
     env = prefixes.hermetic_env(TERM="xterm-256color", TLJH_SYSTEM_PYTHON=str(prefixes.find_system_python()))
     env["NO_COLOR"] = no_color
-    code, out, _ = _run_in_pty(
-        [sys.executable, "-m", "tljh_admin", "--prefix", str(base_prefix), "env", "list"], env
-    )
+    code, out, _ = _run_in_pty(tljh_argv("--prefix", base_prefix, "env", "list"), env)
     assert code == 0
     # on a colour terminal the table has escape codes; NO_COLOR removes every one of them
     assert ("\x1b[" in out.decode()) is (no_color == "")

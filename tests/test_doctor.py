@@ -8,13 +8,13 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from packaging.utils import canonicalize_name
 
 from tests.support import prefixes
+from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin import doctor
 from tljh_admin.doctor.model import ERROR, FAILED, OK, Check, Finding
@@ -297,7 +297,7 @@ def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
     )
     install = ["env", "install", "-t", "user", "bigpkg", "--yes"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tljh_admin", "--prefix", prefix, *install],
+        tljh_argv("--prefix", prefix, *install),
         env=env,
         start_new_session=True,
         stdout=subprocess.DEVNULL,

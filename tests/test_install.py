@@ -8,7 +8,6 @@ import os
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,10 +15,31 @@ import pytest
 
 from tests.conftest import NOBODY
 from tests.support import prefixes
+from tests.support.cli import read_until_closed, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.envs import inspect_environment
 from tljh_admin.errors import ExitCode
 from tljh_admin.layout import resolve_layout
+
+
+@pytest.fixture
+def install(tljh, prefix, offline):
+    """`tljh --prefix PREFIX env install -t TARGET ...`, offline unless told otherwise."""
+
+    def run(target: str, *args, env=None, **kwargs):
+        return tljh(
+            "--prefix",
+            prefix,
+            "env",
+            "install",
+            "-t",
+            target,
+            *args,
+            env=offline if env is None else env,
+            **kwargs,
+        )
+
+    return run
 
 
 @pytest.fixture
@@ -68,20 +88,18 @@ def world_writable(root: Path) -> list[str]:
 # -- rule 1 and isolation between environments --------------------------------------------
 
 
-def test_install_into_user_leaves_hub_and_system_identical(tljh, prefix, offline, system_python):
+def test_install_into_user_leaves_hub_and_system_identical(prefix, system_python, install):
     hub_before, system_before = env_listing(prefix, "hub"), system_listing(system_python, prefix)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--yes", env=offline)
+    result = install("user", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr
     assert versions(prefix, "user", system_python)["oauthenticator"] == "17.3.0"
     assert listing_diff(hub_before, env_listing(prefix, "hub")) == []
     assert listing_diff(system_before, system_listing(system_python, prefix)) == []
 
 
-def test_install_into_hub_leaves_user_and_system_identical(tljh, prefix, offline, system_python):
+def test_install_into_hub_leaves_user_and_system_identical(prefix, system_python, install):
     user_before, system_before = env_listing(prefix, "user"), system_listing(system_python, prefix)
-    result = tljh(
-        "--prefix", prefix, "env", "install", "-t", "hub", "oauthenticator==17.3.0", "--yes", env=offline
-    )
+    result = install("hub", "oauthenticator==17.3.0", "--yes")
     assert result.code == 0, result.stderr
     assert versions(prefix, "hub", system_python)["oauthenticator"] == "17.3.0"
     assert listing_diff(user_before, env_listing(prefix, "user")) == []
@@ -89,7 +107,7 @@ def test_install_into_hub_leaves_user_and_system_identical(tljh, prefix, offline
     assert "restart" in result.stderr  # the hub only sees new packages after a restart
 
 
-def test_the_envs_own_interpreter_runs_not_a_pip_on_path(tljh, prefix, offline, tmp_path, system_python):
+def test_the_envs_own_interpreter_runs_not_a_pip_on_path(prefix, offline, tmp_path, system_python, install):
     # A `pip` and `python3` first on PATH that would install elsewhere, as `sudo pip` does.
     trap = tmp_path / "trap-bin"
     trap.mkdir()
@@ -97,7 +115,7 @@ def test_the_envs_own_interpreter_runs_not_a_pip_on_path(tljh, prefix, offline, 
         (trap / name).write_text("#!/bin/sh\necho WRONG-PIP >&2\nexit 99\n")
         (trap / name).chmod(0o755)
     env = {**offline, "PATH": f"{trap}:{os.environ['PATH']}"}
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0", "--yes", env=env)
+    result = install("user", "numpy==2.1.0", "--yes", env=env)
     assert result.code == 0, result.stderr
     assert "WRONG-PIP" not in result.stderr
     assert versions(prefix, "user", system_python)["numpy"] == "2.1.0"
@@ -106,7 +124,7 @@ def test_the_envs_own_interpreter_runs_not_a_pip_on_path(tljh, prefix, offline, 
 # -- rule 2 ----------------------------------------------------------------------------------
 
 
-def test_redirecting_variables_do_not_redirect(tljh, prefix, offline, tmp_path, system_python):
+def test_redirecting_variables_do_not_redirect(prefix, offline, tmp_path, system_python, install):
     elsewhere = {name: tmp_path / name for name in ("pythonpath", "pip-target", "userbase", "pip-prefix")}
     for folder in elsewhere.values():
         folder.mkdir()
@@ -120,7 +138,7 @@ def test_redirecting_variables_do_not_redirect(tljh, prefix, offline, tmp_path, 
         "PIP_PREFIX": str(elsewhere["pip-prefix"]),
         "VIRTUAL_ENV": str(prefix / "hub"),  # an activated hub venv, as in a hub admin's shell
     }
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--yes", env=env)
+    result = install("user", "oauthenticator", "--yes", env=env)
     assert result.code == 0, result.stderr
     assert versions(prefix, "user", system_python)["oauthenticator"] == "17.3.0"
     for name, folder in elsewhere.items():
@@ -147,40 +165,26 @@ def test_scrubbing_keeps_index_settings():
 # -- rule 4: the jupyterhub pin ---------------------------------------------------------------
 
 
-def test_upgrades_in_user_cannot_move_jupyterhub(tljh, prefix, offline, system_python):
+def test_upgrades_in_user_cannot_move_jupyterhub(prefix, system_python, install):
     # jupyterhub 5.3.0 and 6.0.0 are in the wheelhouse; --upgrade would take them without the pin
-    result = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
-        "user",
-        "--upgrade",
-        "oauthenticator",
-        "traitlets",
-        "--yes",
-        env=offline,
-    )
+    result = install("user", "--upgrade", "oauthenticator", "traitlets", "--yes")
     assert result.code == 0, result.stderr
     assert versions(prefix, "user", system_python)["jupyterhub"] == "5.2.1"
     assert versions(prefix, "user", system_python)["oauthenticator"] == "17.3.0"
 
 
-def test_package_needing_another_jupyterhub_is_refused_naming_both(tljh, prefix, offline, system_python):
+def test_package_needing_another_jupyterhub_is_refused_naming_both(prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "hub-extension", "--yes", env=offline)
+    result = install("user", "hub-extension", "--yes")
     assert result.code == ExitCode.REFUSED, result.stderr
     line = result.stderr.splitlines()[-1]
     assert "hub-extension" in line and "6.0.0" in line and "5.2.1" in line and "Hint:" in line
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_jupyterhub_itself_is_not_changed_in_user(tljh, prefix, offline, system_python):
+def test_jupyterhub_itself_is_not_changed_in_user(tljh, prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh(
-        "--prefix", prefix, "env", "install", "-t", "user", "jupyterhub==5.3.0", "--yes", env=offline
-    )
+    result = install("user", "jupyterhub==5.3.0", "--yes")
     assert result.code == ExitCode.REFUSED
     assert "tljh upgrade" in result.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
@@ -190,26 +194,24 @@ def test_jupyterhub_itself_is_not_changed_in_user(tljh, prefix, offline, system_
 
 
 @pytest.mark.parametrize("package", ["jupyterlab", "lab-dragging-plugin"])
-def test_user_server_packages_refused_in_hub(tljh, prefix, offline, system_python, package):
+def test_user_server_packages_refused_in_hub(prefix, system_python, package, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "hub", package, "--yes", env=offline)
+    result = install("hub", package, "--yes")
     assert result.code == ExitCode.REFUSED, result.stderr
     assert "jupyterlab" in result.stderr and "--target user" in result.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_force_puts_jupyterlab_in_hub(tljh, prefix, offline, system_python):
-    result = tljh(
-        "--prefix", prefix, "env", "install", "-t", "hub", "jupyterlab", "--force", "--yes", env=offline
-    )
+def test_force_puts_jupyterlab_in_hub(prefix, system_python, install):
+    result = install("hub", "jupyterlab", "--force", "--yes")
     assert result.code == 0, result.stderr
     assert "jupyterlab" in versions(prefix, "hub", system_python)
 
 
 @pytest.mark.parametrize("flags", [[], ["--allow-system"]])
-def test_system_is_refused(tljh, prefix, offline, system_python, flags):
+def test_system_is_refused(prefix, system_python, flags, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "system", "numpy", "--yes", *flags, env=offline)
+    result = install("system", "numpy", "--yes", *flags)
     assert result.code == ExitCode.REFUSED
     (line,) = result.stderr.splitlines()
     if flags:  # this machine's python3 is Debian's, with an EXTERNALLY-MANAGED marker
@@ -227,17 +229,17 @@ def test_non_root_user_is_told_to_use_sudo(nobody_python, base_prefix, open_tmp,
     proc = subprocess.run(
         [
             *NOBODY,
-            nobody_python,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            prefix,
-            "env",
-            "install",
-            "-t",
-            "user",
-            "numpy==2.1.0",
-            "--yes",
+            *tljh_argv(
+                "--prefix",
+                prefix,
+                "env",
+                "install",
+                "-t",
+                "user",
+                "numpy==2.1.0",
+                "--yes",
+                python=nobody_python,
+            ),
         ],
         capture_output=True,
         text=True,
@@ -287,11 +289,11 @@ def _corpus_files(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("case", CORPUS)
-def test_bad_input_corpus(tljh, prefix, offline, tmp_path, system_python, case):
+def test_bad_input_corpus(tljh, prefix, tmp_path, system_python, case, install):
     _corpus_files(tmp_path)
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in CORPUS[case]]
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", *args, "--yes", env=offline)
+    result = install("user", *args, "--yes")
     assert result.code in (ExitCode.USAGE, ExitCode.REFUSED), (case, result.stderr)
     assert result.stdout == ""
     lines = result.stderr.splitlines()
@@ -300,45 +302,34 @@ def test_bad_input_corpus(tljh, prefix, offline, tmp_path, system_python, case):
     assert not (prefix / "state" / "tljh-admin" / "history.jsonl").exists()
 
 
-def test_unknown_target_is_refused(tljh, prefix, offline, system_python):
+def test_unknown_target_is_refused(prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "mars", "numpy", "--yes", env=offline)
+    result = install("mars", "numpy", "--yes")
     assert result.code == ExitCode.USAGE
     (line,) = result.stderr.splitlines()
     assert "mars" in line and "Hint:" in line
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_requirements_file_with_spaces_in_its_path(tljh, prefix, offline, tmp_path, system_python):
+def test_requirements_file_with_spaces_in_its_path(prefix, tmp_path, system_python, install):
     reqs = tmp_path / "my requirements.txt"
     reqs.write_text("# for the data science course\nnumpy==2.1.0  # pinned\noauthenticator\n")
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "-r", reqs, "--yes", env=offline)
+    result = install("user", "-r", reqs, "--yes")
     assert result.code == 0, result.stderr
     assert versions(prefix, "user", system_python)["numpy"] == "2.1.0"
 
 
-def test_not_a_terminal_without_yes_is_refused(tljh, prefix, offline, system_python):
+def test_not_a_terminal_without_yes_is_refused(prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0", env=offline)
+    result = install("user", "numpy==2.1.0")
     assert result.code == ExitCode.USAGE
     assert "--yes" in result.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_dry_run_shows_the_plan_and_changes_nothing(tljh, prefix, offline, system_python):
+def test_dry_run_shows_the_plan_and_changes_nothing(prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
-        "user",
-        "numpy==2.1.0",
-        "oauthenticator",
-        "--dry-run",
-        env=offline,
-    )
+    result = install("user", "numpy==2.1.0", "oauthenticator", "--dry-run")
     assert result.code == 0, result.stderr
     assert "numpy" in result.stdout and "1.26.4" in result.stdout and "2.1.0" in result.stdout
     assert "upgrade" in result.stdout and "install" in result.stdout
@@ -351,7 +342,7 @@ def test_dry_run_shows_the_plan_and_changes_nothing(tljh, prefix, offline, syste
 def _start(prefix: Path, args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
     full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **env)
     return subprocess.Popen(
-        [sys.executable, "-m", "tljh_admin", "--prefix", str(prefix), *args],
+        tljh_argv("--prefix", prefix, *args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -402,7 +393,7 @@ def test_lock_timeout(prefix, offline):
     assert "still locked" in err2 and "--lock-timeout" in err2
 
 
-def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, system_python):
+def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, system_python, install):
     before = everything(prefix, system_python)
     site = _user_site(prefix)
     proc = _start(
@@ -417,7 +408,7 @@ def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, sy
     proc.communicate()
     assert listing_diff(before, everything(prefix, system_python)) != []  # really half-installed
 
-    nxt = tljh("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--dry-run", env=offline)
+    nxt = install("user", "oauthenticator", "--dry-run")
     assert nxt.code == 0, nxt.stderr
     assert "restoring change 1" in nxt.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
@@ -437,9 +428,9 @@ def test_sigterm_mid_install_restores(prefix, offline, system_python):
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_failed_install_is_restored_and_named(tljh, prefix, offline, system_python):
+def test_failed_install_is_restored_and_named(tljh, prefix, system_python, install):
     before = everything(prefix, system_python)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "breaks-midway", "--yes", env=offline)
+    result = install("user", "breaks-midway", "--yes")
     assert result.code == ExitCode.CHANGE_FAILED
     assert "restored" in result.stderr.splitlines()[0]
     assert listing_diff(before, everything(prefix, system_python)) == []
@@ -448,21 +439,10 @@ def test_failed_install_is_restored_and_named(tljh, prefix, offline, system_pyth
 
 
 def test_install_then_rollback_is_byte_identical_without_the_index(
-    tljh, prefix, offline, tmp_path, system_python
+    tljh, prefix, tmp_path, system_python, install
 ):
     before = everything(prefix, system_python)
-    result = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
-        "user",
-        "numpy==2.1.0",
-        "oauthenticator",
-        "--yes",
-        env=offline,
-    )
+    result = install("user", "numpy==2.1.0", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr
     assert listing_diff(before, everything(prefix, system_python)) != []
     # no index, no wheels: nothing to download from during the rollback
@@ -472,7 +452,7 @@ def test_install_then_rollback_is_byte_identical_without_the_index(
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_uninstall_then_rollback(tljh, prefix, offline, system_python):
+def test_uninstall_then_rollback(tljh, prefix, system_python):
     before = everything(prefix, system_python)
     result = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "numpy", "--yes")
     assert result.code == 0, result.stderr
@@ -491,13 +471,8 @@ def test_uninstall_refusals(tljh, prefix, system_python):
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_history_records_who_what_and_result(tljh, prefix, offline):
-    tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
+def test_history_records_who_what_and_result(tljh, prefix, offline, install):
+    install(
         "user",
         "numpy==2.1.0",
         "--yes",
@@ -529,15 +504,8 @@ def test_history_records_who_what_and_result(tljh, prefix, offline):
 
 
 @pytest.mark.parametrize("installer", ["pip", "uv"])
-def test_no_world_writable_files_after_install_even_with_umask_0(
-    tljh, prefix, offline, system_python, installer
-):
-    result = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
+def test_no_world_writable_files_after_install_even_with_umask_0(prefix, offline, installer, install):
+    result = install(
         "user",
         "oauthenticator",
         "bigpkg",
@@ -556,45 +524,20 @@ def test_no_world_writable_files_after_install_even_with_umask_0(
     assert list((site / "oauthenticator" / "__pycache__").glob("__init__.*.pyc"))
 
 
-def test_uv_installer_keeps_the_pin(tljh, prefix, offline, system_python):
-    result = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
-        "user",
-        "--upgrade",
-        "oauthenticator",
-        "--yes",
-        "--installer",
-        "uv",
-        env=offline,
-    )
+def test_uv_installer_keeps_the_pin(prefix, system_python, install):
+    result = install("user", "--upgrade", "oauthenticator", "--yes", "--installer", "uv")
     assert result.code == 0, result.stderr
     installed = versions(prefix, "user", system_python)
     assert installed["jupyterhub"] == "5.2.1" and installed["oauthenticator"] == "17.3.0"
-    refused = tljh(
-        "--prefix",
-        prefix,
-        "env",
-        "install",
-        "-t",
-        "user",
-        "hub-extension",
-        "--yes",
-        "--installer",
-        "uv",
-        env=offline,
-    )
+    refused = install("user", "hub-extension", "--yes", "--installer", "uv")
     assert refused.code == ExitCode.REFUSED and "5.2.1" in refused.stderr
 
 
-def test_new_files_get_the_prefix_owner(tljh, prefix, offline, system_python):
+def test_new_files_get_the_prefix_owner(prefix, install):
     # TLJH's prefix belongs to root; here it belongs to an arbitrary uid, so that the chown
     # is visible (as root, pip itself always writes root-owned files)
     subprocess.run(["chown", "-R", "1234:1234", prefix], check=True)
-    result = tljh("--prefix", prefix, "env", "install", "-t", "user", "oauthenticator", "--yes", env=offline)
+    result = install("user", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr
     site = _user_site(prefix)
     owners = {(p.stat().st_uid, p.stat().st_gid) for p in (site / "oauthenticator").rglob("*")}
@@ -612,18 +555,7 @@ def test_asks_on_a_terminal(prefix, offline, system_python, answer):
     main, child = pty.openpty()
     env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), **offline)
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            prefix,
-            "env",
-            "install",
-            "-t",
-            "user",
-            "numpy==2.1.0",
-        ],
+        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0"),
         stdin=child,
         stdout=child,
         stderr=child,
@@ -634,15 +566,7 @@ def test_asks_on_a_terminal(prefix, offline, system_python, answer):
     while b"Go ahead?" not in seen:
         seen += os.read(main, 4096)
     os.write(main, f"{answer}\n".encode())
-    rest = b""
-    while True:
-        try:
-            chunk = os.read(main, 4096)
-        except OSError:
-            break
-        if not chunk:
-            break
-        rest += chunk
+    rest = read_until_closed(main)
     assert proc.wait(timeout=120) == 0
     os.close(main)
     assert b"numpy" in seen and b"1.26.4" in seen and b"2.1.0" in seen  # the plan came first

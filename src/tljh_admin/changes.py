@@ -45,31 +45,30 @@ from tljh_admin.transaction import (
 Notify = Callable[[str], None]
 
 
-@dataclass(frozen=True)
-class InstallRequest:
+@dataclass(frozen=True, kw_only=True)
+class ChangeRequest:
+    """What every change to one environment is asked with."""
+
     target: str
+    force: bool = False
+    allow_system: bool = False
+    break_system_packages: bool = False
+    installer: str = "pip"
+    lock_timeout: float = 600.0
+    command: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallRequest(ChangeRequest):
     packages: tuple[str, ...] = ()
     requirement_files: tuple[str, ...] = ()
     constraint_files: tuple[str, ...] = ()
     upgrade: bool = False
-    force: bool = False
-    allow_system: bool = False
-    break_system_packages: bool = False
-    installer: str = "pip"
-    lock_timeout: float = 600.0
-    command: str = ""
 
 
-@dataclass(frozen=True)
-class UninstallRequest:
-    target: str
+@dataclass(frozen=True, kw_only=True)
+class UninstallRequest(ChangeRequest):
     packages: tuple[str, ...]
-    force: bool = False
-    allow_system: bool = False
-    break_system_packages: bool = False
-    installer: str = "pip"
-    lock_timeout: float = 600.0
-    command: str = ""
 
 
 @dataclass
@@ -126,6 +125,32 @@ def _locked(
 
 
 @contextlib.contextmanager
+def _installer_for(request: ChangeRequest, env: Environment) -> Iterator:
+    """The request's installer on `env`, with a scratch folder for its plan and constraints."""
+    workdir = tempfile.mkdtemp(prefix="tljh-admin-")
+    try:
+        yield (
+            make_installer(request.installer, env, policy.scrubbed_environment(os.environ), workdir),
+            workdir,
+        )
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _installer_change(
+    layout: Layout, state: StateDir, request: ChangeRequest, kind: str, env: Environment, installer, command
+) -> tuple[Change, Callable[[Callable[[str], None]], None]]:
+    """The Change record for one environment, and the step that runs the installer for it."""
+    change = Change(layout, state, state.next_id(), request.command, kind, {}, installer.name)
+    change.envs[env.name] = EnvState(env, _areas(env))
+
+    def run(progress: Callable[[str], None]) -> None:
+        installer.run(command, state.path("logs", f"{change.change_id}.log"), progress)
+
+    return change, run
+
+
+@contextlib.contextmanager
 def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> Iterator[Prepared]:
     _check_target(request.target)
     env = inspect_environment(request.target, layout)
@@ -139,10 +164,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
 
     with _locked(layout, [env.name], request.lock_timeout, notify) as (state, recovered):
         env = inspect_environment(env.name, layout)  # as it is now, after any recovery
-        workdir = tempfile.mkdtemp(prefix="tljh-admin-")
-        try:
-            child_env = policy.scrubbed_environment(os.environ)
-            installer = make_installer(request.installer, env, child_env, workdir)
+        with _installer_for(request, env) as (installer, workdir):
             constraints = [*wanted.constraints, *([pin] if pin else [])]
             constraint_file = write_constraints(workdir, constraints)
             resolution = _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir)
@@ -152,15 +174,8 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
                     env, {canonical_name(c.name) for c in plan if c.action != REMOVE}, request.force
                 )
             command = installer.install_command(wanted.requirements, constraint_file, request.upgrade)
-            change = Change(layout, state, state.next_id(), request.command, "install", {}, installer.name)
-            change.envs[env.name] = EnvState(env, _areas(env))
-
-            def run(progress: Callable[[str], None]) -> None:
-                installer.run(command, state.path("logs", f"{change.change_id}.log"), progress)
-
+            change, run = _installer_change(layout, state, request, "install", env, installer, command)
             yield Prepared("install", env, plan, change, run, recovered, pin)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir):
@@ -225,21 +240,10 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
         plan = [
             PlannedChange(installed[n].name, installed[n].version, None, REMOVE, True) for n in sorted(names)
         ]
-        workdir = tempfile.mkdtemp(prefix="tljh-admin-")
-        try:
-            installer = make_installer(
-                request.installer, env, policy.scrubbed_environment(os.environ), workdir
-            )
+        with _installer_for(request, env) as (installer, _):
             command = installer.uninstall_command([installed[n].name for n in sorted(names)])
-            change = Change(layout, state, state.next_id(), request.command, "uninstall", {}, installer.name)
-            change.envs[env.name] = EnvState(env, _areas(env))
-
-            def run(progress: Callable[[str], None]) -> None:
-                installer.run(command, state.path("logs", f"{change.change_id}.log"), progress)
-
+            change, run = _installer_change(layout, state, request, "uninstall", env, installer, command)
             yield Prepared("uninstall", env, plan, change, run, recovered)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
 
 
 def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
@@ -257,11 +261,11 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
             after: dict[str, Environment] = {}
             world_writable_fixed = owner_fixed = 0
             for name in names:
-                env = inspect_environment(name, change.layout)
+                # one inspection: chmod and chown do not change what is installed
+                after[name] = env = inspect_environment(name, change.layout)
                 fixed = normalize_permissions(_areas(env), env_owner(change.layout, env))
                 world_writable_fixed += fixed.world_writable_fixed
                 owner_fixed += fixed.owner_fixed
-                after[name] = inspect_environment(name, change.layout)
             _verify_pin(prepared, after)
         except (KeyboardInterrupt, Interrupted):
             change.restore()

@@ -291,7 +291,7 @@ class UvInstaller(Installer):
         self.uv = find_uv()
 
     def check_usable(self) -> None:
-        find_uv()
+        """Nothing more to check: __init__ found uv, and uv needs no pip in the env."""
 
     def _uv(self, *args: str) -> list[str]:
         extra = ["--break-system-packages"] if self.env.externally_managed else []

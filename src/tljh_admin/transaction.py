@@ -123,6 +123,18 @@ class StateDir:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path("journal", f"{change_id}.json"))
 
+    def close(self, journal: dict, result: str, after: dict[str, dict[str, str]], detail: str) -> dict:
+        """End a change: its history entry, no journal, and its snapshot kept only when there
+        is something to roll back (a change that ended `ok`)."""
+        entry = {**journal, "time": now_iso(), "target": ",".join(journal["envs"])}
+        entry.update(after=after, result=result, detail=detail)
+        entry.pop("pid", None)
+        self.append_history(entry)
+        self.drop_journal(journal["id"])
+        if result != OK:
+            snapshot.discard(self.path("snapshots", str(journal["id"])))
+        return entry
+
     def snapshot_dir(self, change_id: int, env: str) -> str:
         return self.path("snapshots", str(change_id), env)
 
@@ -294,7 +306,6 @@ def env_owner(layout: Layout, env: Environment) -> tuple[int, int]:
 class EnvState:
     env: Environment
     areas: snapshot.Areas
-    system: bool = False
 
     @property
     def packages(self) -> dict[str, str]:
@@ -339,20 +350,8 @@ class Change:
             snapshot.restore(self.state.snapshot_dir(self.change_id, name))
 
     def finish(self, result: str, after: dict[str, dict[str, str]] | None, detail: str = "") -> dict:
-        entry = {
-            **self.journal_entry(),
-            "time": now_iso(),
-            "target": ",".join(self.envs),
-            "after": after if after is not None else {n: s.packages for n, s in self.envs.items()},
-            "result": result,
-            "detail": detail,
-        }
-        entry.pop("pid")
-        self.state.append_history(entry)
-        self.state.drop_journal(self.change_id)
-        if result != OK:
-            # nothing to roll back to: the environment is as it was before
-            snapshot.discard(self.state.path("snapshots", str(self.change_id)))
+        before = {n: s.packages for n, s in self.envs.items()}
+        entry = self.state.close(self.journal_entry(), result, after if after is not None else before, detail)
         prune_snapshots(self.state)
         return entry
 
@@ -370,26 +369,18 @@ def recover_unfinished(state: StateDir, envs: list[str], notify: Notify = _quiet
     journal whose locks we hold has no living owner."""
     recovered = []
     for journal in state.journals():
-        if not set(journal["envs"]) & set(envs):
-            continue
         if not set(journal["envs"]) <= set(envs):
-            continue  # part of a change to other envs too; the command that locks them all recovers it
+            continue  # another env's change, or one spanning more envs: whoever locks them all recovers it
         notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
         for name in journal["envs"]:
             dest = state.snapshot_dir(journal["id"], name)
             if os.path.exists(os.path.join(dest, snapshot.MANIFEST)):
                 snapshot.restore(dest)
-        entry = {
-            **journal,
-            "time": now_iso(),
-            "target": ",".join(journal["envs"]),
-            "after": journal["before"],
-            "result": RESTORED,
-            "detail": "the process was killed during the change; restored by the next command",
-        }
-        entry.pop("pid", None)
-        state.append_history(entry)
-        state.drop_journal(journal["id"])
-        snapshot.discard(state.path("snapshots", str(journal["id"])))
+        entry = state.close(
+            journal,
+            RESTORED,
+            journal["before"],
+            "the process was killed during the change; restored by the next command",
+        )
         recovered.append(entry)
     return recovered

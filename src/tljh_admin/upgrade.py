@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, tljh
-from tljh_admin.changes import Prepared, _areas, _locked
+from tljh_admin.changes import Prepared, _areas, _locked, _write_paths
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -86,7 +86,7 @@ def requirements_source(hub: Environment, given: str | None) -> tuple[Requiremen
     return RequirementsSource(SHIPPED, tljh.HUB_REQUIREMENTS, "tljh-admin's copy of TLJH 2.0's list"), notes
 
 
-def _blockers(layout: Layout, hub: Environment, user: Environment) -> list[Blocker]:
+def _blockers(hub: Environment, user: Environment) -> list[Blocker]:
     found = []
     for env in (hub, user):
         if not env.ok:
@@ -107,12 +107,6 @@ def _blockers(layout: Layout, hub: Environment, user: Environment) -> list[Block
                     "rebuild the user environment with a newer Python first",
                 )
             )
-    try:
-        policy.require_write_access(
-            [hub.root, user.root, layout.state if os.path.isdir(layout.state) else layout.prefix]
-        )
-    except TljhError as error:
-        found.append(Blocker(error.message, error.hint))
     return found
 
 
@@ -136,10 +130,10 @@ def prepare_upgrade(
     hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
     source, notes = requirements_source(hub, hub_requirements)
     requirement_lines = policy.read_requirement_file(source.path)
-    blockers = _blockers(layout, hub, user)
+    # no right to write is not a blocker to read about in a plan: it stops here, like install
+    policy.require_write_access([*_write_paths(layout, hub), *_write_paths(layout, user)])
+    blockers = _blockers(hub, user)
     plan = UpgradePlan(source, blockers, notes=notes)
-    if any("cannot write" in b.message for b in blockers):
-        raise TljhError(blockers[0].message, hint=blockers[0].hint, exit_code=ExitCode.PERMISSION_DENIED)
     if blockers:
         yield plan, None
         return
