@@ -1,7 +1,8 @@
-"""The one error type and the exit codes every command shares.
+"""The error types and the exit codes every command shares.
 
-Exit codes are part of the scripting contract (README, "Exit codes"); change them only
-with a new major version.
+Every error the user can act on is a `TljhError`: one line of message, one line of hint, and
+an exit code that comes from its type. `__main__` maps them once. Exit codes are part of the
+scripting contract (README, "Exit codes"); change them only with a new major version.
 """
 
 from __future__ import annotations
@@ -23,18 +24,75 @@ class ExitCode(enum.IntEnum):
     LOCKED = 5
     #: a change failed and was rolled back
     CHANGE_FAILED = 6
+    #: the installer could not resolve the request (no such version, conflicts, index unreachable);
+    #: nothing was changed
+    RESOLUTION_FAILED = 7
     #: stopped by Ctrl-C or SIGTERM
     INTERRUPTED = 130
 
 
 class TljhError(Exception):
-    """An error the user can act on: one line of message, one line of hint."""
+    """An error the user can act on: one line of message, one line of hint.
 
-    def __init__(self, message: str, hint: str = "", exit_code: ExitCode = ExitCode.USAGE):
+    Raise a subclass: its class attribute `exit_code` says how the process ends. The
+    `exit_code` argument remains for the rare error whose code is decided at run time.
+    """
+
+    exit_code: ExitCode = ExitCode.USAGE
+
+    def __init__(self, message: str, hint: str = "", exit_code: ExitCode | None = None):
         super().__init__(message)
         self.message = message
         self.hint = hint
-        self.exit_code = exit_code
+        if exit_code is not None:
+            self.exit_code = exit_code
 
     def __str__(self) -> str:
         return self.message
+
+
+class UsageError(TljhError):
+    """The command line or its input is wrong."""
+
+    exit_code = ExitCode.USAGE
+
+
+class PermissionDenied(TljhError):
+    """This user may not read or change that: run with sudo."""
+
+    exit_code = ExitCode.PERMISSION_DENIED
+
+
+class Refused(TljhError):
+    """An isolation rule refused the change before anything ran."""
+
+    exit_code = ExitCode.REFUSED
+
+
+class Locked(TljhError):
+    """Another change holds an environment's lock."""
+
+    exit_code = ExitCode.LOCKED
+
+
+class ChangeFailed(TljhError):
+    """The change failed and the environments were restored."""
+
+    exit_code = ExitCode.CHANGE_FAILED
+
+
+class ResolutionFailed(TljhError):
+    """The installer could not work out what to install; nothing changed."""
+
+    exit_code = ExitCode.RESOLUTION_FAILED
+
+
+class IndexUnreachable(ResolutionFailed):
+    """The package index (or conda channel) could not be reached; nothing changed."""
+
+
+class Stopped(TljhError):
+    """Ctrl-C or SIGTERM stopped the command; whatever was changed was restored.
+    (Not "InterruptedError": that builtin means EINTR.)"""
+
+    exit_code = ExitCode.INTERRUPTED
