@@ -83,5 +83,3 @@ def conda_list(user: Path) -> list[dict]:
 def conda(user: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the env's own conda stand-in (for setting a test's scene)."""
     return prefixes.run([user / "bin" / "conda", *args])
-
-
