@@ -331,8 +331,9 @@ CONDA_VERSIONS = ("4.9.2", "24.7.1")
 MAMBA_VERSIONS = ("0.15.3", "1.5.9")
 
 
-def test_channel_specs(cpython: Path, wheelhouse: Path, pip_wheel: Path | None) -> list[CondaSpec]:
-    """Every package of the test channel."""
+def test_channel_specs(cpython: Path, wheelhouse: Path | None, pip_wheel: Path | None) -> list[CondaSpec]:
+    """Every package of the test channel (without a wheelhouse: no jupyterhub or traitlets,
+    which the sandbox installs from PyPI with pip, as TLJH does)."""
     from tests.support.prefixes import _is_full_cpython
 
     short = _is_full_cpython(cpython)
@@ -361,15 +362,21 @@ def test_channel_specs(cpython: Path, wheelhouse: Path, pip_wheel: Path | None) 
     ]
     # noarch: python packages repackaged from the session's wheels, jupyterhub at the hub's versions
     for wheel_name, depends in (
-        ("traitlets-5.14.3", ("python >=3.8",)),
-        ("jupyterhub-5.2.1", ("python >=3.8", "traitlets >=5")),
-        ("jupyterhub-5.3.0", ("python >=3.8", "traitlets >=5")),
+        ()
+        if wheelhouse is None
+        else (
+            ("traitlets-5.14.3", ("python >=3.8",)),
+            ("jupyterhub-5.2.1", ("python >=3.8", "traitlets >=5")),
+            ("jupyterhub-5.3.0", ("python >=3.8", "traitlets >=5")),
+        )
     ):
         specs.append(wheel_spec(wheelhouse / f"{wheel_name}-py3-none-any.whl", depends=depends))
     return specs
 
 
-def build_test_channel(channels_root: Path, cpython: Path, wheelhouse: Path, pip_wheel: Path | None) -> Path:
+def build_test_channel(
+    channels_root: Path, cpython: Path, wheelhouse: Path | None, pip_wheel: Path | None
+) -> Path:
     """channels_root/conda-forge with every test package and its repodata.json."""
     channel = channels_root / CHANNEL_NAME
     stage = channels_root / ".stage"
