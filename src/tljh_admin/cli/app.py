@@ -228,6 +228,11 @@ def _run_prepared(prepared, title: str, dry_run: bool, yes: bool) -> None:
         render.message(f"nothing to change in the {prepared.env.name} environment")
         raise typer.Exit(0)
     render.plan_table(title, prepared.plan)
+    for drift in prepared.drift:
+        render.message(
+            f"changed outside tljh-admin since its last change: {drift.name} "
+            f"{drift.before or '-'} -> {drift.after or '-'} (the rollback undoes this too)"
+        )
     if dry_run:
         render.message("dry run: nothing was changed")
         raise typer.Exit(0)
@@ -352,6 +357,10 @@ def env_rollback(
     ] = None,
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
+    accept_drift: Annotated[
+        bool,
+        typer.Option("--accept-drift", help="Roll back even what changed outside tljh-admin since."),
+    ] = False,
     lock_timeout: LockTimeoutOption = 600.0,
 ) -> None:
     """Put an environment back exactly as it was before a change, from the snapshot: no
@@ -361,7 +370,7 @@ def env_rollback(
     _require_interaction(yes, dry_run)
     layout = _options(ctx).layout()
     with changes.prepare_rollback(
-        layout, target.value, to, lock_timeout, _command_line(), render.message
+        layout, target.value, to, lock_timeout, _command_line(), render.message, accept_drift
     ) as prepared:
         _run_prepared(prepared, f"roll back {target.value}: {prepared.change.kind}", dry_run, yes)
 
