@@ -482,3 +482,35 @@ def prepare_rollback(
     yield Prepared(
         "rollback", env, plan, change, run, recovered, None, lock_timeout, notify, drift, accept_drift
     )
+
+
+# -- snapshot space -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: tuple[int, ...]
+    freed_bytes: int
+    kept: tuple[int, ...]
+
+
+def prune(layout: Layout, keep: int | None, lock_timeout: float, save: bool = False) -> PruneResult:
+    """Remove all but the newest `keep` snapshots (settings.json's keep_snapshots when
+    None) under every environment's lock; with `save`, make `keep` the setting that every
+    later change prunes to."""
+    from tljh_admin.transaction import env_locks, prune_snapshots
+
+    if keep is not None and keep < 0:
+        raise TljhError("--keep must be 0 or more", hint="tljh env prune --keep 3")
+    policy.require_write_access([layout.state if os.path.isdir(layout.state) else layout.prefix])
+    state = StateDir.of(layout)
+    state.ensure()
+    with env_locks(state, ENV_NAMES, lock_timeout):
+        if save and keep is not None:
+            snapshot.write_json_atomic(
+                state.path("settings.json"), {**state.settings(), "keep_snapshots": keep}
+            )
+        usage = state.snapshot_usage()
+        removed = prune_snapshots(state, keep)
+    kept = tuple(sorted(set(usage) - set(removed)))
+    return PruneResult(tuple(removed), sum(usage.get(i, 0) for i in removed), kept)
