@@ -392,6 +392,35 @@ def env_history(
         render.print_json(history_document(layout, entries))
     else:
         render.history_table(entries)
+        held = [e["snapshot_bytes"] for e in entries if e.get("snapshot_bytes") is not None]
+        if held:
+            render.message(
+                f"{len(held)} snapshot(s) for rollback hold {sum(held) / 2**20:.1f} MiB on their own;"
+                " tljh env prune --keep N frees them"
+            )
+
+
+@env_app.command("prune")
+def env_prune(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", metavar="N", help="Keep the newest N snapshots [default: the saved setting]."),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Make --keep the number every later change keeps.")
+    ] = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Remove old rollback snapshots (they live in PREFIX/state, which TLJH's docs say to back up)."""
+    from tljh_admin import changes
+
+    result = changes.prune(_options(ctx).layout(), keep, lock_timeout, save)
+    render.message(
+        f"removed {len(result.removed)} snapshot(s), freed {result.freed_bytes / 2**20:.1f} MiB;"
+        f" {len(result.kept)} kept"
+        + (f" (changes {', '.join(map(str, result.kept))})" if result.kept else "")
+    )
 
 
 @app.command("doctor")
