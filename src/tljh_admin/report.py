@@ -91,6 +91,7 @@ HISTORY_KEYS = (
     "after",
     "result",
     "detail",
+    "snapshot_bytes",
 )
 
 
