@@ -138,7 +138,12 @@ class CondaInstaller(Installer):
     def __init__(
         self, env: Environment, child_env: dict[str, str], workdir: str, channels: Sequence[str] = ()
     ):
-        super().__init__(env, conda_environment(child_env), workdir)
+        child = conda_environment(child_env)
+        # conda's package cache for this change is its scratch folder (the first writable
+        # entry gets new packages; the env's own pkgs/ is only read): nothing the change
+        # writes lies outside the env's snapshot, which leaves pkgs/ out.
+        child["CONDA_PKGS_DIRS"] = f"{os.path.join(workdir, 'pkgs')},{os.path.join(env.root, 'pkgs')}"
+        super().__init__(env, child, workdir)
         self.tool = find_tool(env.root)
         self.name = os.path.basename(self.tool) if self.tool else CONDA
         self.channels = (DEFAULT_CHANNEL, *validate_channels(channels))
@@ -255,6 +260,14 @@ def plan_changes(
             )
         )
     return sorted(rows, key=lambda c: canonical_name(c.name))
+
+
+def removed_distributions(env: Environment, resolution: CondaResolution) -> set[str]:
+    """Canonical names of the Python distributions a conda plan removes (not reinstalls)."""
+    relinked = {p.name for p in resolution.link}
+    gone = {p.name for p in resolution.unlink} - relinked
+    by_dist = {os.path.basename(r.dist_info): r.name for r in env.conda_records if r.dist_info}
+    return {canonical_name(d.name) for d in env.distributions if by_dist.get(d.metadata_dir) in gone}
 
 
 # -- guards ------------------------------------------------------------------------------------

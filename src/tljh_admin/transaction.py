@@ -742,7 +742,9 @@ class EnvState:
 
     @property
     def packages(self) -> dict[str, str]:
-        return {d.name: d.version for d in self.env.distributions}
+        from tljh_admin.envs.backends import package_versions
+
+        return package_versions(self.env)
 
 
 @dataclass

@@ -18,7 +18,7 @@ What it does the way conda does: channels from `-c` first, then the prefix's `.c
 (conda's own setting), which is how `-c conda-forge` reaches the local test channel without
 a network; installed packages are kept unless the request needs them changed; `remove`
 also removes what depends on the removed package; the package cache is PREFIX/pkgs (the
-Miniforge root's); `conda-meta/history` gets conda's revision block; `--dry-run --json`
+Miniforge root's, or CONDA_PKGS_DIRS's first entry); `conda-meta/history` gets conda's revision block; `--dry-run --json`
 prints conda's document (`actions: {FETCH, LINK, UNLINK, PREFIX}`, or "All requested
 packages already installed."); `list --json` lists the records plus pip-installed
 distributions as channel `pypi`. Everything else conda can do is refused with exit 2.
@@ -262,7 +262,7 @@ def apply(opts: dict, installed: list, solution: list, force: set[str]) -> None:
         rattler.install(
             solution,
             prefix,
-            cache_dir=os.path.join(prefix, "pkgs"),
+            cache_dir=package_cache(prefix),
             installed_packages=installed,
             reinstall_packages=force or None,
             show_progress=False,
@@ -274,6 +274,13 @@ def apply(opts: dict, installed: list, solution: list, force: set[str]) -> None:
     for name in os.listdir(meta):
         if name.endswith(".json"):
             os.chmod(os.path.join(meta, name), 0o644)
+
+
+def package_cache(prefix: str) -> str:
+    """conda's pkgs_dirs: CONDA_PKGS_DIRS's first entry (the one conda writes new packages
+    to), else the Miniforge root's pkgs/."""
+    configured = [p for p in os.environ.get("CONDA_PKGS_DIRS", "").split(",") if p]
+    return configured[0] if configured else os.path.join(prefix, "pkgs")
 
 
 def append_history(opts: dict, argv: list[str], unlink: list, link: list, conda_version: str) -> None:

@@ -384,6 +384,12 @@ def packages(env: Environment) -> list[Package]:
     return sorted(rows, key=lambda p: (p.name.lower(), p.version))
 
 
+def package_versions(env: Environment) -> dict[str, str]:
+    """{name: version} of the rows `packages` gives: what history and drift checks record
+    (a conda change shows up there with its C libraries, not only its Python parts)."""
+    return {p.name: p.version for p in packages(env)}
+
+
 def backend_for(name: str, layout: Layout) -> Backend | None:
     """The backend that fits what is on disk, or None when the environment is not there."""
     if name == SYSTEM:
