@@ -17,11 +17,12 @@ What it does the way conda does: channels from `-c` first, then the prefix's `.c
 `channels:`; a channel name is turned into a URL through `.condarc`'s `custom_channels`
 (conda's own setting), which is how `-c conda-forge` reaches the local test channel without
 a network; installed packages are kept unless the request needs them changed; `remove`
-also removes what depends on the removed package; the package cache is PREFIX/pkgs (the
-Miniforge root's, or CONDA_PKGS_DIRS's first entry); `conda-meta/history` gets conda's revision block; `--dry-run --json`
-prints conda's document (`actions: {FETCH, LINK, UNLINK, PREFIX}`, or "All requested
-packages already installed."); `list --json` lists the records plus pip-installed
-distributions as channel `pypi`. Everything else conda can do is refused with exit 2.
+also removes what depends on the removed package; the package cache is CONDA_PKGS_DIRS's
+first entry, else PREFIX/pkgs (the Miniforge root's); `conda-meta/history` gets conda's
+revision block; `--dry-run --json` prints conda's document (`actions: {FETCH, LINK,
+UNLINK, PREFIX}`, or "All requested packages already installed."); `list --json` lists
+the records plus pip-installed distributions as channel `pypi`. Everything else conda
+can do is refused with exit 2.
 
 Run by bin/conda and bin/mamba launchers: `--tool NAME --root ROOT` say which command it
 stands in for and where that command's own installation (its conda-meta record) is.
