@@ -93,6 +93,8 @@ def environments_table(prefix: str, envs: list[Environment]) -> None:
     from rich.markup import escape
     from rich.table import Table
 
+    from tljh_admin.envs.backends import packages
+
     table = Table(title=f"TLJH environments in {escape(prefix)}", title_justify="left")
     table.add_column("env", no_wrap=True)
     table.add_column("kind", no_wrap=True)
@@ -108,7 +110,7 @@ def environments_table(prefix: str, envs: list[Environment]) -> None:
             env.kind or "-",
             f"[{style}]{env.status}[/]",
             env.python_version or "?",
-            str(len(env.distributions)),
+            str(len(packages(env))),
             escape(_relative(env.root, prefix) if env.root else "-"),
             escape(_interpreter_cell(env)),
         )
@@ -138,8 +140,16 @@ def packages_table(env: Environment) -> None:
     table.add_column("package")
     table.add_column("version")
     table.add_column("installer")
-    for dist in env.distributions:
-        table.add_row(dist.name, dist.version, dist.installer or "-")
+    from tljh_admin.envs.backends import packages
+
+    rows = packages(env)
+    conda = env.kind == "conda"
+    if conda:  # as `conda list` shows them
+        table.add_column("build")
+        table.add_column("channel")
+    for row in rows:
+        extra = (row.build or "-", row.channel or "-") if conda else ()
+        table.add_row(row.name, row.version, row.installer or "-", *extra)
     out = stdout_console()
     out.print(table)
     _notes(out, [env])
@@ -158,15 +168,24 @@ _ACTION_STYLE = {
 def plan_table(title: str, plan) -> None:
     """The plan as aligned plain columns: rich's table layout costs 150 ms for a 60-package
     plan, a tenth of a typical uv install, and a plan needs no boxes."""
-    rows = [("package", "now", "after", "action")]
+    channels = any(getattr(c, "channel", "") for c in plan)  # a conda plan says where from
+    rows = [("package", "now", "after", *(("channel",) if channels else ()), "action")]
     rows += [
-        (f"{c.name}{' *' if c.requested else ''}", c.before or "-", c.after or "-", c.action) for c in plan
+        (
+            f"{c.name}{' *' if c.requested else ''}",
+            c.before or "-",
+            c.after or "-",
+            *((c.channel or "-",) if channels else ()),
+            c.action,
+        )
+        for c in plan
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     lines = [title]
     for row in rows:
         lines.append(
-            "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+            "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:columns])) + "  " + row[-1]
         )
     lines.append("  (* requested)")
     sys.stdout.write("\n".join(lines) + "\n")
