@@ -452,6 +452,7 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
                 "interrupted before anything was changed", exit_code=ExitCode.INTERRUPTED
             ) from None
         try:
+            revisions = _conda_revisions(change)
             prepared.run(progress)
             after: dict[str, Environment] = {}
             world_writable_fixed = owner_fixed = 0
@@ -490,8 +491,22 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
                 ) from None
             raise
     packages = {name: _packages(env) for name, env in after.items()}
-    entry = change.finish(OK, packages)
+    entry = change.finish(OK, packages, _revision_detail(change, revisions))
     return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed)
+
+
+def _conda_revisions(change: Change) -> dict[str, int | None]:
+    return {n: conda.current_revision(s.env.root) for n, s in change.envs.items() if s.env.kind == "conda"}
+
+
+def _revision_detail(change: Change, before: dict[str, int | None]) -> str:
+    """conda's own revision number of each conda env the change moved (conda list --revisions)."""
+    moved = []
+    for name, old in before.items():
+        new = conda.current_revision(change.envs[name].env.root)
+        if new is not None and new != old:
+            moved.append(f"{name}: conda revision {new}")
+    return "; ".join(moved)
 
 
 def _abandon(change: Change, error: BaseException) -> None:

@@ -398,4 +398,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # py-rattler's runtime threads can crash the interpreter's own shutdown ("PyGILState_Release:
+    # thread state must be current", seen about once in ten runs): everything is written by
+    # now, so leave without it.
+    os._exit(code)

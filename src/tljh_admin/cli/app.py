@@ -296,7 +296,11 @@ def env_install(
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Allow user-server packages in the hub env.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow user-server packages in the hub env; let pip or conda replace the other's packages.",
+        ),
     ] = False,
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,

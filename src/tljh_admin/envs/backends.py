@@ -103,6 +103,9 @@ class Backend:
     #: top-level folders of the environment no change writes into: left out of snapshots
     #: (the kind's say over its change areas; transaction.change_areas snapshots the rest)
     untouched: frozenset[str] = frozenset()
+    #: files (relative to the root) a change of this kind rewrites in place rather than
+    #: replacing: snapshots keep a copy of them, not a link (transaction.change_areas)
+    rewritten_in_place: frozenset[str] = frozenset()
 
     def __init__(self, name: str, root: str, interpreter: str):
         self.name = name
@@ -231,6 +234,8 @@ class VenvBackend(Backend):
 class CondaBackend(Backend):
     # conda's package cache: conda fills it, but an environment's state does not depend on it
     untouched = frozenset({"pkgs"})
+    # conda's History appends each revision to the same file (conda/history.py opens it "a")
+    rewritten_in_place = frozenset({"conda-meta/history"})
     kind = CONDA
 
     def conda_records(self) -> list[CondaRecord]:
