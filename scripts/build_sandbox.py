@@ -6,7 +6,7 @@ package index.
   tljh/requirements-hub-env.txt; TLJH itself is not on the package index).
 - user: a conda environment, as TLJH's Miniforge installation is: conda packages built on
   the fly (tests/support/conda_channel.py: `python` is a non-OS CPython build found on this
-  machine, plus pip, conda, mamba, numpy) in a local channel named conda-forge, created by
+  machine, plus pip, conda, mamba, gdal) in a local channel named conda-forge, created by
   the conda/mamba stand-in (py-rattler; conda itself is not on PyPI), which the env's
   bin/conda and bin/mamba run; then jupyterhub at exactly the hub's version plus TLJH's
   user-env extras with pip. Without such a CPython build: a venv stand-in.
@@ -84,7 +84,9 @@ def make_conda_user_env(prefix: Path, cpython: Path) -> None:
     user.mkdir()
     # conda's own custom_channels setting sends `-c conda-forge` to the local channel
     (user / ".condarc").write_text(conda_channel.condarc_text(channels))
-    specs = ["python", "pip", "conda=24.7.1", "mamba=1.5.9", "numpy=1.26.4"]
+    # conda and mamba at TLJH 2.0's pins; gdal for a conda package with C libraries (libgdal,
+    # proj) that nothing from PyPI depends on, so that pip never replaces it
+    specs = ["python", "pip", "conda=24.7.1", "mamba=1.5.9", "gdal"]
     say(f"user: conda create --prefix {user} -c conda-forge {' '.join(specs)}")
     command = conda_channel.standin_command("conda", user, "create", "--yes", "--prefix", str(user))
     subprocess.run([*command, "-c", "conda-forge", *specs], check=True, stdout=subprocess.DEVNULL)
