@@ -149,7 +149,9 @@ class CondaInstaller(Installer):
         self.channels = (DEFAULT_CHANNEL, *validate_channels(channels))
 
     def check_usable(self) -> None:
-        if self.env.kind != "conda":
+        from tljh_admin.envs.backends import installers_for
+
+        if CONDA not in installers_for(self.env.kind):
             raise Refused(
                 f"the {self.env.name} environment is not a conda environment (no conda-meta/)",
                 hint=f"install Python packages with pip: tljh env install --target {self.env.name} NAME",

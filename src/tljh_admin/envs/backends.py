@@ -106,6 +106,8 @@ class Backend:
     #: files (relative to the root) a change of this kind rewrites in place rather than
     #: replacing: snapshots keep a copy of them, not a link (transaction.change_areas)
     rewritten_in_place: frozenset[str] = frozenset()
+    #: the installers that may change this kind of environment (defaults.INSTALLERS and conda)
+    installers: tuple[str, ...] = ("pip", "uv")
 
     def __init__(self, name: str, root: str, interpreter: str):
         self.name = name
@@ -236,6 +238,8 @@ class CondaBackend(Backend):
     untouched = frozenset({"pkgs"})
     # conda's History appends each revision to the same file (conda/history.py opens it "a")
     rewritten_in_place = frozenset({"conda-meta/history"})
+    # conda packages with the env's own mamba/conda; pip and uv for Python distributions
+    installers = ("pip", "uv", "conda")
     kind = CONDA
 
     def conda_records(self) -> list[CondaRecord]:
@@ -387,6 +391,14 @@ def packages(env: Environment) -> list[Package]:
                 )
             )
     return sorted(rows, key=lambda p: (p.name.lower(), p.version))
+
+
+def installers_for(kind: str | None) -> tuple[str, ...]:
+    """The installers the kind of environment allows (its backend's say)."""
+    backend = next(
+        (b for b in (VenvBackend, CondaBackend, StandaloneBackend, SystemBackend) if b.kind == kind), None
+    )
+    return backend.installers if backend is not None else ()
 
 
 def package_versions(env: Environment) -> dict[str, str]:
