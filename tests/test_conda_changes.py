@@ -117,3 +117,36 @@ def test_conda_over_pip_is_refused_and_nothing_changes(tljh, conda_prefix):
     hub = tljh("--prefix", conda_prefix, "env", "install", "-t", "hub", "--conda", "gdal", "--yes")
     assert hub.code == ExitCode.REFUSED and "not a conda environment" in hub.stderr
     assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))
+
+
+def test_kill_during_a_conda_install_is_restored_by_the_next_command(tljh, conda_prefix, system_python):
+    """kill -9 of tljh and its installer's group while mamba links: the next command
+    restores the env, conda-meta/history included."""
+    import os
+    import signal
+    import time
+
+    user = conda_prefix / "user"
+    before = file_listing(user, contents=True)
+    environ = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python))
+    argv = tljh_argv("--prefix", conda_prefix, "env", "install", "-t", "user", "--conda", "gdal", "--yes")
+    proc = subprocess.Popen(
+        argv, env=environ, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    logs = conda_prefix / "state" / "tljh-admin" / "logs"
+
+    def mamba_started() -> bool:
+        return logs.is_dir() and any("mamba install" in p.read_text() for p in logs.glob("*.log"))
+
+    deadline = time.monotonic() + 60
+    while not mamba_started():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)  # tljh; mamba runs in its own group, which recovery ends
+    proc.wait()
+
+    dry = tljh("--prefix", conda_prefix, "env", "install", "-t", "user", "--conda", "proj", "--dry-run")
+    assert dry.code == 0, dry.stderr
+    assert "restored change 1" in dry.stderr
+    after = file_listing(user, contents=True)
+    assert after == before, listing_diff(before, after)
