@@ -262,7 +262,7 @@ def test_no_color_means_no_escape_codes(base_prefix, no_color):
 
 # What a helper adding a command would write into app.py (a new command with a choice, a
 # repeatable option and a completer), and one option added to an existing command.
-_NEW_COMMAND = '''
+_NEW_COMMAND = """
 
 @env_app.command("rebuild")
 def env_rebuild(
@@ -274,7 +274,7 @@ def env_rebuild(
     dry_run: DryRunFlag = False,
 ) -> ExitCode:
     return ExitCode.OK
-'''
+"""
 _STRICT = '    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,\n'
 _DEEP = '    deep: Annotated[bool, typer.Option("--deep/--shallow", help="test")] = False,\n'
 

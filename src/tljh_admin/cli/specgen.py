@@ -31,9 +31,7 @@ def _node(command, ctx) -> dict:
     options, arguments = [], []
     for param in command.get_params(ctx):
         if set(param.opts) & help_names:
-            options.append(
-                {**_option_defaults(), "name": HELP, "flags": tuple(param.opts), "eager": True}
-            )
+            options.append({**_option_defaults(), "name": HELP, "flags": tuple(param.opts), "eager": True})
         elif param.param_type_name == "argument":
             info, base = hints.get(param.name, (None, None))
             arguments.append(
