@@ -270,11 +270,17 @@ class PipInstaller(Installer):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
+            *self._pep668_override(),
             *self.install_args(requirements, constraint_file, upgrade),
         ]
 
     def uninstall_command(self, names) -> list[str]:
-        return [*self._pip(), "uninstall", "--yes", *names]
+        return [*self._pip(), "uninstall", "--yes", *self._pep668_override(), *names]
+
+    def _pep668_override(self) -> list[str]:
+        # policy.require_system_allowed has already demanded --break-system-packages for an
+        # externally managed env; pip (>= 23.0.1) refuses to write there without it
+        return ["--break-system-packages"] if self.env.externally_managed else []
 
 
 class UvInstaller(Installer):
