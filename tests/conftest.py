@@ -80,6 +80,7 @@ def prefix(base_prefix, base_listing, tmp_path):
     shutil.rmtree(path, ignore_errors=True)
     changed = listing_diff(base_listing, file_listing(base_prefix))
     if changed:
+        prefixes.put_back(base_prefix, base_listing)  # mode, owner, mtime: the next tests run on
         pytest.fail(
             "this test changed files of the shared base prefix in place; call "
             "tests.support.prefixes.own(path) before changing them:\n" + "\n".join(changed[:10])

@@ -147,12 +147,13 @@ def pip_list(env_root: Path) -> set[tuple[str, str]]:
 
 
 # Files that something rewrites in place (open for writing, not unlink and create): these
-# get a private copy in every per-test prefix. Tests edit pyvenv.cfg to fake an OS upgrade.
-COPIED_NAMES = frozenset({"pyvenv.cfg"})
+# get a private copy in every per-test prefix. Tests edit pyvenv.cfg to fake an OS upgrade;
+# conda appends a block to conda-meta/history on every change.
+COPIED_ENDINGS = ("/pyvenv.cfg", "/conda-meta/history")
 
 
 def _link_file(src: str, dst: str) -> None:
-    if os.path.basename(src) in COPIED_NAMES:
+    if src.endswith(COPIED_ENDINGS):
         shutil.copy2(src, dst)
     else:
         os.link(src, dst)
@@ -169,6 +170,19 @@ def copy_prefix(source: Path, dest: Path) -> Path:
     """
     shutil.copytree(source, dest, symlinks=True, copy_function=_link_file)
     return dest
+
+
+def put_back(base: Path, listing: dict[str, tuple]) -> None:
+    """Undo in-place changes of mode, owner and mtime to the files of `base` (a listing from
+    tests.support.listing.file_listing), so one careless test does not fail all after it."""
+    for rel, entry in listing.items():
+        if entry[0] != "file":
+            continue
+        _, _size, mode, uid, gid, mtime_ns = entry[:6]
+        path = base / rel
+        os.chown(path, uid, gid, follow_symlinks=False)
+        os.chmod(path, mode)
+        os.utime(path, ns=(mtime_ns, mtime_ns))
 
 
 def own(path: Path) -> Path:
