@@ -273,8 +273,9 @@ def apply(opts: dict, installed: list, solution: list, force: set[str]) -> None:
     # writes them 0600, which would hide them from `conda list` run by a user.
     meta = os.path.join(prefix, "conda-meta")
     for name in os.listdir(meta):
-        if name.endswith(".json"):
-            os.chmod(os.path.join(meta, name), 0o644)
+        path = os.path.join(meta, name)
+        if name.endswith(".json") and os.stat(path).st_mode & 0o777 != 0o644:
+            os.chmod(path, 0o644)
 
 
 def package_cache(prefix: str) -> str:
