@@ -325,9 +325,9 @@ def _conda_installer_for(request: ChangeRequest, env: Environment, layout: Layou
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _conda_plan(installer, specs, *, remove: bool = False):
+def _conda_plan(installer, specs, *, remove: bool = False, update: bool = False):
     try:
-        return installer.plan(specs, remove=remove)
+        return installer.plan(specs, remove=remove, update=update)
     except InstallerFailed as failure:
         raise conda.resolution_failed(failure) from None
 
@@ -339,6 +339,7 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
     _check_target(request.target)
     if request.requirement_files or request.constraint_files:
         raise UsageError("--conda takes conda package specs, not -r or -c files", hint="name the packages")
+    _refuse_other_installer(request)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     specs = conda.validate_specs(request.packages)
@@ -350,7 +351,7 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
     pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
     with _conda_installer_for(request, env, layout, channels) as installer:
         specs = (*specs, *conda.jupyterhub_pin_specs(env, pin))
-        resolution = _conda_plan(installer, specs)
+        resolution = _conda_plan(installer, specs, update=request.upgrade)
         conda.refuse_conda_over_pip(env, resolution, request.force)
         conda.refuse_jupyterhub_move(resolution, pin)
         plan = conda.plan_changes(env, resolution, names)
@@ -359,11 +360,20 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
         yield Prepared("install", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
 
 
+def _refuse_other_installer(request: ChangeRequest) -> None:
+    if request.installer != DEFAULT_INSTALLER:
+        raise UsageError(
+            f"--installer {request.installer} is for Python packages; --conda uses the env's mamba or conda",
+            hint="drop --installer, or drop --conda",
+        )
+
+
 @contextlib.contextmanager
 def _prepare_conda_uninstall(layout: Layout, request: UninstallRequest, notify: Notify) -> Iterator[Prepared]:
     """`tljh env uninstall --conda NAME...`: `conda remove`, which also removes what depends
     on NAME; the plan shows all of it, and what pip installed that needs it."""
     _check_target(request.target)
+    _refuse_other_installer(request)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     names = [conda.spec_name(s) for s in conda.validate_specs(request.packages)]

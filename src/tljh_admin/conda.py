@@ -179,11 +179,17 @@ class CondaInstaller(Installer):
 
     # -- conda's own ------------------------------------------------------------------------
     def plan(
-        self, specs: Sequence[str], *, remove: bool = False, force_reinstall: bool = False
+        self,
+        specs: Sequence[str],
+        *,
+        remove: bool = False,
+        force_reinstall: bool = False,
+        update: bool = False,
     ) -> CondaResolution:
-        """What conda would do, from its own dry run."""
+        """What conda would do, from its own dry run of the same command."""
         extra = ["--force-reinstall"] if force_reinstall else []
-        command = self._command("remove" if remove else "install", "--dry-run", "--json", *extra, *specs)
+        action = "remove" if remove else "update" if update else "install"
+        command = self._command(action, "--dry-run", "--json", *extra, *specs)
         proc = subprocess.run(
             command,
             capture_output=True,
