@@ -118,3 +118,23 @@ def test_child_environment_drops_conda_settings():
         {"PATH": "/usr/bin", "CONDARC": "/tmp/evil", "CONDA_PKGS_DIRS": "/tmp", "MAMBA_ROOT_PREFIX": "/x"}
     )
     assert child == {"PATH": "/usr/bin"}
+
+
+def test_conda_owned_jupyterhub_is_pinned_in_conda_requests(conda_prefix, system_python, tmp_path):
+    """When conda owns the user env's jupyterhub, a conda request carries the hub's version."""
+    from tests.support import prefixes
+    from tests.support.conda_fixtures import conda as run_conda
+
+    user = conda_prefix / "user"
+    prefixes.run([user / "bin" / "python3", "-m", "pip", "uninstall", "--yes", "jupyterhub", "traitlets"])
+    run_conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "jupyterhub=5.2.1")
+    env = _user(conda_prefix, system_python)
+    assert conda.jupyterhub_pin_specs(env, "jupyterhub==5.2.1") == ["jupyterhub==5.2.1"]
+    installer = conda.CondaInstaller(env, scrubbed_environment({"PATH": "/usr/bin:/bin"}), str(tmp_path))
+    pinned = installer.plan(["gdal", "jupyterhub==5.2.1"], update=True)
+    assert "jupyterhub" not in {p.name for p in (*pinned.link, *pinned.unlink)}
+    conda.refuse_jupyterhub_move(pinned, "jupyterhub==5.2.1")
+    # without the pin, updating jupyterhub takes the newest one
+    free = installer.plan(["jupyterhub"], update=True)
+    with pytest.raises(Refused, match=r"the hub runs 5\.2\.1"):
+        conda.refuse_jupyterhub_move(free, "jupyterhub==5.2.1")
