@@ -8,6 +8,8 @@ import fcntl
 import os
 import pty
 import re
+import select
+import signal
 import subprocess
 import termios
 from pathlib import Path
@@ -29,7 +31,10 @@ def _environments(prefix: Path) -> dict:
 
 def _own_terminal() -> None:
     # in the child, after setsid: the pty becomes its controlling terminal, so the ^C typed
-    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal
+    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal.
+    # A shell starts background jobs (`pytest &`, as scripts/test does) with SIGINT ignored,
+    # and an ignored signal stays ignored across exec: give the child a terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
@@ -51,14 +56,16 @@ def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key,
     )
     os.close(child)
     seen = b""
-    while b"Go ahead? [y/N]: " not in seen:
-        chunk = os.read(main, 4096)
-        assert chunk, seen
-        seen += chunk
-    os.write(main, key)
+    try:
+        while b"Go ahead? [y/N]: " not in seen:
+            assert select.select([main], [], [], 120)[0], seen  # never hang the suite
+            seen += os.read(main, 4096)
+        os.write(main, key)
+        assert proc.wait(timeout=60) == code
+    finally:
+        proc.kill()
     rest = read_until_closed(main).decode().replace("\r\n", "\n")
     os.close(main)
-    assert proc.wait(timeout=60) == code
     lines = [line for line in rest.splitlines() if line.strip() and line.strip() not in ("^C", "^D")]
     assert len(lines) == 1, rest
     assert lines[0].startswith("tljh: error: ") and words in lines[0] and "nothing was changed" in lines[0]
