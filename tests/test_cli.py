@@ -78,7 +78,7 @@ def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key,
     [["env", "list", "--json"], ["env", "list"], ["doctor", "--list"], ["env", "packages", "-t", "hub"]],
     ids=" ".join,
 )
-def test_a_closed_stdout_ends_quietly(base_prefix, system_python, argv, fastpath):
+def test_a_closed_stdout_ends_quietly(shared_prefix, system_python, argv, fastpath):
     # `tljh env list --json | head -c 10`, made certain: the reading end is closed before
     # tljh writes anything
     read_end, write_end = os.pipe()
@@ -86,7 +86,7 @@ def test_a_closed_stdout_ends_quietly(base_prefix, system_python, argv, fastpath
     env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python))
     env[DISABLE_VAR] = fastpath
     proc = subprocess.run(
-        tljh_argv("--prefix", base_prefix, *argv),
+        tljh_argv("--prefix", shared_prefix, *argv),
         stdout=write_end,
         stderr=subprocess.PIPE,
         env=env,
@@ -126,8 +126,8 @@ def _exists(words: list[str]) -> bool:
         (["--prefix", "/nowhere", "bogus"], "`tljh` has: doctor, upgrade, env"),
     ],
 )
-def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, base_prefix, argv, expected):
-    result = tljh("--prefix", base_prefix, *argv, env={DISABLE_VAR: "0"})
+def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, shared_prefix, argv, expected):
+    result = tljh("--prefix", shared_prefix, *argv, env={DISABLE_VAR: "0"})
     assert result.code == ExitCode.USAGE
     (line,) = result.stderr.splitlines()
     assert line.startswith("tljh: error: ") and expected in line, line
@@ -135,13 +135,13 @@ def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, base_p
     assert "Value error" not in line and "Traceback" not in result.stderr
 
 
-def test_targets_are_case_insensitive(tljh, base_prefix):
-    lower = tljh("--prefix", base_prefix, "env", "packages", "--target", "user", "--json")
+def test_targets_are_case_insensitive(tljh, shared_prefix):
+    lower = tljh("--prefix", shared_prefix, "env", "packages", "--target", "user", "--json")
     for spelling in ("USER", "User"):
         for fastpath in ("1", "0"):
             other = tljh(
                 "--prefix",
-                base_prefix,
+                shared_prefix,
                 "env",
                 "packages",
                 "-t",
@@ -195,8 +195,8 @@ def test_every_doctor_hint_is_one_line_at_80_columns(tljh, faulty_prefix):
 @pytest.mark.parametrize(
     "argv", [["env", "list"], ["env", "packages", "-t", "user"], ["doctor", "--list"]], ids=" ".join
 )
-def test_tables_fit_80_columns_and_keep_ids_whole(tljh, base_prefix, argv):
-    result = tljh("--prefix", base_prefix, *argv, env={"COLUMNS": "80"})
+def test_tables_fit_80_columns_and_keep_ids_whole(tljh, shared_prefix, argv):
+    result = tljh("--prefix", shared_prefix, *argv, env={"COLUMNS": "80"})
     assert result.code == 0, result.stderr
     table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert table and all(len(line) <= 80 for line in table), result.stdout
