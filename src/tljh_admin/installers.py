@@ -262,6 +262,11 @@ class PipInstaller(Installer):
         )
         return Resolution(tuple(install), remove, requires)
 
+    def _pep668(self) -> list[str]:
+        # policy.require_system_allowed let only an explicit --break-system-packages this far;
+        # the plan's `--dry-run` is exempt from PEP 668, the real run is not
+        return ["--break-system-packages"] if self.env.externally_managed else []
+
     def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
         # pip compiles bytecode by default; --no-warn-script-location: bin/ is the env's own
         return [
@@ -270,17 +275,12 @@ class PipInstaller(Installer):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
-            *self._pep668_override(),
+            *self._pep668(),
             *self.install_args(requirements, constraint_file, upgrade),
         ]
 
     def uninstall_command(self, names) -> list[str]:
-        return [*self._pip(), "uninstall", "--yes", *self._pep668_override(), *names]
-
-    def _pep668_override(self) -> list[str]:
-        # policy.require_system_allowed has already demanded --break-system-packages for an
-        # externally managed env; pip (>= 23.0.1) refuses to write there without it
-        return ["--break-system-packages"] if self.env.externally_managed else []
+        return [*self._pip(), "uninstall", "--yes", *self._pep668(), *names]
 
 
 class UvInstaller(Installer):
