@@ -73,6 +73,24 @@ def base_listing(base_prefix) -> dict:
     return file_listing(base_prefix)
 
 
+def _check_base_unchanged(base_prefix: Path, base_listing: dict) -> None:
+    changed = listing_diff(base_listing, file_listing(base_prefix))
+    if changed:
+        prefixes.put_back(base_prefix, base_listing)  # mode, owner, mtime: the next tests run on
+        pytest.fail(
+            "this test changed files of the shared base prefix in place; call "
+            "tests.support.prefixes.own(path) before changing them:\n" + "\n".join(changed[:10])
+        )
+
+
+@pytest.fixture
+def shared_prefix(base_prefix, base_listing):
+    """The base PREFIX itself, for tests of refusals and read-only commands: nothing may
+    change in it, and the test fails if anything did."""
+    yield base_prefix
+    _check_base_unchanged(base_prefix, base_listing)
+
+
 @pytest.fixture
 def prefix(base_prefix, base_listing, tmp_path):
     """A private PREFIX, free to change: hard links to the base's files. A test that changes
@@ -81,13 +99,7 @@ def prefix(base_prefix, base_listing, tmp_path):
     path = prefixes.copy_prefix(base_prefix, tmp_path / "opt tljh")
     yield path
     shutil.rmtree(path, ignore_errors=True)
-    changed = listing_diff(base_listing, file_listing(base_prefix))
-    if changed:
-        prefixes.put_back(base_prefix, base_listing)  # mode, owner, mtime: the next tests run on
-        pytest.fail(
-            "this test changed files of the shared base prefix in place; call "
-            "tests.support.prefixes.own(path) before changing them:\n" + "\n".join(changed[:10])
-        )
+    _check_base_unchanged(base_prefix, base_listing)
 
 
 @dataclass

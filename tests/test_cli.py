@@ -8,6 +8,8 @@ import fcntl
 import os
 import pty
 import re
+import select
+import signal
 import subprocess
 import termios
 from pathlib import Path
@@ -29,7 +31,10 @@ def _environments(prefix: Path) -> dict:
 
 def _own_terminal() -> None:
     # in the child, after setsid: the pty becomes its controlling terminal, so the ^C typed
-    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal
+    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal.
+    # A shell starts background jobs (`pytest &`, as scripts/test does) with SIGINT ignored,
+    # and an ignored signal stays ignored across exec: give the child a terminal's default.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
 
@@ -51,14 +56,16 @@ def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key,
     )
     os.close(child)
     seen = b""
-    while b"Go ahead? [y/N]: " not in seen:
-        chunk = os.read(main, 4096)
-        assert chunk, seen
-        seen += chunk
-    os.write(main, key)
+    try:
+        while b"Go ahead? [y/N]: " not in seen:
+            assert select.select([main], [], [], 120)[0], seen  # never hang the suite
+            seen += os.read(main, 4096)
+        os.write(main, key)
+        assert proc.wait(timeout=60) == code
+    finally:
+        proc.kill()
     rest = read_until_closed(main).decode().replace("\r\n", "\n")
     os.close(main)
-    assert proc.wait(timeout=60) == code
     lines = [line for line in rest.splitlines() if line.strip() and line.strip() not in ("^C", "^D")]
     assert len(lines) == 1, rest
     assert lines[0].startswith("tljh: error: ") and words in lines[0] and "nothing was changed" in lines[0]
@@ -71,7 +78,7 @@ def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key,
     [["env", "list", "--json"], ["env", "list"], ["doctor", "--list"], ["env", "packages", "-t", "hub"]],
     ids=" ".join,
 )
-def test_a_closed_stdout_ends_quietly(base_prefix, system_python, argv, fastpath):
+def test_a_closed_stdout_ends_quietly(shared_prefix, system_python, argv, fastpath):
     # `tljh env list --json | head -c 10`, made certain: the reading end is closed before
     # tljh writes anything
     read_end, write_end = os.pipe()
@@ -79,7 +86,7 @@ def test_a_closed_stdout_ends_quietly(base_prefix, system_python, argv, fastpath
     env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python))
     env[DISABLE_VAR] = fastpath
     proc = subprocess.run(
-        tljh_argv("--prefix", base_prefix, *argv),
+        tljh_argv("--prefix", shared_prefix, *argv),
         stdout=write_end,
         stderr=subprocess.PIPE,
         env=env,
@@ -119,8 +126,8 @@ def _exists(words: list[str]) -> bool:
         (["--prefix", "/nowhere", "bogus"], "`tljh` has: doctor, upgrade, env"),
     ],
 )
-def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, base_prefix, argv, expected):
-    result = tljh("--prefix", base_prefix, *argv, env={DISABLE_VAR: "0"})
+def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, shared_prefix, argv, expected):
+    result = tljh("--prefix", shared_prefix, *argv, env={DISABLE_VAR: "0"})
     assert result.code == ExitCode.USAGE
     (line,) = result.stderr.splitlines()
     assert line.startswith("tljh: error: ") and expected in line, line
@@ -128,13 +135,13 @@ def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, base_p
     assert "Value error" not in line and "Traceback" not in result.stderr
 
 
-def test_targets_are_case_insensitive(tljh, base_prefix):
-    lower = tljh("--prefix", base_prefix, "env", "packages", "--target", "user", "--json")
+def test_targets_are_case_insensitive(tljh, shared_prefix):
+    lower = tljh("--prefix", shared_prefix, "env", "packages", "--target", "user", "--json")
     for spelling in ("USER", "User"):
         for fastpath in ("1", "0"):
             other = tljh(
                 "--prefix",
-                base_prefix,
+                shared_prefix,
                 "env",
                 "packages",
                 "-t",
@@ -188,8 +195,8 @@ def test_every_doctor_hint_is_one_line_at_80_columns(tljh, faulty_prefix):
 @pytest.mark.parametrize(
     "argv", [["env", "list"], ["env", "packages", "-t", "user"], ["doctor", "--list"]], ids=" ".join
 )
-def test_tables_fit_80_columns_and_keep_ids_whole(tljh, base_prefix, argv):
-    result = tljh("--prefix", base_prefix, *argv, env={"COLUMNS": "80"})
+def test_tables_fit_80_columns_and_keep_ids_whole(tljh, shared_prefix, argv):
+    result = tljh("--prefix", shared_prefix, *argv, env={"COLUMNS": "80"})
     assert result.code == 0, result.stderr
     table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
     assert table and all(len(line) <= 80 for line in table), result.stdout

@@ -43,35 +43,30 @@ def _fast(args: list[str]) -> int | None:
 
 
 def _typer(args: list[str]) -> int:
-    from tljh_admin.cli.app import app
-    from tljh_admin.errors import Aborted, ExitCode, Stopped
+    import typer
 
+    from tljh_admin.cli.app import app
+    from tljh_admin.errors import Aborted, ExitCode, Stopped, TljhError
+
+    # click's exception base, reached through Typer's public BadParameter: Typer 0.24 uses
+    # click, newer Typers a private copy of it
+    click_exception = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
     try:
         # standalone_mode=False: errors come back here, to be printed on one line
         result = app(args=args, prog_name="tljh", standalone_mode=False)
-    except Exception as error:
-        usage = _usage_error(error, args)
-        if usage is not None:
-            raise usage from None
-        if type(error).__name__ == "Abort":  # click's, from a prompt outside our own
-            cause = error.__cause__ or error.__context__
-            if isinstance(cause, KeyboardInterrupt):
-                raise Stopped("interrupted") from None
-            raise Aborted("aborted; nothing was changed") from None
-        raise
+    except typer.Abort as error:  # click's prompts; ours raise Stopped or Aborted themselves
+        if isinstance(error.__cause__ or error.__context__, KeyboardInterrupt):
+            raise Stopped("interrupted") from None
+        raise Aborted("aborted; nothing was changed") from None
+    except click_exception as error:
+        if error.exit_code == ExitCode.USAGE:
+            from tljh_admin.cli.usage import explain
+
+            raise explain(error, args) from None
+        raise TljhError(error.format_message(), exit_code=ExitCode(error.exit_code)) from None
     if result is None:
         return int(ExitCode.OK)
     return int(result)
-
-
-def _usage_error(error: Exception, args: list[str]):
-    """Click's usage errors (Typer re-raises them with standalone_mode=False), told by shape
-    so as not to import either Typer's private click copy or click."""
-    if not (hasattr(error, "format_message") and getattr(error, "exit_code", None) == 2):
-        return None
-    from tljh_admin.cli.usage import explain
-
-    return explain(error, args)
 
 
 def _pipe_closed() -> int:

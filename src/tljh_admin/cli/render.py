@@ -47,7 +47,9 @@ def error_line(error: TljhError) -> str:
     some, follows on the next lines, indented."""
     hint, _, details = error.hint.partition("\n")
     hint = f" Hint: {hint}" if hint else ""
-    line = f"tljh: error: {error.message.rstrip('.')}.{hint}"
+    message = error.message.rstrip(".")
+    stop = "" if message.endswith(("?", "!")) else "."
+    line = f"tljh: error: {message}{stop}{hint}"
     if details:
         line += "\n" + "\n".join(f"    {d}" for d in details.splitlines())
     return line
