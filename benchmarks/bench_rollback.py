@@ -98,7 +98,13 @@ def main() -> int:
                 "--force",
                 "--yes",
             ]
-            subprocess.run([os.fspath(c) for c in remove], check=True, env=offline, stdout=subprocess.DEVNULL)
+            subprocess.run(
+                [os.fspath(c) for c in remove],
+                check=True,
+                env=offline,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
             start = time.perf_counter()
             argv = [os.fspath(c) for c in cases[name]]
             subprocess.run(

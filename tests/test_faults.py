@@ -680,3 +680,25 @@ def test_scratch_of_a_killed_command_is_cleaned(prefix, run, offline):
     assert run("env", "history").code == 0 and scratch_left(prefix, proc.pid) != []  # reads clean nothing
     assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == 0
     assert scratch_left(prefix, proc.pid) == []
+
+
+def test_full_disk_while_taking_the_snapshot_changes_nothing(prefix, run, tmp_path):
+    """Class 6, a full disk: the state folder on a 256 KiB tmpfs (a real file system that
+    fills up; the env is on another one, so the snapshot must copy and runs out of space)."""
+    state = state_of(prefix)
+    state.mkdir(mode=0o700)
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k,mode=0700", "tmpfs", state],
+                             capture_output=True)  # fmt: skip
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        before = envs_listing(prefix)
+        result = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+        assert result.code == ExitCode.CHANGE_FAILED, result.stderr
+        assert "No space left" in result.stderr and "nothing was changed" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1, result.stderr
+        assert listing_diff(before, envs_listing(prefix)) == []
+        assert list((state / "journal").iterdir()) == []
+        assert list((state / "snapshots").iterdir()) == []
+    finally:
+        subprocess.run(["umount", state], check=True)

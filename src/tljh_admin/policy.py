@@ -429,7 +429,8 @@ def refuse_moving_hub_jupyterhub(plan, requires: Mapping[str, tuple[str, ...]]) 
     """Rule 4 from the hub's side: a hub install that moves the hub's jupyterhub would leave
     the user env's behind. Refused, not followed: moving both is what `tljh upgrade` does,
     with TLJH's own plan, and a change to one env that rewrites the other is a surprise."""
-    moved = [c for c in plan if canonical_name(c.name) == "jupyterhub" and c.before != c.after]
+    # a hub without jupyterhub yet (being set up) has nothing to keep in step
+    moved = [c for c in plan if canonical_name(c.name) == "jupyterhub" and c.before and c.before != c.after]
     if not moved:
         return
     change = moved[0]
