@@ -17,7 +17,7 @@ from tests.support import prefixes
 from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin import doctor
-from tljh_admin.doctor.model import ERROR, FAILED, OK, Check, Finding
+from tljh_admin.doctor.model import ERROR, FAILED, IMPACTS, OK, WARNING, Check, Finding
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.requirements import broken_requirements
 from tljh_admin.errors import ExitCode
@@ -59,7 +59,8 @@ def test_json_contract(tljh, base_prefix):
     for check in doc["checks"]:
         assert set(check) == {"id", "title", "env", "status", "findings"}
         for finding in check["findings"]:
-            assert set(finding) == {"status", "message", "subject", "hint", "fixable"}
+            assert set(finding) == {"status", "message", "subject", "hint", "fixable", "impact"}
+            assert finding["impact"] in IMPACTS if finding["status"] in (WARNING, FAILED) else True
     # no systemd here: reported as skipped, never as ok
     (systemd,) = [c for c in doc["checks"] if c["id"] == "systemd-units"]
     assert systemd["status"] == "skipped"

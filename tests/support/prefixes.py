@@ -164,7 +164,24 @@ def copy_prefix(source: Path, dest: Path) -> Path:
         if not (p.parent.parent / "pyvenv.cfg").exists()
     )
     shutil.copytree(source, dest, symlinks=True, copy_function=_copy_linking_stdlib(roots))
+    relocate_scripts(source, dest)
     return dest
+
+
+def relocate_scripts(source: Path, dest: Path) -> None:
+    """Point the copied envs' console scripts at their own interpreters, as a relocating
+    copy does (conda's prefix replacement, pip's script rewriting): their `#!` lines (or
+    pip's /bin/sh launcher line) name `dest` instead of `source`. Their RECORD hashes then
+    differ, as on a relocated server."""
+    old, new = os.fsencode(source), os.fsencode(dest)
+    for script in dest.glob("*/bin/*"):
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        head, sep, body = data.partition(b"\n")
+        second, sep2, rest = body.partition(b"\n")
+        if head.startswith(b"#!") and (old in head or old in second):
+            script.write_bytes(head.replace(old, new) + sep + second.replace(old, new) + sep2 + rest)
 
 
 def make_tljh_prefix(root: Path, wheelhouse: Path, system_python: Path, cpython: Path | None) -> Path:

@@ -255,13 +255,13 @@ def hub_imports(ctx: Context, name: str) -> list[Finding]:
     hub = ctx.env(HUB)
     if not hub.ok:
         return [Finding(SKIPPED, f"the hub environment is {hub.status}", hub.root, "")]
-    code, output = _run([hub.interpreter.path, "-I", "-c", "import jupyterhub.app"], hub.root)
+    code, output = _run([hub.interpreter.path, "-I", "-c", "import jupyterhub"], hub.root)
     if code == 0:
         return []
     return [
         Finding(
             FAILED,
-            f"`{hub.interpreter.path} -c 'import jupyterhub.app'` "
+            f"`{hub.interpreter.path} -c 'import jupyterhub'` "
             + (f"exits {code}: {output}" if code is not None else output),
             hub.interpreter.path,
             f"{REBUILD_HUB} (or, when the interpreter is right: "
@@ -318,13 +318,18 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
     code, output = _run(argv, env.root)
     if code == 0:
         return []
+    from tljh_admin.permissions import users_cannot_use
+
+    unreadable = sum(users_cannot_use(e.mode, e.is_dir) for e in ctx.scan(USER).entries)
+    cause = f"; {unreadable} paths of the user env are closed to users (users-can-read)" if unreadable else ""
     return [
         Finding(
             FAILED,
             f"`jupyterhub-singleuser --version` as uid {NOBODY_ID} (nobody) "
-            + (f"exits {code}: {output}" if code is not None else output),
+            + (f"exits {code}: {output}" if code is not None else output)
+            + cause,
             script,
-            "sudo tljh doctor --fix users-can-read" if "Permission denied" in output else install,
+            "sudo tljh doctor --fix users-can-read" if unreadable or "Permission denied" in output else install,
             None,
             SPAWNS_FAIL,
         )
