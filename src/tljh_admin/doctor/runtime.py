@@ -23,6 +23,7 @@ from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.layout import HUB, SYSTEM, USER
 
 REBUILD_HUB = "sudo tljh env rebuild --target hub"
+FIX_READABLE = "sudo tljh doctor --fix users-can-read"
 
 _BINARY_VERSION = re.compile(r"python(\d+\.\d+)t?$")
 _STDLIB_DIR = re.compile(r"python(\d+\.\d+)t?$")
@@ -329,7 +330,7 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
             + (f"exits {code}: {output}" if code is not None else output)
             + cause,
             script,
-            "sudo tljh doctor --fix users-can-read" if unreadable or "Permission denied" in output else install,
+            FIX_READABLE if unreadable or "Permission denied" in output else install,
             None,
             SPAWNS_FAIL,
         )
