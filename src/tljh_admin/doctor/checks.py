@@ -155,7 +155,7 @@ def _hub_only_packages() -> frozenset[str]:
 def misplaced_packages(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     names = {canonical_name(d.name): d for d in env.distributions}
-    from tljh_admin.policy import USER_SERVER_PACKAGES
+    from tljh_admin.placement import USER_SERVER_PACKAGES
 
     if name == HUB:
         wrong, where, why = USER_SERVER_PACKAGES, USER, "users' servers run from the user environment"
