@@ -13,15 +13,13 @@ from __future__ import annotations
 
 import errno
 import os
-import re
-import shutil
 import stat
-import subprocess
 from collections import namedtuple
+
+from tljh_admin.layout import USER
 
 # find's -printf: mode, uid, gid, type (d/f/...), device, inode, path
 _DETAILS_FORMAT = "\\001%m %U %G %y %D %i %p\\0"
-_DETAILS = re.compile("(?:^|\0)\x01([^\0]*)")
 
 
 class ScannedEntry(namedtuple("ScannedEntry", "path mode uid gid is_dir dev ino")):
@@ -75,45 +73,104 @@ def find_predicate(owner: tuple[int, int], unreadable: bool) -> list[str]:
     return ["(", *expr, ")"]
 
 
-def start_find(root: str, owner: tuple[int, int], unreadable: bool) -> subprocess.Popen | None:
+class Find:
+    """GNU find running in the background. Its output goes to anonymous in-memory files,
+    not pipes: a pipe fills after 64 KiB and would stop find until Python reads it, where
+    the point is that find walks 40,000 entries on one core while Python checks on the
+    other. Spawned with os.posix_spawnp (no `subprocess` import on doctor's hot path)."""
+
+    def __init__(self, argv: list[str]):
+        self.output = os.memfd_create("tljh-find-output", os.MFD_CLOEXEC)
+        self.errors = os.memfd_create("tljh-find-errors", os.MFD_CLOEXEC)
+        stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self.pid = os.posix_spawnp(
+                argv[0],
+                argv,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, stdin, 0),
+                    (os.POSIX_SPAWN_DUP2, self.output, 1),
+                    (os.POSIX_SPAWN_DUP2, self.errors, 2),
+                ],
+            )
+        except BaseException:
+            self.close()
+            raise
+        finally:
+            os.close(stdin)
+
+    def kill(self) -> None:
+        import signal
+
+        os.kill(self.pid, signal.SIGKILL)
+
+    def result(self) -> tuple[bytes, bytes]:
+        """Wait for find; its output and its complaints."""
+        os.waitpid(self.pid, 0)
+        try:
+            return _read_all(self.output), _read_all(self.errors)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        for fd in (self.output, self.errors):
+            if fd >= 0:
+                os.close(fd)
+        self.output = self.errors = -1
+
+
+def _read_all(fd: int) -> bytes:
+    size = os.fstat(fd).st_size
+    return os.pread(fd, size, 0) if size else b""
+
+
+def start_find(root: str, owner: tuple[int, int], unreadable: bool) -> Find | None:
     """Start GNU find over `root`: it prints every path, and the details of the entries the
-    predicate picks. It runs while Python does the other checks (two cores, half the wall
-    time); returns None where there is no find."""
-    if not shutil.which("find"):
+    predicate picks. None where there is no find (the caller walks in Python instead)."""
+    argv = ["find", root, "-printf", "%p\\0"]
+    argv += ["(", "!", "-type", "l", *find_predicate(owner, unreadable), ")", "-printf", _DETAILS_FORMAT]
+    try:
+        return Find(argv)
+    except FileNotFoundError:
         return None
-    return subprocess.Popen(
-        [
-            "find",
-            root,
-            "-printf",
-            "%p\\0",
-            "(",
-            "!",
-            "-type",
-            "l",
-            *find_predicate(owner, unreadable),
-            ")",
-            "-printf",
-            _DETAILS_FORMAT,
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-    )
 
 
-def read_find(proc: subprocess.Popen) -> Scan:
-    raw, errors = proc.communicate()
+def start_env_scans(layout, names) -> dict:
+    """{env: Find} for the PREFIX environments among `names` that exist: the scans doctor's
+    checks read (the user env's also picks what users cannot read). Started as early as
+    possible, so that find walks while Python imports and inspects."""
+    try:
+        st = os.stat(layout.prefix)
+    except OSError:
+        return {}  # the checks say what is wrong with PREFIX
+    owner = (st.st_uid, st.st_gid)
+    finds = {}
+    for name in names:
+        root = layout.env_root(name)
+        if root and os.path.isdir(root):
+            proc = start_find(root, owner, unreadable=name == USER)
+            if proc is not None:
+                finds[name] = proc
+    return finds
+
+
+def read_find(proc: Find) -> Scan:
+    raw, complaints = proc.result()
     output = os.fsdecode(raw)
-    # one set() over the split output: C speed for 40,000 paths (a detail record starts
-    # with \1 and so can never equal a path, which starts with the root)
+    # one set() over the split output: C speed for 40,000 paths. A detail record starts
+    # with \1 and so never equals a path (paths start with the root); it always follows
+    # the path record of the same entry, hence after a \0.
     paths = set(output.split("\0"))
     entries = []
-    for record in _DETAILS.findall(output):
-        mode, uid, gid, kind, dev, ino, path = record.split(" ", 6)
+    at = output.find("\0\x01")
+    while at != -1:
+        end = output.find("\0", at + 2)
+        mode, uid, gid, kind, dev, ino, path = output[at + 2 : end].split(" ", 6)
         entries.append(ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino)))
-    unread = [line for line in errors.decode("utf-8", "replace").splitlines() if line.startswith("find: ")]
-    return Scan(paths, entries, tuple(unread))
+        at = output.find("\0\x01", end)
+    text = complaints.decode("utf-8", "replace")
+    return Scan(paths, entries, tuple(line for line in text.splitlines() if line.startswith("find: ")))
 
 
 def walk(root: str, picks) -> Scan:

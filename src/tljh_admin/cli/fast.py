@@ -97,11 +97,22 @@ def try_run(argv: Sequence[str]) -> int | None:
     from tljh_admin.layout import resolve_layout
 
     if words == ("doctor",):
+        early: dict = {}
+        if not options["positionals"]:
+            # every check: start find on the environments' files before importing doctor
+            from tljh_admin.permissions import start_env_scans
+
+            layout = resolve_layout(options.get("--prefix"), options.get("--system-python"))
+            early = start_env_scans(
+                layout, [t for t in ("hub", "user") if t in (options["targets"] or ("hub", "user"))]
+            )
         from tljh_admin import doctor
 
         checks = doctor.select_checks(options["positionals"])  # before the layout, as Typer does
         layout = resolve_layout(options.get("--prefix"), options.get("--system-python"))
-        result = doctor.run_doctor(doctor.Context(layout), checks, options["targets"] or None)
+        context = doctor.Context(layout)
+        context.adopt(early)
+        result = doctor.run_doctor(context, checks, options["targets"] or None)
         strict = "--strict" in options["flags"]
         render.print_json(report.doctor_document(layout, result, strict))
         return int(result.exit_code(strict))

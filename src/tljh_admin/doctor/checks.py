@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import stat
 
 from tljh_admin import tljh
 from tljh_admin.doctor import integrity, runtime, safety
@@ -374,7 +375,23 @@ def pip_over_conda(ctx: Context, name: str) -> list[Finding]:
     return found
 
 
+def _never_changed(ctx: Context) -> bool:
+    """tljh-admin never changed anything here: no folder of its own in PREFIX/state, and
+    PREFIX/state itself a root-only folder. Then there is nothing to recover or distrust,
+    and doctor need not import the change machinery to say so."""
+    try:
+        st = os.lstat(ctx.layout.state)
+    except FileNotFoundError:
+        return not os.path.lexists(ctx.layout.admin_state)
+    except OSError:
+        return False
+    private = stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+    return private and not os.path.lexists(ctx.layout.admin_state)
+
+
 def unfinished_change(ctx: Context, name: str) -> list[Finding]:
+    if _never_changed(ctx):
+        return []  # nothing to recover, and no need to import the change machinery
     from tljh_admin.transaction import StateDir
 
     state = StateDir.of(ctx.layout)

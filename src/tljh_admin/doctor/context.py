@@ -7,7 +7,6 @@ import os
 import pwd
 
 from tljh_admin import permissions
-from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.layout import USER, Layout
 
@@ -55,6 +54,8 @@ class Context:
 
     def env(self, name: str) -> Environment:
         if name not in self._envs:
+            from tljh_admin.envs import inspect_environment
+
             self._envs[name] = inspect_environment(name, self.layout)
         return self._envs[name]
 
@@ -71,12 +72,13 @@ class Context:
 
     def prefetch(self, names) -> None:
         """Start scanning these environments' files in the background."""
-        for name in names:
-            root = self._root(name)
-            if root and name not in self._scans and name not in self._finds:
-                proc = permissions.start_find(root, self.prefix_owner, unreadable=name == USER)
-                if proc is not None:
-                    self._finds[name] = proc
+        wanted = [n for n in names if n not in self._scans and n not in self._finds]
+        if wanted:
+            self._finds.update(permissions.start_env_scans(self.layout, wanted))
+
+    def adopt(self, finds: dict) -> None:
+        """Scans started before this context existed (permissions.start_env_scans)."""
+        self._finds.update(finds)
 
     def scan(self, name: str) -> permissions.Scan:
         """Every path of a PREFIX environment, and the details of the entries that are
@@ -109,7 +111,7 @@ class Context:
         """Drop what was read, after fixes changed the disk."""
         for proc in self._finds.values():
             proc.kill()
-            proc.wait()
+            permissions.read_find(proc)  # reaps it and closes its files
         self._finds.clear()
         self._envs.clear()
         self._scans.clear()

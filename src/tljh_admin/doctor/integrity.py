@@ -78,15 +78,19 @@ def missing_files(dist, paths: list[str], known: set[str]) -> list[str]:
     """The RECORD paths (as written) whose file is not there. The hot loop of doctor: a
     set lookup per file; one lstat only for what the scan did not see."""
     site = dist.location + "/"
+    # scripts and data files are written `../../../bin/x` from lib/pythonX.Y/site-packages
+    env_root = os.path.dirname(os.path.dirname(os.path.dirname(dist.location))) + "/"
     lexists = os.path.lexists
     missing = []
     for path in paths:
         if path.endswith(".pyc"):
             continue  # bytecode caches: Python writes them again when they are gone
-        if path[0] == "/" or "./" in path:
-            full = os.path.normpath(path if path[0] == "/" else site + path)
-        else:
+        if "./" not in path and path[0] != "/":
             full = site + path
+        elif path.startswith("../../../") and "./" not in path[9:]:
+            full = env_root + path[9:]
+        else:
+            full = os.path.normpath(path if path[0] == "/" else site + path)
         if full not in known and not lexists(full):
             missing.append(full)
     return missing
