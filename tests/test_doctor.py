@@ -371,10 +371,9 @@ def test_systemd_units(base_prefix, system_python):
 
 def test_disk_space(base_prefix, system_python, mocker):
     # A nearly full disk cannot be made safely here: the free-space figure is mocked.
-    from collections import namedtuple
-
-    usage = namedtuple("usage", "total used free")
-    mocker.patch("shutil.disk_usage", return_value=usage(10 * 1024**3, 0, 100 * 1024**2))
+    real = os.statvfs(base_prefix)
+    nearly_full = os.statvfs_result((*real[:4], 100 * 1024**2 // real.f_frsize, *real[5:]))
+    mocker.patch("os.statvfs", return_value=nearly_full)  # f_bavail: 100 MiB free
     ctx = doctor.Context(resolve_layout(base_prefix, system_python))
     (result,) = doctor.run_doctor(ctx, [doctor.checks.BY_ID["disk-space"]]).results
     assert result.status == FAILED and isinstance(result.findings[0], Finding)

@@ -9,7 +9,6 @@ with one lstat, so the set only speeds things up and never decides alone.
 
 from __future__ import annotations
 
-import json
 import os
 
 from tljh_admin.doctor.context import Context
@@ -201,6 +200,8 @@ def _conda_files(ctx: Context, name: str, known: set[str]) -> list[Finding]:
         names = sorted(n for n in os.listdir(meta) if n.endswith(".json"))
     except OSError:
         return []
+    import json
+
     found = []
     conda = os.path.join(env.root, "bin", "conda")
     for file_name in names:
