@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from tljh_admin.doctor.checks import BY_ID, REGISTRY
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import (
@@ -68,24 +70,25 @@ def run_doctor(ctx: Context, checks: list[Check], targets: list[str] | None = No
                 continue
             try:
                 findings = _with_impact(check, env, check.run(ctx, env))
-            except PermissionError as denied:  # a file only root may read: not a crash
-                findings = (
-                    Finding(SKIPPED, f"{SKIPPED_NEEDS_ROOT} ({denied})", check.id, "sudo tljh doctor"),
-                )
             except Exception as crash:  # isolate: one broken check must not hide the others
-                findings = (
-                    Finding(
-                        ERROR,
-                        f"the check crashed: {type(crash).__name__}: {crash}",
-                        check.id,
-                        "please report this as a tljh-admin bug",
-                        None,
-                        check.impact_in(env),
-                    ),
-                )
+                findings = (_crash_finding(check, env, crash),)
             status = worst(f.status for f in findings) if findings else OK
             results.append(CheckResult(check, env, status, findings))
     return DoctorReport(tuple(results))
+
+
+def _crash_finding(check: Check, env: str, crash: Exception) -> Finding:
+    if isinstance(crash, PermissionError) and os.geteuid() != 0:
+        # a file only root may read, met as another user: not a crash
+        return Finding(SKIPPED, f"{SKIPPED_NEEDS_ROOT} ({crash})", check.id, "sudo tljh doctor")
+    return Finding(
+        ERROR,
+        f"the check crashed: {type(crash).__name__}: {crash}",
+        check.id,
+        "please report this as a tljh-admin bug",
+        None,
+        check.impact_in(env),
+    )
 
 
 def _with_impact(check: Check, env: str, findings) -> tuple[Finding, ...]:
