@@ -129,7 +129,7 @@ def test_relocated_scripts_differ_from_record_and_are_fine(tljh, prefix, base_pr
     assert "pip" in scripts.message and "expected" in scripts.message
 
     # an edited module is another matter: named, and a warning
-    module = site(prefix / "user") / "jupyterhub" / "__init__.py"
+    module = prefixes.own(site(prefix / "user") / "jupyterhub" / "__init__.py")
     module.write_text(module.read_text() + "# edited by hand\n")
     deep = deep_report(prefix, system_python, ["record-files"])
     user = deep[("record-files", "user")]
@@ -210,7 +210,7 @@ def test_umask_077_install_then_fix_removes_exactly_that(tljh, prefix, wheelhous
 
 def test_fix_refuses_a_path_swapped_for_a_symlink(prefix, system_python, tmp_path):
     user_site = site(prefix / "user")
-    target = user_site / "numpy" / "__init__.py"
+    target = prefixes.own(user_site / "numpy" / "__init__.py")
     target.chmod(0o600)
     ctx = doctor.Context(resolve_layout(prefix, system_python))
     report = doctor.run_doctor(ctx, doctor.select_checks(["users-can-read"]))
@@ -230,7 +230,7 @@ def test_fix_refuses_a_path_swapped_for_a_symlink(prefix, system_python, tmp_pat
 
 def test_files_another_uid_can_change_in_the_hub(tljh, prefix):
     hub_site = site(prefix / "hub")
-    owned = hub_site / "oauthenticator" / "__init__.py"
+    owned = prefixes.own(hub_site / "oauthenticator" / "__init__.py")
     group_writable = hub_site / "jupyterhub"
     os.chown(owned, 65534, 65534)  # a user's uid, as `sudo -u someone pip install` leaves it
     os.chown(group_writable, 0, 65534)

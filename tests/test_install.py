@@ -55,7 +55,7 @@ def versions(prefix: Path, env: str, system_python: Path) -> dict[str, str]:
 
 
 def env_listing(prefix: Path, env: str) -> dict:
-    return file_listing(prefix / env, contents=True)
+    return file_listing(prefix / env)
 
 
 def system_listing(system_python: Path, prefix: Path) -> dict:
@@ -536,6 +536,7 @@ def test_uv_installer_keeps_the_pin(prefix, system_python, install):
 def test_new_files_get_the_prefix_owner(prefix, install):
     # TLJH's prefix belongs to root; here it belongs to an arbitrary uid, so that the chown
     # is visible (as root, pip itself always writes root-owned files)
+    prefixes.own(prefix)  # every file: hard links to the shared base until now
     subprocess.run(["chown", "-R", "1234:1234", prefix], check=True)
     result = install("user", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr

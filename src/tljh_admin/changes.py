@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, snapshot
+from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -53,8 +54,8 @@ class ChangeRequest:
     force: bool = False
     allow_system: bool = False
     break_system_packages: bool = False
-    installer: str = "pip"
-    lock_timeout: float = 600.0
+    installer: str = DEFAULT_INSTALLER
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     command: str = ""
 
 

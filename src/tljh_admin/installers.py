@@ -17,13 +17,11 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tljh_admin.defaults import DEFAULT_INSTALLER, INSTALLERS, PIP, UV  # noqa: F401 (one list, shared)
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
 
-PIP, UV = "pip", "uv"
-INSTALLERS = (PIP, UV)
-DEFAULT_INSTALLER = PIP
 # `pip install --dry-run --report` appeared in pip 22.2.
 PIP_REPORT_MIN = (22, 2)
 
@@ -272,11 +270,17 @@ class PipInstaller(Installer):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
+            *self._pep668_override(),
             *self.install_args(requirements, constraint_file, upgrade),
         ]
 
     def uninstall_command(self, names) -> list[str]:
-        return [*self._pip(), "uninstall", "--yes", *names]
+        return [*self._pip(), "uninstall", "--yes", *self._pep668_override(), *names]
+
+    def _pep668_override(self) -> list[str]:
+        # policy.require_system_allowed has already demanded --break-system-packages for an
+        # externally managed env; pip (>= 23.0.1) refuses to write there without it
+        return ["--break-system-packages"] if self.env.externally_managed else []
 
 
 class UvInstaller(Installer):
