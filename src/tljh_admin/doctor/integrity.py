@@ -117,6 +117,7 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
         return [Finding("skipped", f"the {name} environment is missing", env.root, "")]
     known = ctx.scan(name).paths if name != SYSTEM else set()
     found = []
+    rewritten: list[str] = []
     root = env.root.rstrip("/") + "/"
     for dist in _relevant(ctx, name):
         paths = read_record_paths(dist)
@@ -138,14 +139,26 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
             )
         if ctx.deep:
             rows = [(_full_path(dist.location, path), digest) for path, digest in read_record(dist) or ()]
-            found += _changed_files(env.root, dist, rows, name)
+            changed, scripts = _changed_files(env.root, dist, rows, name)
+            found += changed
+            rewritten += scripts
+    if rewritten:
+        found.append(
+            Finding(
+                OK,
+                f"{len(rewritten)} scripts differ from what was installed ({_examples(sorted(rewritten))}): "
+                "only their #! lines, which pip, conda and relocations rewrite; expected",
+                os.path.join(env.root, "bin"),
+                "",
+            )
+        )
     found += _conda_files(ctx, name, known)
     return found
 
 
-def _changed_files(root: str, dist, rows, name: str) -> list[Finding]:
-    """--deep: files whose content is not what RECORD says was installed. Scripts are told
-    apart: pip, conda and relocation tools rewrite their `#!` line, legitimately."""
+def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], list[str]]:
+    """--deep: files whose content is not what RECORD says was installed, and, apart, the
+    scripts among them (pip, conda and relocation tools rewrite their `#!` line)."""
     import base64
     import hashlib
 
@@ -177,17 +190,7 @@ def _changed_files(root: str, dist, rows, name: str) -> list[Finding]:
                 impact=_IMPACT[name],
             )
         )
-    if scripts:
-        found.append(
-            Finding(
-                OK,
-                f"{len(scripts)} scripts of {label} differ from what was installed: "
-                f"{_examples(scripts)}; scripts only, whose #! line a relocation rewrites: expected",
-                label,
-                "",
-            )
-        )
-    return found
+    return found, scripts
 
 
 def _conda_files(ctx: Context, name: str, known: set[str]) -> list[Finding]:

@@ -9,7 +9,7 @@ import os
 import re
 
 from tljh_admin.doctor.context import Context
-from tljh_admin.doctor.integrity import _examples, record_rows
+from tljh_admin.doctor.integrity import _examples, quoted, record_rows
 from tljh_admin.doctor.model import (
     FAILED,
     HUB_FAILS,
@@ -273,6 +273,16 @@ def hub_imports(ctx: Context, name: str) -> list[Finding]:
     ]
 
 
+def _singleuser_hint(output: str, unreadable: int, install: str, python: str) -> str:
+    if unreadable or "Permission denied" in output:
+        return FIX_READABLE
+    if "error while loading shared libraries" in output:
+        # the interpreter itself cannot start as a user: show which library it cannot reach
+        ids = str(NOBODY_ID)
+        return f"sudo setpriv --reuid {ids} --regid {ids} --clear-groups ldd {quoted(python)}"
+    return install
+
+
 def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
     import shutil
 
@@ -330,7 +340,7 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
             + (f"exits {code}: {output}" if code is not None else output)
             + cause,
             script,
-            FIX_READABLE if unreadable or "Permission denied" in output else install,
+            _singleuser_hint(output, unreadable, install, env.interpreter.path),
             None,
             SPAWNS_FAIL,
         )
