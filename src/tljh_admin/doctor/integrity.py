@@ -29,6 +29,8 @@ from tljh_admin.layout import HUB, SYSTEM, USER
 #: how many paths a finding names before it only counts
 EXAMPLES = 3
 
+#: what an admin's `sudo pip install` into the system python leaves in INSTALLER
+_ADMIN_INSTALLERS = ("pip", "uv")
 _IMPACT = {HUB: HUB_FAILS, USER: SPAWNS_FAIL, SYSTEM: COSMETIC}
 
 
@@ -58,8 +60,8 @@ def _relevant(ctx: Context, name: str):
     for dist in env.distributions:
         if dist.installer == "conda":
             continue  # its conda-meta record is checked instead
-        if name == SYSTEM and not dist.installer:
-            continue  # apt's: Debian moves files its RECORDs list (scripts to /usr/bin)
+        if name == SYSTEM and dist.installer not in _ADMIN_INSTALLERS:
+            continue  # apt's (no INSTALLER, or "debian"): Debian moves files its RECORDs list
         if os.path.join(dist.location, dist.metadata_dir) in duplicates:
             continue  # duplicate-dist-info reports it, with the stale one to remove
         yield dist
