@@ -99,6 +99,8 @@ SPEC = {
                         {'name': 'allow_system', 'flags': ('--allow-system',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'break_system_packages', 'flags': ('--break-system-packages',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
+                        {'name': 'conda', 'flags': ('--conda',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'channel', 'flags': ('--channel',), 'off_flags': (), 'value': True, 'multiple': True, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],
@@ -117,6 +119,7 @@ SPEC = {
                         {'name': 'allow_system', 'flags': ('--allow-system',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'break_system_packages', 'flags': ('--break-system-packages',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
+                        {'name': 'conda', 'flags': ('--conda',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],
@@ -132,6 +135,19 @@ SPEC = {
                         {'name': 'to', 'flags': ('--to',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'int', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': 'history_ids'},
                         {'name': 'dry_run', 'flags': ('--dry-run',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'yes', 'flags': ('--yes', '-y'), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'accept_drift', 'flags': ('--accept-drift',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                    ],
+                    'arguments': [
+                    ],
+                    'commands': {
+                    },
+                },
+                'prune': {
+                    'options': [
+                        {'name': 'keep', 'flags': ('--keep',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'int', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                        {'name': 'save', 'flags': ('--save',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],

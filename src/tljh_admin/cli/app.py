@@ -152,6 +152,13 @@ InstallerOption = Annotated[
         help="pip (TLJH's own, honours pip.conf) or uv (much faster; index settings from PIP_* variables).",
     ),
 ]
+CondaFlag = Annotated[
+    bool,
+    typer.Option(
+        "--conda",
+        help="Conda packages, with the env's mamba (else conda), from conda-forge (a conda env only).",
+    ),
+]
 LockTimeoutOption = Annotated[
     float,
     typer.Option(
@@ -275,7 +282,7 @@ def doctor(
     epilog=_examples(
         "sudo tljh env install --target user numpy 'pandas>=2'",
         "sudo tljh env install --target user -r requirements.txt --dry-run",
-        "sudo tljh env install --target hub oauthenticator --installer uv",
+        "sudo tljh env install --target user --conda gdal",
     ),
 )
 def env_install(
@@ -298,15 +305,29 @@ def env_install(
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Allow user-server packages in the hub env.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow user-server packages in the hub env; let pip or conda replace the other's packages.",
+        ),
     ] = False,
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    conda: CondaFlag = False,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            metavar="CHANNEL",
+            help="With --conda: another channel after conda-forge (repeatable).",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     """Install packages into one environment, through its own interpreter, with a plan first,
-    a snapshot, and an exact restore if anything fails."""
+    a snapshot, and an exact restore if anything fails. With --conda: conda packages, in a
+    conda user env, with its own mamba (else conda), as TLJH installs them."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
@@ -321,6 +342,8 @@ def env_install(
         allow_system=allow_system,
         break_system_packages=break_system_packages,
         installer=installer.value,
+        conda=conda,
+        channels=tuple(channel or ()),
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
@@ -336,6 +359,7 @@ def env_install(
     epilog=_examples(
         "sudo tljh env uninstall --target user numpy",
         "sudo tljh env uninstall --target hub jupyterlab --dry-run",
+        "sudo tljh env uninstall --target user --conda gdal",
     ),
 )
 def env_uninstall(
@@ -355,9 +379,11 @@ def env_uninstall(
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    conda: CondaFlag = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
-    """Remove packages from one environment, with a snapshot to roll back to."""
+    """Remove packages from one environment, with a snapshot to roll back to. With --conda:
+    conda packages (conda also removes what depends on them; the plan shows it)."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
@@ -369,6 +395,7 @@ def env_uninstall(
         allow_system=allow_system,
         break_system_packages=break_system_packages,
         installer=installer.value,
+        conda=conda,
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
@@ -399,6 +426,10 @@ def env_rollback(
     ] = None,
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
+    accept_drift: Annotated[
+        bool,
+        typer.Option("--accept-drift", help="Roll back even what changed outside tljh-admin since."),
+    ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     """Put an environment back exactly as it was before a change, from the snapshot: no
@@ -408,10 +439,37 @@ def env_rollback(
 
     require_interaction(yes, dry_run)
     with changes.prepare_rollback(
-        _options(ctx).layout(), target.value, to, lock_timeout, _command_line(), render.message
+        _options(ctx).layout(), target.value, to, lock_timeout, _command_line(), render.message, accept_drift
     ) as prepared:
         proposal = plan_proposal(prepared, f"roll back {target.value}: {prepared.change.kind}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
+
+
+@env_app.command(
+    "prune",
+    epilog=_examples("sudo tljh env prune --keep 3", "sudo tljh env prune --keep 5 --save"),
+)
+def env_prune(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", metavar="N", help="Keep the newest N snapshots [default: the saved setting]."),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Make --keep the number every later change keeps.")
+    ] = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
+    """Remove old rollback snapshots (they live in PREFIX/state, which TLJH's docs say to back up)."""
+    from tljh_admin import changes
+
+    result = changes.prune(_options(ctx).layout(), keep, lock_timeout, save)
+    render.message(
+        f"removed {len(result.removed)} snapshot(s), freed {result.freed_bytes / 2**20:.1f} MiB;"
+        f" {len(result.kept)} kept"
+        + (f" (changes {', '.join(map(str, result.kept))})" if result.kept else "")
+    )
+    return ExitCode.OK
 
 
 @app.command(

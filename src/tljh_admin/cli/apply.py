@@ -104,9 +104,18 @@ def plan_proposal(prepared: Prepared, title: str) -> Proposal:
         if env == "hub":
             render.message("restart the hub for it to take effect: sudo systemctl restart jupyterhub")
 
+    def show() -> None:
+        if prepared.plan:
+            render.plan_table(title, prepared.plan)
+        for drift in prepared.drift:
+            render.message(
+                f"changed outside tljh-admin since its last change: {drift.name} "
+                f"{drift.before or '-'} -> {drift.after or '-'} (the rollback undoes this too)"
+            )
+
     return Proposal(
         prepared,
-        show=lambda: render.plan_table(title, prepared.plan) if prepared.plan else None,
+        show=show,
         doing=f"{prepared.kind} in the {env} environment",
         nothing_to_do=None if prepared.plan else f"nothing to change in the {env} environment",
         after=after,

@@ -73,6 +73,12 @@ def env_history(options: GlobalOptions, target: str | None = None, json: bool = 
         render.print_json(history_document(layout, entries))
     else:
         render.history_table(entries)
+        held = [e["snapshot_bytes"] for e in entries if e.get("snapshot_bytes") is not None]
+        if held:
+            render.message(
+                f"{len(held)} snapshot(s) for rollback hold {sum(held) / 2**20:.1f} MiB on their own;"
+                " tljh env prune --keep N frees them"
+            )
     return ExitCode.OK
 
 

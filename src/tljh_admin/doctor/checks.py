@@ -15,6 +15,7 @@ import stat
 
 from tljh_admin import tljh
 from tljh_admin.doctor import integrity, runtime, safety
+from tljh_admin.doctor.conda_checks import CONDA_CHECKS
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import (
     CHANGES_FAIL,
@@ -391,13 +392,41 @@ def _never_changed(ctx: Context) -> bool:
 
 
 def unfinished_change(ctx: Context, name: str) -> list[Finding]:
+    """Unfinished changes, and the state they would be recovered from: an unsafe state
+    folder, untrusted journals set aside, and the disk space snapshots hold."""
     if _never_changed(ctx):
-        return []  # nothing to recover, and no need to import the change machinery
+        return []  # nothing to recover or distrust, and no need to import the change machinery
+    from tljh_admin.errors import PermissionDenied
     from tljh_admin.transaction import StateDir
 
     state = StateDir.of(ctx.layout)
-    found = []
-    for journal in state.journals():
+    found = [
+        Finding(FAILED, f"tljh-admin's state folder is not safe: {why}", state.root,
+                "make it root-owned and private (sudo chown root:root; sudo chmod 700); check who changed it")
+        for why in state.problems(owner=0)
+    ]  # fmt: skip
+    if found:
+        return found  # nothing in it is read while it is unsafe
+    try:
+        valid, bad = state.scan_journals()
+        usage = state.snapshot_usage()
+    except PermissionDenied:
+        return _skipped("tljh-admin's state is readable by root only; run with sudo")
+    for journal in bad:
+        found.append(
+            Finding(FAILED, f"journal {journal.name} is not trusted ({journal.reason}); it is not acted on",
+                    state.path("journal", journal.name),
+                    "check the environments by hand (tljh env packages), then remove that file")
+        )  # fmt: skip
+    for quarantined in state.quarantined():
+        found.append(
+            Finding(WARNING, f"an untrusted journal was set aside: {quarantined}",
+                    state.path("journal", quarantined),
+                    "check the environments by hand (tljh env packages), then remove that file")
+        )  # fmt: skip
+    for journal in valid:
+        if journal.get("reserved"):
+            continue
         envs = sorted(journal["envs"])
         if state.in_progress(journal):
             found.append(
@@ -422,6 +451,12 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
                 Fix(f"restore the files from before change {journal['id']}", restore),
             )
         )
+    if usage:
+        total = sum(usage.values())
+        found.append(
+            Finding(OK, f"{len(usage)} snapshot(s) for rollback hold {total / 2**20:.1f} MiB on their own",
+                    state.path("snapshots"), "tljh env prune --keep N frees them")
+        )  # fmt: skip
     return found
 
 
@@ -459,6 +494,8 @@ def disk_space(ctx: Context, name: str) -> list[Finding]:
         )
     ]
 
+
+_CONDA_IMPACT = {"conda-files": SPAWNS_FAIL, "conda-history": CHANGES_FAIL, "conda-tools": CHANGES_FAIL}
 
 REGISTRY: tuple[Check, ...] = (
     Check(
@@ -615,6 +652,8 @@ REGISTRY: tuple[Check, ...] = (
         "conda cannot update or remove a package pip replaced (RemoveError, TLJH#918)",
         impact=CHANGES_FAIL,
     ),
+    # h9's conda checks (conda_checks.py); conda-files is record-files for conda packages
+    *(c._replace(impact=_CONDA_IMPACT.get(c.id, COSMETIC)) for c in CONDA_CHECKS),
     Check(
         "unfinished-change",
         "no unfinished tljh-admin change",

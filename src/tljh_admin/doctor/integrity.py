@@ -1,10 +1,10 @@
 """Are the installed files still there (and, with --deep, still what was installed)?
 
-For each distribution, the files its RECORD lists (conda packages: the `files` of their
-conda-meta record) are looked up in the set of paths the environment scan already holds:
-one `find` walk per environment and a set lookup per file, not a stat per file. A path the
-scan did not see (outside the environment, reached through a symlinked folder) is checked
-with one lstat, so the set only speeds things up and never decides alone.
+For each distribution, the files its RECORD lists are looked up in the set of paths the
+environment scan already holds: one `find` walk per environment and a set lookup per file,
+not a stat per file. A path the scan did not see (outside the environment, reached through
+a symlinked folder) is checked with one lstat, so the set only speeds things up and never
+decides alone. Conda packages' files are conda-files' (conda_checks.py).
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ import os
 
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import (
-    CHANGES_FAIL,
     COSMETIC,
     FAILED,
     HUB_FAILS,
@@ -59,7 +58,7 @@ def _relevant(ctx: Context, name: str):
     duplicates = {p for problem in env.problems if problem.kind == DUPLICATE for p in problem.paths}
     for dist in env.distributions:
         if dist.installer == "conda":
-            continue  # its conda-meta record is checked instead
+            continue  # its conda-meta record is checked instead (conda-files, conda_checks.py)
         if name == SYSTEM and dist.installer not in _ADMIN_INSTALLERS:
             continue  # apt's (no INSTALLER, or "debian"): Debian moves files its RECORDs list
         if os.path.join(dist.location, dist.metadata_dir) in duplicates:
@@ -95,13 +94,6 @@ def missing_files(dist, paths: list[str], known: set[str]) -> list[str]:
         if full not in known and not lexists(full):
             missing.append(full)
     return missing
-
-
-class _AtRoot:
-    """conda-meta `files` are relative to the env root, where RECORD's are to a site folder."""
-
-    def __init__(self, root: str):
-        self.location = root
 
 
 def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:
@@ -154,7 +146,6 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
                 "",
             )
         )
-    found += _conda_files(ctx, name, known)
     return found
 
 
@@ -193,40 +184,3 @@ def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], lis
             )
         )
     return found, scripts
-
-
-def _conda_files(ctx: Context, name: str, known: set[str]) -> list[Finding]:
-    """conda packages: the `files` of each conda-meta record, relative to the env root."""
-    env = ctx.env(name)
-    if env.kind != "conda":
-        return []
-    meta = os.path.join(env.root, "conda-meta")
-    try:
-        names = sorted(n for n in os.listdir(meta) if n.endswith(".json"))
-    except OSError:
-        return []
-    import json
-
-    found = []
-    conda = os.path.join(env.root, "bin", "conda")
-    for file_name in names:
-        try:
-            with open(os.path.join(meta, file_name), encoding="utf-8") as f:
-                record = json.load(f)
-            package, version, files = record["name"], record["version"], record.get("files") or []
-        except (OSError, ValueError, KeyError, TypeError):
-            continue
-        missing = missing_files(_AtRoot(env.root), files, known)
-        if missing:
-            found.append(
-                Finding(
-                    FAILED,
-                    f"{len(missing)} of the {len(files)} files of conda package {package} {version} "
-                    f"are missing: {_examples([os.path.relpath(p, env.root) for p in missing])}",
-                    f"{package} {version}",
-                    f"sudo {quoted(conda)} install --prefix {quoted(env.root)} "
-                    f"--force-reinstall {package}={version}",
-                    impact=_IMPACT.get(name, CHANGES_FAIL),
-                )
-            )
-    return found
