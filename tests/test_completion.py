@@ -290,7 +290,7 @@ def env_rebuild(
     return ExitCode.OK
 """
 _STRICT = '    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,\n'
-_DEEP = '    deep: Annotated[bool, typer.Option("--deep/--shallow", help="test")] = False,\n'
+_DEEP = '    probe: Annotated[bool, typer.Option("--probe/--no-probe", help="test")] = False,\n'
 
 
 def _branch_of_the_app(tmp_path: Path) -> dict:
@@ -321,8 +321,8 @@ def test_options_added_to_the_app_reach_completion_and_the_fast_path(tmp_path):
     from tljh_admin.cli.completion import completions
 
     tree = _branch_of_the_app(tmp_path)
-    assert completions(["doctor"], "--de", root=tree) == ["--deep"]
-    assert completions(["doctor"], "--sh", root=tree) == ["--shallow"]
+    assert completions(["doctor"], "--pro", root=tree) == ["--probe"]
+    assert completions(["doctor"], "--no-p", root=tree) == ["--no-probe"]
     assert "rebuild" in completions(["env"], "", root=tree)
     assert completions(["env", "rebuild"], "-", root=tree) == [
         "--target", "-t", "--mode", "-m", "--keep", "--to", "--dry-run", "--help"
@@ -333,9 +333,9 @@ def test_options_added_to_the_app_reach_completion_and_the_fast_path(tmp_path):
     assert (to["type"], to["complete"]) == ("int", "history_ids")
     # the fast path parses the new option from the tree; the shared body does not take it yet,
     # so the Typer app answers
-    parsed = fast.parse(["doctor", "--json", "--deep", "-t", "USER"], root=tree)
-    assert parsed == (("doctor",), {}, {"json": True, "deep": True, "target": ["user"]})
-    assert "deep" not in fast._accepts(fast.RUNNERS[("doctor",)])
-    # and the real tree does not know --deep: nothing leaks from the branch
-    assert fast.parse(["doctor", "--json", "--deep"]) is None
-    assert spec.find_option(spec.tree()["commands"]["doctor"], "--deep") is None
+    parsed = fast.parse(["doctor", "--json", "--probe", "-t", "USER"], root=tree)
+    assert parsed == (("doctor",), {}, {"json": True, "probe": True, "target": ["user"]})
+    assert "probe" not in fast._accepts(fast.RUNNERS[("doctor",)])
+    # and the real tree does not know --probe: nothing leaks from the branch
+    assert fast.parse(["doctor", "--json", "--probe"]) is None
+    assert spec.find_option(spec.tree()["commands"]["doctor"], "--probe") is None

@@ -17,7 +17,7 @@ from tests.support import prefixes
 from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin import doctor
-from tljh_admin.doctor.model import ERROR, FAILED, OK, Check, Finding
+from tljh_admin.doctor.model import ERROR, FAILED, IMPACTS, OK, WARNING, Check, Finding
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.requirements import broken_requirements
 from tljh_admin.errors import ExitCode
@@ -59,7 +59,8 @@ def test_json_contract(tljh, base_prefix):
     for check in doc["checks"]:
         assert set(check) == {"id", "title", "env", "status", "findings"}
         for finding in check["findings"]:
-            assert set(finding) == {"status", "message", "subject", "hint", "fixable"}
+            assert set(finding) == {"status", "message", "subject", "hint", "fixable", "impact"}
+            assert finding["impact"] in IMPACTS if finding["status"] in (WARNING, FAILED) else True
     # no systemd here: reported as skipped, never as ok
     (systemd,) = [c for c in doc["checks"] if c["id"] == "systemd-units"]
     assert systemd["status"] == "skipped"
@@ -314,7 +315,10 @@ def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
     proc.wait()
     result, _, checks = run_doctor(tljh, prefix)
     check = checks[("unfinished-change", "host")]
-    assert check["status"] == FAILED and subjects(check) == ["change 1"]
+    # (an ok finding also says how much space the change's snapshot holds)
+    assert check["status"] == FAILED and [f["subject"] for f in check["findings"] if f["status"] != OK] == [
+        "change 1"
+    ]
     assert result.code == ExitCode.PROBLEMS_FOUND
     fixed = tljh("--prefix", prefix, "doctor", "--fix", "unfinished-change")
     assert fixed.code == ExitCode.OK, fixed.stdout
@@ -368,10 +372,9 @@ def test_systemd_units(base_prefix, system_python):
 
 def test_disk_space(base_prefix, system_python, mocker):
     # A nearly full disk cannot be made safely here: the free-space figure is mocked.
-    from collections import namedtuple
-
-    usage = namedtuple("usage", "total used free")
-    mocker.patch("shutil.disk_usage", return_value=usage(10 * 1024**3, 0, 100 * 1024**2))
+    real = os.statvfs(base_prefix)
+    nearly_full = os.statvfs_result((*real[:4], 100 * 1024**2 // real.f_frsize, *real[5:]))
+    mocker.patch("os.statvfs", return_value=nearly_full)  # f_bavail: 100 MiB free
     ctx = doctor.Context(resolve_layout(base_prefix, system_python))
     (result,) = doctor.run_doctor(ctx, [doctor.checks.BY_ID["disk-space"]]).results
     assert result.status == FAILED and isinstance(result.findings[0], Finding)

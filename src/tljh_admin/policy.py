@@ -16,6 +16,7 @@ from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
 from tljh_admin.layout import HUB, SYSTEM, USER
+from tljh_admin.placement import USER_SERVER_PACKAGES  # rule 5's set; doctor reads it too
 
 # Rule 2: variables that would send an install somewhere else, or make the child import
 # from somewhere else. Index settings (PIP_INDEX_URL, PIP_EXTRA_INDEX_URL, PIP_CERT, ...)
@@ -48,26 +49,6 @@ REDIRECTING_VARIABLES = frozenset(
         "UV_PREFIX",
         "UV_BREAK_SYSTEM_PACKAGES",
     }
-)
-
-# Rule 5: what runs users' servers; in the hub env it only confuses (the hub never imports
-# it) and pins the hub's dependencies to the user side's release cycle.
-USER_SERVER_PACKAGES = frozenset(
-    canonical_name(n)
-    for n in (
-        "jupyterlab",
-        "notebook",
-        "nbclassic",
-        "jupyter_server",
-        "jupyterlab_server",
-        "jupyter-lsp",
-        "ipykernel",
-        "ipython",
-        "ipywidgets",
-        "voila",
-        "nbgitpuller",
-        "jupyter-resource-usage",
-    )
 )
 
 # Rule 3: pip options that would install outside the environment.

@@ -111,6 +111,7 @@ def _finding(finding) -> dict:
         "subject": finding.subject,
         "hint": finding.hint,
         "fixable": finding.fix is not None,
+        "impact": finding.impact or None,
     }
 
 

@@ -57,6 +57,7 @@ def conda_base_prefix(tmp_path_factory, base_prefix, conda_channels, wheelhouse)
     root = tmp_path_factory.mktemp("conda-base") / "opt tljh"
     root.mkdir()
     shutil.copytree(base_prefix / "hub", root / "hub", symlinks=True)
+    prefixes.relocate_scripts(base_prefix, root)  # the hub's scripts name its own python3
     make_conda_user_env(root / "user", conda_channels, wheelhouse)
     (root / "state").mkdir(mode=0o700)
     prefixes.run(["chmod", "-R", "o-w", root])

@@ -169,7 +169,31 @@ def copy_prefix(source: Path, dest: Path) -> Path:
     (the `prefix` fixture fails a test that changed the base anyway).
     """
     shutil.copytree(source, dest, symlinks=True, copy_function=_link_file)
+    relocate_scripts(source, dest)
     return dest
+
+
+def relocate_scripts(source: Path, dest: Path) -> None:
+    """Point the copied envs' console scripts at their own interpreters, as a relocating
+    copy does (conda's prefix replacement, pip's script rewriting): their `#!` lines (or
+    pip's /bin/sh launcher line) name `dest` instead of `source`. Their RECORD hashes then
+    differ, as on a relocated server. Each rewritten script gets its own inode (the base's
+    stays as it was)."""
+    old, new = os.fsencode(source), os.fsencode(dest)
+    for script in dest.glob("*/bin/*"):
+        if script.is_symlink() or not script.is_file():
+            continue
+        data = script.read_bytes()
+        head, sep, body = data.partition(b"\n")
+        second, sep2, rest = body.partition(b"\n")
+        if head.startswith(b"#!") and (old in head or old in second):
+            st = script.stat()
+            private = script.with_name(f".{script.name}.relocated")
+            private.write_bytes(head.replace(old, new) + sep + second.replace(old, new) + sep2 + rest)
+            os.chown(private, st.st_uid, st.st_gid)
+            os.chmod(private, stat.S_IMODE(st.st_mode))
+            os.utime(private, ns=(st.st_atime_ns, st.st_mtime_ns))
+            os.replace(private, script)
 
 
 def put_back(base: Path, listing: dict[str, tuple]) -> None:

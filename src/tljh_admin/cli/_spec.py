@@ -22,6 +22,7 @@ SPEC = {
                 {'name': 'fix', 'flags': ('--fix',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                 {'name': 'dry_run', 'flags': ('--dry-run',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                 {'name': 'strict', 'flags': ('--strict',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                {'name': 'deep', 'flags': ('--deep',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                 {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                 {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
             ],

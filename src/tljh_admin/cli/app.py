@@ -245,6 +245,14 @@ def doctor(
     fix: Annotated[bool, typer.Option("--fix", help="Apply the safe fixes, then check again.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: show the fixes only.")] = False,
     strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    deep: Annotated[
+        bool,
+        typer.Option(
+            "--deep",
+            help="Also hash every installed file, import jupyterhub with the hub's Python and run "
+            "jupyterhub-singleuser --version as nobody (slower; starts processes).",
+        ),
+    ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     """Diagnose the environments: every known way they break, with a fix hint each.
@@ -260,6 +268,7 @@ def doctor(
         fix=fix,
         dry_run=dry_run,
         strict=strict,
+        deep=deep,
         lock_timeout=lock_timeout,
     )
 

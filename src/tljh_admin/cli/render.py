@@ -363,7 +363,8 @@ def doctor_report(report, strict: bool, fixes) -> None:
             shown = [f for f in result.findings if f.status != "ok" or f.message]
             for finding in shown[:_MAX_FINDINGS_SHOWN]:
                 subject = f"{escape(finding.subject)}: " if finding.subject else ""
-                out.print(f"      {_MARK[finding.status]} {subject}{escape(finding.message)}")
+                impact = f" [bold]\\[{finding.impact}][/]" if finding.impact else ""
+                out.print(f"      {_MARK[finding.status]} {subject}{escape(finding.message)}{impact}")
                 if finding.hint:
                     out.print(f"        [dim]-> {escape(finding.hint)}[/]")
             if len(shown) > _MAX_FINDINGS_SHOWN:

@@ -91,8 +91,17 @@ def doctor(
     fix: bool = False,
     dry_run: bool = False,
     strict: bool = False,
+    deep: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
+    early: dict = {}
+    if not list_checks and not check_ids:
+        # every check: find starts walking the environments' files before doctor is imported
+        from tljh_admin.permissions import start_env_scans
+
+        early = start_env_scans(
+            options.layout(), [t for t in ("hub", "user") if t in (target or ("hub", "user"))]
+        )
     from tljh_admin import doctor as doc
     from tljh_admin import report
 
@@ -102,10 +111,11 @@ def doctor(
         else:
             render.doctor_checks(doc.REGISTRY)
         return ExitCode.OK
-    checks = doc.select_checks(list(check_ids or ()))  # before the layout: a typo is named first
+    checks = doc.select_checks(list(check_ids or ()), deep)  # before the layout: a typo is named first
     layout = options.layout()
     targets = list(target) if target else None
-    context = doc.Context(layout)
+    context = doc.Context(layout, deep=deep)
+    context.adopt(early)
     result = doc.run_doctor(context, checks, targets)
     fixes: list = []
     if fix:

@@ -1,42 +1,60 @@
 """Every known way a TLJH server's environments break, one check each.
 
 A check is a plain function `(context, env) -> [Finding]`; REGISTRY lists them. Fixes are
-offered only where they are safe and exact (removing pip's leftovers, chmod o-w, chown to
-the prefix's owner, restoring an interrupted change).
+offered only where they are safe and exact (removing pip's leftovers, chmod o-w, a+r/a+rX
+for users, chown to the prefix's owner, restoring an interrupted change). The checks about
+files are in integrity.py, about who may read or change them in safety.py, about whether
+programs really run in runtime.py.
 """
 
 from __future__ import annotations
 
 import os
-import shutil
+import re
 import stat
 
 from tljh_admin import tljh
+from tljh_admin.doctor import integrity, runtime, safety
 from tljh_admin.doctor.conda_checks import CONDA_CHECKS
-from tljh_admin.doctor.context import Context, world_writable
-from tljh_admin.doctor.model import FAILED, HOST, OK, SKIPPED, WARNING, Check, Finding, Fix
+from tljh_admin.doctor.context import Context
+from tljh_admin.doctor.model import (
+    CHANGES_FAIL,
+    COSMETIC,
+    FAILED,
+    HOST,
+    HUB_FAILS,
+    OK,
+    ROOT_CODE,
+    SKIPPED,
+    SPAWNS_FAIL,
+    USER_CODE,
+    WARNING,
+    Check,
+    Finding,
+    Fix,
+)
 from tljh_admin.envs.model import BROKEN, DUPLICATE, LEFTOVER, MISSING
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.layout import HUB, SYSTEM, USER
-from tljh_admin.policy import USER_SERVER_PACKAGES
 
 ENVS = (HUB, USER, SYSTEM)
 PREFIX_ENVS = (HUB, USER)
-#: how many paths one check lists before summing up the rest
-MAX_PATH_FINDINGS = 50
+#: what a broken hub, user or system environment breaks
+BY_ENV = {HUB: HUB_FAILS, USER: SPAWNS_FAIL, SYSTEM: HUB_FAILS}
 
 
 def _skipped(why: str, subject: str = "") -> list[Finding]:
     return [Finding(SKIPPED, why, subject, "")]
 
 
-def _version_key(text: str) -> tuple[int, ...]:
-    from packaging.version import InvalidVersion, Version
+_RELEASE = re.compile(r"\d+(?:\.\d+)*")
 
-    try:
-        return Version(text).release
-    except InvalidVersion:
-        return ()
+
+def _version_key(text: str) -> tuple[int, ...]:
+    """The release numbers of a version (packaging's Version.release, for the X.Y.Z that
+    minimums and same-minor comparisons need), without importing packaging."""
+    match = _RELEASE.match(text.strip().lstrip("vV"))
+    return tuple(int(part) for part in match.group().split(".")) if match else ()
 
 
 def _versions_of(ctx: Context, env: str, project: str) -> list[str]:
@@ -64,43 +82,12 @@ def env_present(ctx: Context, name: str) -> list[Finding]:
         ]
     if env.status == BROKEN:
         hint = (
-            "the venv's Python is gone (an OS upgrade?): re-run TLJH's installer to rebuild the hub venv"
-            if env.kind == "venv"
+            runtime.REBUILD_HUB + " (the venv's Python is gone: an OS upgrade?)"
+            if name == HUB
             else f"reinstall the {name} environment's Python"
         )
         return [
             Finding(FAILED, f"the {name} environment cannot run: {env.reason}", env.interpreter.path, hint)
-        ]
-    return []
-
-
-def hub_venv_base(ctx: Context, name: str) -> list[Finding]:
-    hub = ctx.env(HUB)
-    if hub.kind != "venv" or not hub.venv_base:
-        return _skipped("the hub is not a venv", hub.root)
-    home, version = hub.venv_base
-    short = ".".join(version.split(".")[:2])
-    candidates = [os.path.join(home, f"python{short}"), os.path.join(home, "python3")]
-    base = next((c for c in candidates if os.path.isfile(c) and os.access(c, os.X_OK)), None)
-    if base is None:
-        return [
-            Finding(
-                FAILED,
-                f"the hub venv was made by Python {version} in {home}, which is no longer there",
-                os.path.join(hub.root, "pyvenv.cfg"),
-                "an OS upgrade removed it: re-run TLJH's installer to rebuild the hub venv",
-            )
-        ]
-    system = ctx.env(SYSTEM)
-    system_short = ".".join((system.python_version or "").split(".")[:2])
-    if system.ok and system_short and system_short != short:
-        return [
-            Finding(
-                WARNING,
-                f"the hub venv runs Python {short}, the system python3 is {system_short}",
-                os.path.join(hub.root, "pyvenv.cfg"),
-                "rebuild the hub venv with the system python3 before the old one is removed",
-            )
         ]
     return []
 
@@ -151,14 +138,26 @@ def jupyterhub_versions(ctx: Context, name: str) -> list[Finding]:
     ]
 
 
+_REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+
+
+def _requirement_names(path: str) -> set[str]:
+    """Project names in a requirements file: PEP 508 names start every requirement line (a
+    regex, so that doctor does not pay for importing packaging's parser)."""
+    with open(path, encoding="utf-8") as f:
+        return {canonical_name(m.group(1)) for m in map(_REQUIREMENT_NAME.match, f) if m}
+
+
 def _hub_only_packages() -> frozenset[str]:
-    names = set(tljh.requirement_names(tljh.HUB_REQUIREMENTS)) - {"jupyterhub", "pycurl"}
+    names = _requirement_names(tljh.HUB_REQUIREMENTS) - {"jupyterhub", "pycurl"}
     return frozenset(names | {"dockerspawner", "jupyterhub-dummyauthenticator", "the-littlest-jupyterhub"})
 
 
 def misplaced_packages(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     names = {canonical_name(d.name): d for d in env.distributions}
+    from tljh_admin.placement import USER_SERVER_PACKAGES
+
     if name == HUB:
         wrong, where, why = USER_SERVER_PACKAGES, USER, "users' servers run from the user environment"
     else:
@@ -208,6 +207,8 @@ def broken_requirements(ctx: Context, name: str) -> list[Finding]:
 def _remover(path: str):
     def remove() -> None:
         if os.path.isdir(path) and not os.path.islink(path):
+            import shutil
+
             shutil.rmtree(path)
         elif os.path.lexists(path):
             os.unlink(path)
@@ -259,63 +260,6 @@ def duplicate_dist_info(ctx: Context, name: str) -> list[Finding]:
             )
         )
     return found
-
-
-def _path_findings(entries, make) -> list[Finding]:
-    found = [make(e) for e in entries[:MAX_PATH_FINDINGS]]
-    if len(entries) > MAX_PATH_FINDINGS:
-        rest = entries[MAX_PATH_FINDINGS:]
-        first = make(rest[0])
-        found.append(
-            Finding(
-                first.status,
-                f"and {len(rest)} more like it",
-                f"{len(rest)} more paths",
-                first.hint,
-                Fix(f"the same for {len(rest)} more paths", lambda: [make(e).fix.apply() for e in rest])
-                if first.fix
-                else None,
-            )
-        )
-    return found
-
-
-def world_writable_files(ctx: Context, name: str) -> list[Finding]:
-    entries = [e for e in ctx.suspicious_files(name) if world_writable(e)]
-
-    def make(entry) -> Finding:
-        kind = "folder" if entry.is_dir else "file"
-
-        def chmod(entry=entry) -> None:
-            os.chmod(entry.path, stat.S_IMODE(os.lstat(entry.path).st_mode) & ~stat.S_IWOTH)
-
-        return Finding(
-            FAILED,
-            f"world-writable {kind}: the hub runs as root, so anyone who can write here can run code as root"
-            if name == HUB
-            else f"world-writable {kind}: any user can change what every other user's server imports",
-            entry.path,
-            f"sudo chmod o-w '{entry.path}' (tljh doctor --fix does)",
-            Fix(f"chmod o-w {entry.path}", chmod),
-        )
-
-    return _path_findings(entries, make)
-
-
-def stray_owners(ctx: Context, name: str) -> list[Finding]:
-    uid, gid = ctx.prefix_owner
-    entries = [e for e in ctx.suspicious_files(name) if (e.uid, e.gid) != (uid, gid)]
-
-    def make(entry) -> Finding:
-        return Finding(
-            WARNING,
-            f"owned by {entry.uid}:{entry.gid}, not by the prefix's owner {uid}:{gid}",
-            entry.path,
-            f"sudo chown {uid}:{gid} '{entry.path}' (tljh doctor --fix does)",
-            Fix(f"chown {uid}:{gid} {entry.path}", lambda p=entry.path: os.lchown(p, uid, gid)),
-        )
-
-    return _path_findings(entries, make)
 
 
 _SHIPPED_WITH_PYTHON = frozenset({"pip", "setuptools", "wheel"})
@@ -433,9 +377,25 @@ def pip_over_conda(ctx: Context, name: str) -> list[Finding]:
     return found
 
 
+def _never_changed(ctx: Context) -> bool:
+    """tljh-admin never changed anything here: no folder of its own in PREFIX/state, and
+    PREFIX/state itself a root-only folder. Then there is nothing to recover or distrust,
+    and doctor need not import the change machinery to say so."""
+    try:
+        st = os.lstat(ctx.layout.state)
+    except FileNotFoundError:
+        return not os.path.lexists(ctx.layout.admin_state)
+    except OSError:
+        return False
+    private = stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+    return private and not os.path.lexists(ctx.layout.admin_state)
+
+
 def unfinished_change(ctx: Context, name: str) -> list[Finding]:
     """Unfinished changes, and the state they would be recovered from: an unsafe state
     folder, untrusted journals set aside, and the disk space snapshots hold."""
+    if _never_changed(ctx):
+        return []  # nothing to recover or distrust, and no need to import the change machinery
     from tljh_admin.errors import PermissionDenied
     from tljh_admin.transaction import StateDir
 
@@ -511,7 +471,8 @@ def systemd_units(ctx: Context, name: str) -> list[Finding]:
 
 def disk_space(ctx: Context, name: str) -> list[Finding]:
     found = _snapshot_space(ctx)
-    free = shutil.disk_usage(ctx.layout.prefix).free
+    fs = os.statvfs(ctx.layout.prefix)  # what shutil.disk_usage reads, without importing shutil
+    free = fs.f_bavail * fs.f_frsize
     if free >= tljh.DISK_WARNING_BYTES:
         return found
     status = FAILED if free < tljh.DISK_FAILED_BYTES else WARNING
@@ -550,6 +511,8 @@ def _snapshot_space(ctx: Context) -> list[Finding]:
     ]  # fmt: skip
 
 
+_CONDA_IMPACT = {"conda-files": SPAWNS_FAIL, "conda-history": CHANGES_FAIL, "conda-tools": CHANGES_FAIL}
+
 REGISTRY: tuple[Check, ...] = (
     Check(
         "env-present",
@@ -557,13 +520,15 @@ REGISTRY: tuple[Check, ...] = (
         ENVS,
         env_present,
         "every other check, and every spawn, needs the environments' interpreters",
+        impact=BY_ENV,
     ),
     Check(
         "hub-venv-base",
-        "hub venv's base Python",
+        "hub runs the Python its venv was made with",
         (HUB,),
-        hub_venv_base,
-        "an OS upgrade removes the Python the hub venv was made from (TLJH#613, #957, #1036)",
+        runtime.hub_venv_base,
+        "an OS upgrade moves python3 on under the hub venv (TLJH#613, #957, #1036): the hub cannot start",
+        impact=HUB_FAILS,
     ),
     Check(
         "jupyterhub-present",
@@ -571,6 +536,7 @@ REGISTRY: tuple[Check, ...] = (
         PREFIX_ENVS,
         jupyterhub_present,
         "the hub runs jupyterhub; users' servers need jupyterhub-singleuser and a server",
+        impact=BY_ENV,
     ),
     Check(
         "jupyterhub-versions",
@@ -578,6 +544,7 @@ REGISTRY: tuple[Check, ...] = (
         (USER,),
         jupyterhub_versions,
         "spawns fail when the user env's jupyterhub differs from the hub's (TLJH#736, #894)",
+        impact=SPAWNS_FAIL,
     ),
     Check(
         "misplaced-packages",
@@ -585,6 +552,7 @@ REGISTRY: tuple[Check, ...] = (
         PREFIX_ENVS,
         misplaced_packages,
         "the hub never imports JupyterLab; users' servers never import authenticators",
+        impact=COSMETIC,
     ),
     Check(
         "broken-requirements",
@@ -592,6 +560,24 @@ REGISTRY: tuple[Check, ...] = (
         PREFIX_ENVS,
         broken_requirements,
         "a missing or conflicting dependency fails at import time, often only when a user logs in",
+        impact=BY_ENV,
+    ),
+    Check(
+        "record-files",
+        "installed files present (RECORD; --deep: hashes)",
+        ENVS,
+        integrity.record_files,
+        "a package whose files were deleted imports half, or not at all",
+        impact=BY_ENV,
+        scans=True,
+    ),
+    Check(
+        "script-shebangs",
+        "console scripts start this environment's Python",
+        PREFIX_ENVS,
+        runtime.script_shebangs,
+        "a prefix copied or moved by hand leaves scripts (jupyterhub-singleuser) pointing elsewhere",
+        impact=BY_ENV,
     ),
     Check(
         "leftovers",
@@ -600,6 +586,7 @@ REGISTRY: tuple[Check, ...] = (
         leftovers,
         "pip warns about `~` folders forever and may trip over them",
         fixable=True,
+        impact=COSMETIC,
     ),
     Check(
         "duplicate-dist-info",
@@ -608,22 +595,46 @@ REGISTRY: tuple[Check, ...] = (
         duplicate_dist_info,
         "pip shows one of two versions, maybe not the one whose files are installed",
         fixable=True,
+        impact=BY_ENV,
+    ),
+    Check(
+        "users-can-read",
+        "users' servers can read the user env",
+        (USER,),
+        safety.users_can_read,
+        "servers run as each user: a file or folder only root can read fails their imports "
+        "(a root umask of 077 or 027 at install time)",
+        fixable=True,
+        impact=SPAWNS_FAIL,
+        scans=True,
     ),
     Check(
         "world-writable",
         "nothing world-writable",
         PREFIX_ENVS,
-        world_writable_files,
+        safety.world_writable_files,
         "the hub runs as root: a writable file there is a root shell for any user",
         fixable=True,
+        impact={HUB: ROOT_CODE, USER: USER_CODE},
+        scans=True,
     ),
     Check(
         "stray-owners",
         "files owned by the prefix's owner",
         PREFIX_ENVS,
-        stray_owners,
-        "files owned by a user can be changed by that user, under root's hub",
+        safety.stray_owners,
+        "a file another uid owns can be changed by that uid: under the hub, that is code run as root",
         fixable=True,
+        impact={HUB: ROOT_CODE, USER: USER_CODE},
+        scans=True,
+    ),
+    Check(
+        "hub-sys-path",
+        "the hub imports only what root controls",
+        (HUB,),
+        safety.hub_sys_path,
+        ".pth files that put a folder outside the hub, or one users can write, on the root hub's sys.path",
+        impact=ROOT_CODE,
     ),
     Check(
         "stray-system-installs",
@@ -631,6 +642,7 @@ REGISTRY: tuple[Check, ...] = (
         (SYSTEM,),
         stray_system_installs,
         "`sudo pip install` lands here and not where users need it (TLJH#406, #824)",
+        impact=COSMETIC,
     ),
     Check(
         "root-user-site",
@@ -638,6 +650,7 @@ REGISTRY: tuple[Check, ...] = (
         (HOST,),
         root_user_site,
         "packages in ~root/.local shadow the environments' own when root runs Python (TLJH#824)",
+        impact=HUB_FAILS,
     ),
     Check(
         "minimum-versions",
@@ -645,6 +658,7 @@ REGISTRY: tuple[Check, ...] = (
         (USER,),
         minimum_versions,
         "TLJH needs Python >= 3.9, pip >= 23.1.2, conda >= 4.10, mamba >= 0.16.0 in the user env",
+        impact=CHANGES_FAIL,
     ),
     Check(
         "pip-over-conda",
@@ -652,8 +666,10 @@ REGISTRY: tuple[Check, ...] = (
         (USER,),
         pip_over_conda,
         "conda cannot update or remove a package pip replaced (RemoveError, TLJH#918)",
+        impact=CHANGES_FAIL,
     ),
-    *CONDA_CHECKS,
+    # h9's conda checks (conda_checks.py); conda-files is record-files for conda packages
+    *(c._replace(impact=_CONDA_IMPACT.get(c.id, COSMETIC)) for c in CONDA_CHECKS),
     Check(
         "unfinished-change",
         "no unfinished tljh-admin change",
@@ -661,6 +677,7 @@ REGISTRY: tuple[Check, ...] = (
         unfinished_change,
         "a change killed half way leaves an environment neither before nor after",
         fixable=True,
+        impact=SPAWNS_FAIL,
     ),
     Check(
         "systemd-units",
@@ -668,6 +685,7 @@ REGISTRY: tuple[Check, ...] = (
         (HOST,),
         systemd_units,
         "TLJH runs the hub and its proxy as systemd units",
+        impact=HUB_FAILS,
     ),
     Check(
         "disk-space",
@@ -675,6 +693,25 @@ REGISTRY: tuple[Check, ...] = (
         (HOST,),
         disk_space,
         "installs and upgrades that run out of space stop half way",
+        impact=CHANGES_FAIL,
+    ),
+    Check(
+        "hub-imports",
+        "the hub's Python imports jupyterhub (--deep)",
+        (HUB,),
+        runtime.hub_imports,
+        "what the hub's systemd unit does first: `python3 -m jupyterhub`",
+        impact=HUB_FAILS,
+        deep=True,
+    ),
+    Check(
+        "singleuser-runs",
+        "jupyterhub-singleuser starts as nobody (--deep)",
+        (USER,),
+        runtime.singleuser_runs,
+        "what every spawn runs, as an unprivileged user like the users themselves",
+        impact=SPAWNS_FAIL,
+        deep=True,
     ),
 )
 

@@ -1,24 +1,21 @@
-"""What checks share: the layout, each environment inspected once, one walk of each
+"""What checks share: the layout, each environment inspected once, one scan of each
 environment's files, and the seams for what cannot run here (systemd)."""
 
 from __future__ import annotations
 
 import os
 import pwd
-import shutil
-import stat
-import subprocess
-from dataclasses import dataclass, field
-from functools import cached_property
 
-from tljh_admin.envs import inspect_environment
+from tljh_admin import permissions
 from tljh_admin.envs.model import Environment
-from tljh_admin.layout import Layout
+from tljh_admin.layout import USER, Layout
 
 SYSTEMD_RUNTIME = "/run/systemd/system"  # sd_booted(3): systemd is PID 1 when this exists
 
 
 def systemctl_is_active(unit: str) -> str:
+    import subprocess
+
     proc = subprocess.run(
         ["systemctl", "is-active", unit], capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
@@ -32,114 +29,89 @@ def root_home() -> str:
     return pwd.getpwnam("root").pw_dir
 
 
-@dataclass(frozen=True)
-class FileEntry:
-    path: str
-    mode: int
-    uid: int
-    gid: int
-    is_dir: bool
-
-
-@dataclass
 class Context:
-    layout: Layout
-    #: seams for the machine: replaced in tests, since systemd cannot run there
-    systemd_running: bool = field(default_factory=lambda: os.path.isdir(SYSTEMD_RUNTIME))
-    is_active: object = systemctl_is_active
-    home_of_root: str = field(default_factory=root_home)
-    _envs: dict[str, Environment] = field(default_factory=dict)
-    _files: dict[str, list[FileEntry]] = field(default_factory=dict)
-    _finds: dict[str, subprocess.Popen] = field(default_factory=dict)
+    """One doctor run's shared reads. `deep` allows the checks that spawn interpreters or
+    hash every file."""
 
-    def prefetch(self, names) -> None:
-        """Start walking these environments' files in the background (`find` runs while the
-        Python checks work: two cores, half the wall time)."""
-        if not shutil.which("find"):
-            return
-        for name in names:
-            root = self.env(name).root
-            if name not in self._files and name not in self._finds and root and os.path.isdir(root):
-                self._finds[name] = self._start_find(root)
+    def __init__(
+        self,
+        layout: Layout,
+        systemd_running: bool | None = None,
+        is_active=systemctl_is_active,
+        home_of_root: str | None = None,
+        deep: bool = False,
+    ):
+        self.layout = layout
+        #: seams for the machine: replaced in tests, since systemd cannot run there
+        self.systemd_running = os.path.isdir(SYSTEMD_RUNTIME) if systemd_running is None else systemd_running
+        self.is_active = is_active
+        self.home_of_root = root_home() if home_of_root is None else home_of_root
+        self.deep = deep
+        self._envs: dict[str, Environment] = {}
+        self._scans: dict[str, permissions.Scan] = {}
+        self._finds: dict = {}
+        self._prefix_owner: tuple[int, int] | None = None
 
     def env(self, name: str) -> Environment:
         if name not in self._envs:
+            from tljh_admin.envs import inspect_environment
+
             self._envs[name] = inspect_environment(name, self.layout)
         return self._envs[name]
 
-    @cached_property
+    @property
     def prefix_owner(self) -> tuple[int, int]:
-        st = os.stat(self.layout.prefix)
-        return st.st_uid, st.st_gid
+        if self._prefix_owner is None:
+            st = os.stat(self.layout.prefix)
+            self._prefix_owner = (st.st_uid, st.st_gid)
+        return self._prefix_owner
 
-    def suspicious_files(self, name: str) -> list[FileEntry]:
-        """Files and folders of an environment (symlinks skipped) that are world-writable or
-        not owned by the prefix's owner. GNU find walks the tree: 4x faster than os.walk
-        with a stat per entry on a full user env (40,000 entries)."""
-        if name not in self._files:
-            root = self.env(name).root
-            if not root or not os.path.isdir(root):
-                self._files[name] = []
-            elif shutil.which("find"):
-                proc = self._finds.pop(name, None) or self._start_find(root)
-                self._files[name] = self._read_find(proc)
+    def _root(self, name: str) -> str:
+        root = self.layout.env_root(name)
+        return root if root and os.path.isdir(root) else ""
+
+    def prefetch(self, names) -> None:
+        """Start scanning these environments' files in the background."""
+        wanted = [n for n in names if n not in self._scans and n not in self._finds]
+        if wanted:
+            self._finds.update(permissions.start_env_scans(self.layout, wanted))
+
+    def adopt(self, finds: dict) -> None:
+        """Scans started before this context existed (permissions.start_env_scans)."""
+        self._finds.update(finds)
+
+    def scan(self, name: str) -> permissions.Scan:
+        """Every path of a PREFIX environment, and the details of the entries that are
+        world-writable, not the prefix owner's or (user env) not usable by users."""
+        if name not in self._scans:
+            root = self._root(name)
+            if not root:
+                self._scans[name] = permissions.Scan(set(), [], ())
             else:
-                self._files[name] = [e for e in self._walk(root) if self._is_suspicious(e)]
-        return self._files[name]
+                proc = self._finds.pop(name, None)
+                if proc is None:
+                    proc = permissions.start_find(root, self.prefix_owner, unreadable=name == USER)
+                if proc is not None:
+                    self._scans[name] = permissions.read_find(proc)
+                else:
+                    self._scans[name] = permissions.walk(root, self._picker(name))
+        return self._scans[name]
 
-    def _is_suspicious(self, entry: FileEntry) -> bool:
-        return world_writable(entry) or (entry.uid, entry.gid) != self.prefix_owner
+    def _picker(self, name: str):
+        owner = self.prefix_owner
 
-    def _start_find(self, root: str) -> subprocess.Popen:
-        uid, gid = self.prefix_owner
-        suspicious = ["(", "-perm", "-o+w", "-o", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), ")"]
-        return subprocess.Popen(
-            ["find", root, *suspicious, "!", "-type", "l", "-printf", "%m %U %G %y %p\\0"],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            stdin=subprocess.DEVNULL,
-        )
+        def picks(mode: int, uid: int, gid: int, is_dir: bool) -> bool:
+            if permissions.world_writable(mode) or (uid, gid) != owner:
+                return True
+            return name == USER and permissions.users_cannot_use(mode, is_dir)
 
-    @staticmethod
-    def _read_find(proc: subprocess.Popen) -> list[FileEntry]:
-        output, _ = proc.communicate()
-        entries = []
-        for record in output.split(b"\0"):
-            if record:
-                mode, file_uid, file_gid, kind, path = record.split(b" ", 4)
-                entries.append(
-                    FileEntry(os.fsdecode(path), int(mode, 8), int(file_uid), int(file_gid), kind == b"d")
-                )
-        return entries
-
-    def _walk(self, root: str) -> list[FileEntry]:
-        entries: list[FileEntry] = []
-        stack = [root]
-        while stack:
-            folder = stack.pop()
-            try:
-                st = os.lstat(folder)
-                entries.append(FileEntry(folder, st.st_mode, st.st_uid, st.st_gid, True))
-                with os.scandir(folder) as it:
-                    for entry in it:
-                        if entry.is_dir(follow_symlinks=False):
-                            stack.append(entry.path)
-                        elif not entry.is_symlink():
-                            est = entry.stat(follow_symlinks=False)
-                            entries.append(FileEntry(entry.path, est.st_mode, est.st_uid, est.st_gid, False))
-            except OSError:
-                continue
-        return entries
+        return picks
 
     def forget(self) -> None:
         """Drop what was read, after fixes changed the disk."""
         for proc in self._finds.values():
             proc.kill()
-            proc.wait()
+            permissions.read_find(proc)  # reaps it and closes its files
         self._finds.clear()
         self._envs.clear()
-        self._files.clear()
-
-
-def world_writable(entry: FileEntry) -> bool:
-    return bool(entry.mode & stat.S_IWOTH) and not stat.S_ISLNK(entry.mode)
+        self._scans.clear()

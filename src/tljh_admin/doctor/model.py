@@ -1,13 +1,12 @@
-"""The doctor's values: checks, findings and results. No I/O here."""
+"""The doctor's values: checks, findings and results. No I/O here.
+
+namedtuples rather than dataclasses: `tljh doctor --json` is called in loops by scripts and
+CI, and importing `dataclasses` (it pulls in `inspect`) costs more than a check.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from tljh_admin.doctor.context import Context
+from collections import namedtuple
 
 # Statuses, mildest first; a check's status is its worst finding's.
 OK, SKIPPED, WARNING, FAILED, ERROR = "ok", "skipped", "warning", "failed", "error"
@@ -16,46 +15,63 @@ _RANK = {s: i for i, s in enumerate(STATUSES)}
 
 HOST = "host"  # the scope of checks about the machine rather than one environment
 
+# What a finding breaks, and for whom (the `impact` of a finding):
+HUB_FAILS = "hub-fails"  # the hub (root) fails to start or to serve; admins' hub commands fail
+SPAWNS_FAIL = "spawns-fail"  # users' servers fail to start, or fail importing what they need
+ROOT_CODE = "root-code"  # non-root users can run code as root
+USER_CODE = "user-code"  # a user can change code that other users' servers run
+CHANGES_FAIL = "changes-fail"  # installs and upgrades fail or stop half way
+COSMETIC = "cosmetic"  # nothing breaks now: noise, or a trap for later
+IMPACTS = (ROOT_CODE, HUB_FAILS, SPAWNS_FAIL, USER_CODE, CHANGES_FAIL, COSMETIC)
 
-@dataclass(frozen=True)
-class Fix:
+SKIPPED_NEEDS_ROOT = "skipped: run with sudo"
+
+
+class Fix(namedtuple("Fix", "description apply")):
     """A safe repair: what it does, in words, and the function that does it."""
 
-    description: str
-    apply: Callable[[], None] = field(compare=False, repr=False)
+    __slots__ = ()
+
+    def __eq__(self, other):
+        return isinstance(other, Fix) and self.description == other.description
+
+    def __hash__(self):
+        return hash(self.description)
 
 
-@dataclass(frozen=True)
-class Finding:
-    status: str
-    message: str
-    #: the path or package the finding is about
-    subject: str
-    #: one line saying what to do
-    hint: str
-    fix: Fix | None = None
+class Finding(namedtuple("Finding", "status message subject hint fix impact", defaults=(None, ""))):
+    """status; message; subject: the path or package it is about; hint: one line saying
+    what to do (a command when there is one); fix: a Fix or None; impact: one of IMPACTS
+    ("" for ok and skipped findings; the runner fills in the check's own)."""
+
+    __slots__ = ()
 
 
-@dataclass(frozen=True)
-class Check:
-    """A check is a value: the registry lists them, the runner calls them."""
+class Check(
+    namedtuple(
+        "Check",
+        "id title envs run why fixable impact scans deep",
+        defaults=("", False, COSMETIC, False, False),
+    )
+):
+    """A check is a value: the registry lists them, the runner calls them.
 
-    id: str
-    title: str
-    #: which environments it looks at; (HOST,) for checks about the machine
-    envs: tuple[str, ...]
-    run: Callable[[Context, str], list[Finding]] = field(repr=False)
-    #: why it matters, for `tljh doctor --list`
-    why: str = ""
-    fixable: bool = False
+    envs: which environments it looks at; (HOST,) for checks about the machine
+    run: (context, env) -> [Finding]
+    why: why it matters, for `tljh doctor --list`
+    impact: what its findings break, one of IMPACTS, or {env: impact}
+    scans: whether it reads the scan of the environment's files (started early, in parallel)
+    deep: only with --deep (it spawns interpreters or reads every file)
+    """
+
+    __slots__ = ()
+
+    def impact_in(self, env: str) -> str:
+        return self.impact.get(env, COSMETIC) if isinstance(self.impact, dict) else self.impact
 
 
-@dataclass(frozen=True)
-class CheckResult:
-    check: Check
-    env: str
-    status: str
-    findings: tuple[Finding, ...]
+class CheckResult(namedtuple("CheckResult", "check env status findings")):
+    __slots__ = ()
 
 
 def worst(statuses) -> str:

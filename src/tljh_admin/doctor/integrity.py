@@ -1,0 +1,186 @@
+"""Are the installed files still there (and, with --deep, still what was installed)?
+
+For each distribution, the files its RECORD lists are looked up in the set of paths the
+environment scan already holds: one `find` walk per environment and a set lookup per file,
+not a stat per file. A path the scan did not see (outside the environment, reached through
+a symlinked folder) is checked with one lstat, so the set only speeds things up and never
+decides alone. Conda packages' files are conda-files' (conda_checks.py).
+"""
+
+from __future__ import annotations
+
+import os
+
+from tljh_admin.doctor.context import Context
+from tljh_admin.doctor.model import (
+    COSMETIC,
+    FAILED,
+    HUB_FAILS,
+    OK,
+    SPAWNS_FAIL,
+    WARNING,
+    Finding,
+)
+from tljh_admin.envs.model import DUPLICATE, MISSING
+from tljh_admin.envs.sitepackages import read_record, read_record_paths
+from tljh_admin.layout import HUB, SYSTEM, USER
+
+#: how many paths a finding names before it only counts
+EXAMPLES = 3
+
+#: what an admin's `sudo pip install` into the system python leaves in INSTALLER
+_ADMIN_INSTALLERS = ("pip", "uv")
+_IMPACT = {HUB: HUB_FAILS, USER: SPAWNS_FAIL, SYSTEM: COSMETIC}
+
+
+def quoted(text: str) -> str:
+    """`text` as one shell word, so that hints can be pasted (PREFIX may hold a space)."""
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _examples(paths: list[str]) -> str:
+    shown = ", ".join(paths[:EXAMPLES])
+    return shown + (f" and {len(paths) - EXAMPLES} more" if len(paths) > EXAMPLES else "")
+
+
+def _full_path(site: str, path: str) -> str:
+    if path.startswith("/"):
+        return os.path.normpath(path)
+    full = site + "/" + path
+    return os.path.normpath(full) if "./" in path else full
+
+
+def _relevant(ctx: Context, name: str):
+    """The distributions whose RECORD this check covers."""
+    env = ctx.env(name)
+    duplicates = {p for problem in env.problems if problem.kind == DUPLICATE for p in problem.paths}
+    for dist in env.distributions:
+        if dist.installer == "conda":
+            continue  # its conda-meta record is checked instead (conda-files, conda_checks.py)
+        if name == SYSTEM and dist.installer not in _ADMIN_INSTALLERS:
+            continue  # apt's (no INSTALLER, or "debian"): Debian moves files its RECORDs list
+        if os.path.join(dist.location, dist.metadata_dir) in duplicates:
+            continue  # duplicate-dist-info reports it, with the stale one to remove
+        yield dist
+
+
+def record_rows(ctx: Context, name: str):
+    """(dist, [(full path, hash)]) for each distribution whose RECORD this check covers."""
+    for dist in _relevant(ctx, name):
+        rows = read_record(dist)
+        if rows:
+            yield dist, [(_full_path(dist.location, path), digest) for path, digest in rows]
+
+
+def missing_files(dist, paths: list[str], known: set[str]) -> list[str]:
+    """The RECORD paths (as written) whose file is not there. The hot loop of doctor: a
+    set lookup per file; one lstat only for what the scan did not see."""
+    site = dist.location + "/"
+    # scripts and data files are written `../../../bin/x` from lib/pythonX.Y/site-packages
+    env_root = os.path.dirname(os.path.dirname(os.path.dirname(dist.location))) + "/"
+    lexists = os.path.lexists
+    missing = []
+    for path in paths:
+        if path.endswith(".pyc"):
+            continue  # bytecode caches: Python writes them again when they are gone
+        if "./" not in path and path[0] != "/":
+            full = site + path
+        elif path.startswith("../../../") and "./" not in path[9:]:
+            full = env_root + path[9:]
+        else:
+            full = os.path.normpath(path if path[0] == "/" else site + path)
+        if full not in known and not lexists(full):
+            missing.append(full)
+    return missing
+
+
+def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:
+    if name == SYSTEM:
+        return (
+            f"sudo {quoted(ctx.env(SYSTEM).interpreter.path)} -m pip install --force-reinstall "
+            + " ".join(specs)
+        )
+    return f"sudo tljh env install --target {name} --force-reinstall " + " ".join(specs)
+
+
+def record_files(ctx: Context, name: str) -> list[Finding]:
+    env = ctx.env(name)
+    if env.status == MISSING:
+        return [Finding("skipped", f"the {name} environment is missing", env.root, "")]
+    known = ctx.scan(name).paths if name != SYSTEM else set()
+    found = []
+    rewritten: list[str] = []
+    root = env.root.rstrip("/") + "/"
+    for dist in _relevant(ctx, name):
+        paths = read_record_paths(dist)
+        if not paths:
+            continue
+        missing = missing_files(dist, paths, known)
+        if missing:
+            shown = [p[len(root) :] if p.startswith(root) else p for p in missing]
+            spec = f"{dist.name}=={dist.version}"
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{len(missing)} of the {len(paths)} files {dist.name} {dist.version} installed are "
+                    f"missing: {_examples(shown)}",
+                    f"{dist.name} {dist.version}",
+                    _reinstall_hint(ctx, name, [spec]),
+                    impact=_IMPACT[name],
+                )
+            )
+        if ctx.deep:
+            rows = [(_full_path(dist.location, path), digest) for path, digest in read_record(dist) or ()]
+            changed, scripts = _changed_files(env.root, dist, rows, name)
+            found += changed
+            rewritten += scripts
+    if rewritten:
+        found.append(
+            Finding(
+                OK,
+                f"{len(rewritten)} scripts differ from what was installed ({_examples(sorted(rewritten))}): "
+                "only their #! lines, which pip, conda and relocations rewrite; expected",
+                os.path.join(env.root, "bin"),
+                "",
+            )
+        )
+    return found
+
+
+def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], list[str]]:
+    """--deep: files whose content is not what RECORD says was installed, and, apart, the
+    scripts among them (pip, conda and relocation tools rewrite their `#!` line)."""
+    import base64
+    import hashlib
+
+    bin_dir = os.path.join(root, "bin") + "/"
+    changed, scripts = [], []
+    for path, digest in rows:
+        algorithm, _, expected = digest.partition("=")
+        if algorithm != "sha256":
+            continue
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            continue  # missing files are reported above
+        actual = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        if actual != expected:
+            is_script = path.startswith(bin_dir) and data.startswith(b"#!")
+            (scripts if is_script else changed).append(os.path.relpath(path, root))
+    found = []
+    label = f"{dist.name} {dist.version}"
+    if changed:
+        found.append(
+            Finding(
+                WARNING,
+                f"{len(changed)} files of {label} differ from what was installed (edited, or "
+                f"corrupted): {_examples(changed)}",
+                label,
+                f"sudo tljh env install --target {name} --force-reinstall {dist.name}=={dist.version}",
+                impact=_IMPACT[name],
+            )
+        )
+    return found, scripts
