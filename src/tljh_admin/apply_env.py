@@ -1,0 +1,318 @@
+"""`tljh env apply FILE`: make an environment match a lock, requirements or environment.yml
+file, as one planned change with every guarantee `env install` has (rules, lock, plan,
+snapshot, history, rollback).
+
+What is missing is installed and what differs is changed, in one installer run under
+constraints that allow only the file's versions (and the hub's jupyterhub); with `exact`,
+what the file does not list is removed in the same change. The result is checked against the
+file before the change is recorded: if the environment does not match, it is restored.
+Applying a file the environment already matches plans nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import namedtuple
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from tljh_admin import changes, export, policy
+from tljh_admin.envs import inspect_environment
+from tljh_admin.envs.model import Environment
+from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.errors import Refused, ResolutionFailed, UsageError
+from tljh_admin.installers import REMOVE, InstallerFailed, PlannedChange, plan_changes, write_constraints
+from tljh_admin.layout import HUB, USER, Layout
+
+# What --exact never removes: the installer that does the removing.
+KEPT_BY_EXACT = frozenset({"pip"})
+
+
+class Wanted(namedtuple("Wanted", "name key requirement version specifier commit")):
+    """One package the file asks for.
+
+    requirement: what the installer is given; version: an exact pin or None; specifier: a
+    packaging SpecifierSet when the file gives a range; commit: a VCS commit to match.
+    """
+
+    __slots__ = ()
+
+
+class Desired(namedtuple("Desired", "origin kind python wanted conda notes")):
+    """A file read: kind lock / requirements / environment.yml; conda: conda package specs."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyRequest(changes.ChangeRequest):
+    file: str
+    exact: bool = False
+
+
+# -- reading the file ------------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str:
+    if not os.path.isfile(path):
+        what = "does not exist" if not os.path.lexists(path) else "is not a file"
+        raise UsageError(f"{path} {what}", hint="name a file made by tljh env export")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}", hint="check its permissions and encoding") from None
+
+
+def _from_requirement_text(text: str, origin: str) -> Wanted:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise UsageError(
+            f"{stripped!r} ({origin}) is an option; apply takes requirement lines only",
+            hint="index settings belong in pip.conf or PIP_INDEX_URL",
+        )
+    try:
+        requirement = Requirement(stripped)
+    except InvalidRequirement as error:
+        raise UsageError(
+            f"{stripped!r} ({origin}) is not a valid requirement: {str(error).splitlines()[0]}",
+            hint="use PEP 508 lines such as 'numpy==2.1.0'",
+        ) from None
+    key = canonical_name(requirement.name)
+    if requirement.url:
+        commit = (
+            requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
+        )
+        return Wanted(requirement.name, key, stripped, None, None, commit)
+    pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
+    version = pins[0] if len(pins) == 1 and len(requirement.specifier) == 1 else None
+    specifier = None if version else requirement.specifier
+    return Wanted(requirement.name, key, str(requirement), version, specifier, None)
+
+
+def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[str]]:
+    wanted, conda = [], []
+    for package in lock.packages:
+        if package.manager == export.CONDA_MANAGED:
+            conda.append(f"{package.name}={package.version}={package.source.get('build') or '*'}")
+            continue
+        source = package.source
+        key = canonical_name(package.name)
+        kind = source.get("type")
+        if kind in (export.LOCAL_FILE, export.DIRECTORY) and os.path.exists(source.get("path") or ""):
+            from urllib.parse import quote
+
+            requirement = f"{package.name} @ file://{quote(source['path'])}"
+            wanted.append(Wanted(package.name, key, requirement, package.version, None, None))
+            continue
+        line, note = export.requirement_line(package)
+        if note:
+            notes.append(note.replace("written as a version pin", "not on this server: taken from the index"))
+        commit = source.get("commit") if kind == export.VCS else None
+        wanted.append(Wanted(package.name, key, line, package.version, None, commit))
+    return wanted, conda
+
+
+def read_desired(path: str) -> Desired:
+    text = _read_text(path)
+    notes: list[str] = []
+    if text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise UsageError(f"{path} is not valid JSON: {error}", hint="export it again") from None
+        lock = export.lock_from_document(document, path)
+        wanted, conda = _from_lock(lock, notes)
+        return Desired(path, export.LOCK, lock.python, wanted, conda, notes)
+    if path.endswith((".yml", ".yaml")):
+        return _from_environment_yml(path, text)
+    wanted = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line:
+            wanted.append(_from_requirement_text(line, f"{path}, line {number}"))
+    if not wanted:
+        raise UsageError(f"{path} lists no requirements", hint="name a file made by tljh env export")
+    return Desired(path, export.REQUIREMENTS, None, wanted, [], notes)
+
+
+def _from_environment_yml(path: str, text: str) -> Desired:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        raise UsageError(f"{path} is not valid YAML", hint="name a file made by tljh env export") from None
+    dependencies = document.get("dependencies") if isinstance(document, dict) else None
+    if not isinstance(dependencies, list):
+        raise UsageError(f"{path} has no dependencies list", hint="name an environment.yml")
+    python, wanted, conda = None, [], []
+    for item in dependencies:
+        if isinstance(item, dict):
+            for number, line in enumerate(item.get("pip") or [], start=1):
+                wanted.append(_from_requirement_text(str(line), f"{path}, pip entry {number}"))
+            continue
+        spec = str(item).strip()
+        name = spec.split("=")[0].split(" ")[0].strip()
+        if name == "python":
+            python = spec.partition("=")[2].lstrip("=") or None
+        elif name != "pip":
+            conda.append(spec)
+    return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [])
+
+
+def _resolve(installer, requirements: list[str], constraint_file: str | None, desired: Desired):
+    try:
+        return installer.resolve(requirements, constraint_file, False)
+    except InstallerFailed as failure:
+        last = failure.output.splitlines()[-1] if failure.output else "no output"
+        raise ResolutionFailed(
+            f"{failure} for {desired.origin}: {last}",
+            hint=f"the installer said:\n{failure.output}" if failure.output else "",
+        ) from None
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _installed_commit(env: Environment, dist) -> str | None:
+    source = export._pip_source(os.path.join(dist.location, dist.metadata_dir))
+    return source.get("commit")
+
+
+def _satisfied(env: Environment, wanted: Wanted, installed: dict) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    dist = installed.get(wanted.key)
+    if dist is None:
+        return False
+    if wanted.commit:
+        return _installed_commit(env, dist) == wanted.commit
+    try:
+        have = Version(dist.version)
+        if wanted.version:
+            return have == Version(wanted.version)
+        return wanted.specifier is None or wanted.specifier.contains(have, prereleases=True)
+    except InvalidVersion:
+        return dist.version == wanted.version
+
+
+def _check_python(env: Environment, desired: Desired) -> None:
+    if not desired.python or not env.python_version:
+        return
+    want = desired.python.split(".")[:2]
+    have = env.python_version.split(".")[:2]
+    if want != have:
+        raise UsageError(
+            f"{desired.origin} is for Python {'.'.join(want)}; the {env.name} environment runs Python "
+            f"{env.python_version}",
+            hint="apply it to an environment of the same Python, or export requirements with --requested",
+        )
+
+
+def _check_conda(desired: Desired) -> None:
+    """Conda packages need a conda installer; tljh-admin changes envs with pip and uv."""
+    if desired.conda:
+        shown = ", ".join(desired.conda[:5]) + (" ..." if len(desired.conda) > 5 else "")
+        raise UsageError(
+            f"{desired.origin} lists {len(desired.conda)} conda packages ({shown}); "
+            "tljh env apply installs pip packages only",
+            hint="export the pip part (tljh env export --format requirements) or apply it with mamba",
+        )
+
+
+def _check_jupyterhub(env: Environment, desired: Desired, pin: str | None) -> None:
+    """Rule 4: the file may carry jupyterhub only at the hub's version."""
+    if not pin:
+        return
+    hub_version = pin.split("==", 1)[1]
+    for wanted in desired.wanted:
+        if wanted.key == "jupyterhub" and (wanted.version or hub_version) != hub_version:
+            raise Refused(
+                f"{desired.origin} has jupyterhub {wanted.version}, but the hub runs jupyterhub"
+                f" {hub_version}; the user env's jupyterhub must match the hub's",
+                hint="upgrade this hub first (tljh upgrade), or export the file from a server with this hub",
+            )
+
+
+def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[Wanted], list]:
+    """What to install or change, and (with exact) the installed dists the file does not list."""
+    installed = {canonical_name(d.name): d for d in env.distributions}
+    missing = [w for w in desired.wanted if not _satisfied(env, w, installed)]
+    extra = []
+    if exact:
+        listed = {w.key for w in desired.wanted}
+        extra = [d for key, d in sorted(installed.items()) if key not in listed and key not in KEPT_BY_EXACT]
+    return missing, extra
+
+
+@contextlib.contextmanager
+def prepare_apply(
+    layout: Layout, request: ApplyRequest, notify: Callable[[str], None]
+) -> Iterator[changes.Prepared]:
+    changes._check_target(request.target)
+    desired = read_desired(request.file)
+    env = inspect_environment(request.target, layout)
+    changes._common_guards(layout, env, request.allow_system, request.break_system_packages)
+    _check_conda(desired)
+    _check_python(env, desired)
+    pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
+    _check_jupyterhub(env, desired, pin)
+    policy.refuse_user_server_packages_in_hub(env, {w.key for w in desired.wanted}, request.force)
+    for note in desired.notes:
+        notify(note)
+
+    with changes._locked(layout, [env.name], request.lock_timeout, notify) as (state, recovered):
+        env = inspect_environment(env.name, layout)
+        missing, extra = differences(env, desired, request.exact)
+        removes_hub = "jupyterhub" in {canonical_name(d.name) for d in extra}
+        if removes_hub and env.name in (HUB, USER) and not request.force:
+            raise Refused(
+                f"{desired.origin} does not list jupyterhub; --exact would remove it and break TLJH",
+                hint="add jupyterhub to the file, or pass --force",
+            )
+        if not missing and not extra:
+            yield changes.Prepared("apply", env, [], recovered=recovered, pin=pin)
+            return
+        with changes._installer_for(request, env) as (installer, workdir):
+            plan: list[PlannedChange] = []
+            install_command = None
+            if missing:
+                pins = [
+                    f"{w.name}=={w.version}"
+                    for w in desired.wanted
+                    if w.version and " @ " not in w.requirement
+                ]
+                constraint_file = write_constraints(workdir, [*pins, *([pin] if pin else [])])
+                requirements = [w.requirement for w in missing]
+                resolution = _resolve(installer, requirements, constraint_file, desired)
+                plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
+                install_command = installer.install_command(requirements, constraint_file, False)
+            removing = [
+                d for d in extra if canonical_name(d.name) not in {canonical_name(c.name) for c in plan}
+            ]
+            plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
+            uninstall_command = installer.uninstall_command([d.name for d in removing]) if removing else None
+            change, _ = changes._installer_change(layout, state, request, "apply", env, installer, [])
+            log = state.path("logs", f"{change.change_id}.log")
+
+            def run(progress: Callable[[str], None]) -> None:
+                for command in (install_command, uninstall_command):
+                    if command:
+                        installer.run(command, log, progress)
+                after = inspect_environment(env.name, layout)
+                still_missing, still_extra = differences(after, desired, request.exact)
+                if still_missing or still_extra:
+                    names = [w.name for w in still_missing] + [d.name for d in still_extra]
+                    raise InstallerFailed(
+                        f"the {env.name} environment does not match {desired.origin} after the change",
+                        "differs: " + ", ".join(sorted(names)),
+                    )
+
+            yield changes.Prepared(
+                "apply", env, sorted(plan, key=lambda c: canonical_name(c.name)), change, run, recovered, pin
+            )
