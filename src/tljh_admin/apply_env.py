@@ -30,11 +30,14 @@ from tljh_admin.layout import HUB, USER, Layout
 KEPT_BY_EXACT = frozenset({"pip"})
 
 
-class Wanted(namedtuple("Wanted", "name key requirement version specifier commit")):
+class Wanted(namedtuple("Wanted", "name key requirement version specifier commit requested")):
     """One package the file asks for.
 
     requirement: what the installer is given; version: an exact pin or None; specifier: a
-    packaging SpecifierSet when the file gives a range; commit: a VCS commit to match.
+    packaging SpecifierSet when the file gives a range; commit: a VCS commit to match;
+    requested: asked for by name where the file came from (a lock says; every line of a
+    requirements file is). Installers mark what they are given as requested (pip's
+    REQUESTED), so the rest is left for them to bring in as dependencies.
     """
 
     __slots__ = ()
@@ -87,11 +90,11 @@ def _from_requirement_text(text: str, origin: str) -> Wanted:
         commit = (
             requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
         )
-        return Wanted(requirement.name, key, stripped, None, None, commit)
+        return Wanted(requirement.name, key, stripped, None, None, commit, True)
     pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
     version = pins[0] if len(pins) == 1 and len(requirement.specifier) == 1 else None
     specifier = None if version else requirement.specifier
-    return Wanted(requirement.name, key, str(requirement), version, specifier, None)
+    return Wanted(requirement.name, key, str(requirement), version, specifier, None, True)
 
 
 def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[str]]:
@@ -107,13 +110,15 @@ def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[
             from urllib.parse import quote
 
             requirement = f"{package.name} @ file://{quote(source['path'])}"
-            wanted.append(Wanted(package.name, key, requirement, package.version, None, None))
+            wanted.append(
+                Wanted(package.name, key, requirement, package.version, None, None, package.requested)
+            )
             continue
         line, note = export.requirement_line(package)
         if note:
             notes.append(note.replace("written as a version pin", "not on this server: taken from the index"))
         commit = source.get("commit") if kind == export.VCS else None
-        wanted.append(Wanted(package.name, key, line, package.version, None, commit))
+        wanted.append(Wanted(package.name, key, line, package.version, None, commit, package.requested))
     return wanted, conda
 
 
@@ -174,6 +179,19 @@ def _resolve(installer, requirements: list[str], constraint_file: str | None, de
             f"{failure} for {desired.origin}: {last}",
             hint=f"the installer said:\n{failure.output}" if failure.output else "",
         ) from None
+
+
+def _requirements_and_resolution(installer, missing: list[Wanted], constraint_file, desired: Desired):
+    """Give the installer what was requested; add the rest only when no requested package
+    brings it in (an orphan in the file), so that REQUESTED markers come out as in the file."""
+    requirements = [w.requirement for w in missing if w.requested]
+    resolution = _resolve(installer, requirements, constraint_file, desired) if requirements else None
+    covered = {canonical_name(n) for n, _ in resolution.install} if resolution else set()
+    rest = [w.requirement for w in missing if not w.requested and w.key not in covered]
+    if rest:
+        requirements += rest
+        resolution = _resolve(installer, requirements, constraint_file, desired)
+    return requirements, resolution
 
 
 # -- planning --------------------------------------------------------------------------------
@@ -288,8 +306,9 @@ def prepare_apply(
                     if w.version and " @ " not in w.requirement
                 ]
                 constraint_file = write_constraints(workdir, [*pins, *([pin] if pin else [])])
-                requirements = [w.requirement for w in missing]
-                resolution = _resolve(installer, requirements, constraint_file, desired)
+                requirements, resolution = _requirements_and_resolution(
+                    installer, missing, constraint_file, desired
+                )
                 plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
                 install_command = installer.install_command(requirements, constraint_file, False)
             removing = [
