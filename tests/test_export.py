@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
 
 from tests.support import prefixes
 from tests.support.listing import file_listing, listing_diff
+from tests.support.vcs import git_project
 from tests.support.wheels import WheelSpec, build_wheel
 from tljh_admin import export, z2jh
 from tljh_admin.errors import UsageError
@@ -31,6 +33,10 @@ def _canon(name: str) -> str:
     return canonicalize_name(name)
 
 
+def _project(requirement_line: str) -> str:
+    return _canon(re.split(r"==| @ ", requirement_line)[0])
+
+
 @pytest.fixture
 def carrying_prefix(prefix, wheelhouse, tmp_path):
     """The suite's prefix, whose user env also carries what a real one does: a package
@@ -38,6 +44,9 @@ def carrying_prefix(prefix, wheelhouse, tmp_path):
     user = prefix / "user"
     local = build_wheel(WheelSpec("course-tools", "0.3.0"), tmp_path / "local-wheels")
     prefixes.pip_install(user, wheelhouse, str(local))
+    repo, commit = git_project(tmp_path / "course-helpers", "course-helpers", "1.0.0")
+    prefixes.pip_install(user, wheelhouse, f"git+file://{repo}@{commit}")
+    (tmp_path / "course-helpers-commit").write_text(commit)
     kernel = user / "share" / "jupyter" / "kernels" / "course-r"
     kernel.mkdir(parents=True)
     (kernel / "kernel.json").write_text(
@@ -67,6 +76,9 @@ def test_lock_requirements_and_environment_yml(carrying_prefix, system_python):
     assert by_name["course-tools"]["source"]["type"] == "file"
     assert by_name["course-tools"]["source"]["path"].endswith("course_tools-0.3.0-py3-none-any.whl")
     assert by_name["course-tools"]["source"]["hash"].startswith("sha256=")
+    helpers = by_name["course-helpers"]["source"]
+    assert helpers["type"] == "vcs" and helpers["vcs"] == "git"
+    assert helpers["commit"] == (carrying_prefix.parent / "course-helpers-commit").read_text()
     # pip's REQUESTED marker: what the admin asked for, not what came as a dependency
     assert {k for k, p in by_name.items() if p["requested"]} >= {"jupyterhub", "jupyterlab", "numpy"}
     assert not by_name["traitlets"]["requested"]
@@ -74,12 +86,13 @@ def test_lock_requirements_and_environment_yml(carrying_prefix, system_python):
     freeze = prefixes.run([user / "bin" / "python3", "-m", "pip", "freeze", "--all"]).stdout
     assert "course-tools @ file://" in freeze  # the junk TLJH#824 is about...
     text = export.export_text(layout, "user", export.REQUIREMENTS, False)
-    assert "file://" not in text.text  # ...never written by us
+    assert "@ file://" not in text.text  # ...never written by us
     lines = {line for line in text.text.splitlines() if line and not line.startswith("#")}
-    pinned = {line.replace(" @ file", "==").split("==")[0] for line in freeze.splitlines()}
-    assert {_canon(line.split("==")[0]) for line in lines} == {_canon(n) for n in pinned}
+    assert {_project(line) for line in lines} == {_project(line) for line in freeze.splitlines()}
     assert "course-tools==0.3.0" in lines
+    assert f"course-helpers @ git+{helpers['url']}@{helpers['commit']}" in lines
     assert any("course-tools 0.3.0 was installed from" in n for n in text.notes)
+    assert any("course-helpers comes from a git repository on this server" in n for n in text.notes)
 
     requested = export.export_text(layout, "user", export.REQUIREMENTS, True)
     names = {_canon(line.split("==")[0]) for line in requested.text.splitlines() if "==" in line}

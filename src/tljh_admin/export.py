@@ -299,7 +299,11 @@ def requirement_line(package: Package) -> tuple[str, str | None]:
     kind = source.get("type")
     if kind == VCS and source.get("url") and source.get("commit"):
         subdirectory = f"#subdirectory={source['subdirectory']}" if source.get("subdirectory") else ""
-        return f"{package.name} @ {source['vcs']}+{source['url']}@{source['commit']}{subdirectory}", None
+        line = f"{package.name} @ {source['vcs']}+{source['url']}@{source['commit']}{subdirectory}"
+        if source["url"].startswith("file://"):
+            where = f"a {source['vcs']} repository on this server ({source['url']})"
+            return line, f"{package.name} comes from {where}"
+        return line, None
     if kind == URL and source.get("url"):
         return f"{package.name} @ {source['url']}", None
     line = f"{package.name}=={package.version}"
