@@ -284,54 +284,50 @@ def prepare_apply(
     for note in desired.notes:
         notify(note)
 
-    with changes._locked(layout, [env.name], request.lock_timeout, notify) as (state, recovered):
-        env = inspect_environment(env.name, layout)
-        missing, extra = differences(env, desired, request.exact)
-        removes_hub = "jupyterhub" in {canonical_name(d.name) for d in extra}
-        if removes_hub and env.name in (HUB, USER) and not request.force:
-            raise Refused(
-                f"{desired.origin} does not list jupyterhub; --exact would remove it and break TLJH",
-                hint="add jupyterhub to the file, or pass --force",
-            )
-        if not missing and not extra:
-            yield changes.Prepared("apply", env, [], recovered=recovered, pin=pin)
-            return
-        with changes._installer_for(request, env) as (installer, workdir):
-            plan: list[PlannedChange] = []
-            install_command = None
-            if missing:
-                pins = [
-                    f"{w.name}=={w.version}"
-                    for w in desired.wanted
-                    if w.version and " @ " not in w.requirement
-                ]
-                constraint_file = write_constraints(workdir, [*pins, *([pin] if pin else [])])
-                requirements, resolution = _requirements_and_resolution(
-                    installer, missing, constraint_file, desired
-                )
-                plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
-                install_command = installer.install_command(requirements, constraint_file, False)
-            removing = [
-                d for d in extra if canonical_name(d.name) not in {canonical_name(c.name) for c in plan}
+    recovered = changes.recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)  # as it is now, after any recovery
+    missing, extra = differences(env, desired, request.exact)
+    removes_hub = "jupyterhub" in {canonical_name(d.name) for d in extra}
+    if removes_hub and env.name in (HUB, USER) and not request.force:
+        raise Refused(
+            f"{desired.origin} does not list jupyterhub; --exact would remove it and break TLJH",
+            hint="add jupyterhub to the file, or pass --force",
+        )
+    if not missing and not extra:
+        yield changes.Prepared("apply", env, [], recovered=recovered, pin=pin)
+        return
+    with changes._installer_for(request, env, layout) as (installer, workdir):
+        plan: list[PlannedChange] = []
+        install_command = None
+        if missing:
+            pins = [
+                f"{w.name}=={w.version}" for w in desired.wanted if w.version and " @ " not in w.requirement
             ]
-            plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
-            uninstall_command = installer.uninstall_command([d.name for d in removing]) if removing else None
-            change, _ = changes._installer_change(layout, state, request, "apply", env, installer, [])
-            log = state.path("logs", f"{change.change_id}.log")
-
-            def run(progress: Callable[[str], None]) -> None:
-                for command in (install_command, uninstall_command):
-                    if command:
-                        installer.run(command, log, progress)
-                after = inspect_environment(env.name, layout)
-                still_missing, still_extra = differences(after, desired, request.exact)
-                if still_missing or still_extra:
-                    names = [w.name for w in still_missing] + [d.name for d in still_extra]
-                    raise InstallerFailed(
-                        f"the {env.name} environment does not match {desired.origin} after the change",
-                        "differs: " + ", ".join(sorted(names)),
-                    )
-
-            yield changes.Prepared(
-                "apply", env, sorted(plan, key=lambda c: canonical_name(c.name)), change, run, recovered, pin
+            constraint_file = write_constraints(workdir, [*pins, *([pin] if pin else [])])
+            requirements, resolution = _requirements_and_resolution(
+                installer, missing, constraint_file, desired
             )
+            plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
+            install_command = installer.install_command(requirements, constraint_file, False)
+        planned = {canonical_name(c.name) for c in plan}
+        removing = [d for d in extra if canonical_name(d.name) not in planned]
+        plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
+        uninstall_command = installer.uninstall_command([d.name for d in removing]) if removing else None
+        change, _ = changes._installer_change(layout, request, "apply", env, installer, [])
+
+        def run(progress: Callable[[str], None]) -> None:
+            log = change.state.path("logs", f"{change.change_id}.log")
+            for command in (install_command, uninstall_command):
+                if command:
+                    installer.run(command, log, progress, tracker=change)
+            after = inspect_environment(env.name, layout)
+            still_missing, still_extra = differences(after, desired, request.exact)
+            if still_missing or still_extra:
+                names = [w.name for w in still_missing] + [d.name for d in still_extra]
+                raise InstallerFailed(
+                    f"the {env.name} environment does not match {desired.origin} after the change",
+                    "differs: " + ", ".join(sorted(names)),
+                )
+
+        plan.sort(key=lambda c: canonical_name(c.name))
+        yield changes.Prepared("apply", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
