@@ -20,6 +20,9 @@ from tests.support.wheels import build_wheelhouse
 
 REPO = Path(__file__).resolve().parent.parent
 
+# conda user env fixtures (built only by the tests that ask for them)
+pytest_plugins = ["tests.support.conda_fixtures"]
+
 
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory) -> Path:

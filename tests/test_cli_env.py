@@ -31,7 +31,7 @@ ENV_KEYS = {
     "packages",
     "problems",
 }
-PACKAGE_KEYS = {"name", "version", "installer", "location", "metadata_dir"}
+PACKAGE_KEYS = {"name", "version", "installer", "location", "metadata_dir", "channel", "build"}
 
 
 def test_env_list_json_contract(tljh, base_prefix):

@@ -41,6 +41,8 @@ class PlannedChange:
     after: str | None
     action: str
     requested: bool
+    #: where a conda package comes from (`conda-forge`); "" for pip and uv
+    channel: str = ""
 
 
 @dataclass(frozen=True)

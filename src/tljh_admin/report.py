@@ -7,19 +7,22 @@ data work, shared by the fast path and the Typer app so both print the same byte
 
 from __future__ import annotations
 
-from tljh_admin.envs.model import Distribution, Environment, SiteProblem
+from tljh_admin.envs.backends import packages
+from tljh_admin.envs.model import Environment, Package, SiteProblem
 from tljh_admin.layout import Layout
 
 SCHEMA_VERSION = 1
 
 
-def _package(dist: Distribution) -> dict:
+def _package(package: Package) -> dict:
     return {
-        "name": dist.name,
-        "version": dist.version,
-        "installer": dist.installer,
-        "location": dist.location,
-        "metadata_dir": dist.metadata_dir,
+        "name": package.name,
+        "version": package.version,
+        "installer": package.installer,
+        "location": package.location,
+        "metadata_dir": package.metadata_dir,
+        "channel": package.channel,
+        "build": package.build,
     }
 
 
@@ -34,6 +37,7 @@ def _problem(problem: SiteProblem) -> dict:
 
 def environment_document(env: Environment) -> dict:
     base = env.venv_base
+    rows = packages(env)
     return {
         "name": env.name,
         "kind": env.kind,
@@ -46,8 +50,8 @@ def environment_document(env: Environment) -> dict:
         "externally_managed": env.externally_managed,
         "venv_base": {"home": base[0], "version": base[1]} if base else None,
         "site_dirs": list(env.site_dirs),
-        "distribution_count": len(env.distributions),
-        "packages": [_package(d) for d in env.distributions],
+        "distribution_count": len(rows),
+        "packages": [_package(p) for p in rows],
         "problems": [_problem(p) for p in env.problems],
     }
 
@@ -70,7 +74,7 @@ def env_packages_document(layout: Layout, env: Environment) -> dict:
         "environment": env.name,
         "status": env.status,
         "reason": env.reason,
-        "packages": [_package(d) for d in env.distributions],
+        "packages": [_package(p) for p in packages(env)],
         "problems": [_problem(p) for p in env.problems],
     }
 

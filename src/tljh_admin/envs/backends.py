@@ -11,7 +11,6 @@ from the file system, so it is fast and safe to run on a broken environment.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 
@@ -23,6 +22,7 @@ from tljh_admin.envs.model import (
     Distribution,
     Environment,
     InterpreterLink,
+    Package,
     SiteProblem,
 )
 from tljh_admin.envs.sitepackages import scan_site_dir
@@ -34,6 +34,11 @@ KINDS = (VENV, CONDA, STANDALONE, SYSTEM_KIND)
 _MAX_LINKS = 40  # the kernel's own limit on a symlink chain (MAXSYMLINKS)
 _PYTHON_DIR = re.compile(r"python(\d+)\.(\d+)t?$")
 _PATCHLEVEL = re.compile(rb'#define\s+PY_VERSION\s+"([^"]+)"')
+# A record's top-level "channel" key. Every record conda, mamba or rattler writes has one;
+# inside a JSON string a quote is escaped, so a file path cannot fake this pattern.
+_CHANNEL_KEY = re.compile(rb'"channel"\s*:\s*"([^"]*)"')
+_DIST_INFO = b".dist-info/"
+_SUBDIRS = ("noarch", "linux-64", "linux-aarch64", "linux-ppc64le", "osx-64", "osx-arm64", "win-64")
 
 
 def follow_interpreter(path: str) -> InterpreterLink:
@@ -229,6 +234,13 @@ class CondaBackend(Backend):
     kind = CONDA
 
     def conda_records(self) -> list[CondaRecord]:
+        """Every record in conda-meta/, read without parsing whole files.
+
+        A record is `NAME-VERSION-BUILD.json` (conda names them so and relies on it); the
+        rest comes from one search each: the channel, and the first dist-info among its
+        files. `python`'s record lists the whole standard library (~400 kB of JSON), so a
+        full parse would cost more than reading every other package of the env.
+        """
         records = []
         meta = os.path.join(self.root, "conda-meta")
         try:
@@ -236,19 +248,27 @@ class CondaBackend(Backend):
         except OSError:
             return records
         for file_name in names:
+            parts = file_name[: -len(".json")].rsplit("-", 2)
+            if len(parts) != 3 or not all(parts):
+                continue  # not a record conda wrote (conda skips these too)
             try:
-                with open(os.path.join(meta, file_name), encoding="utf-8") as f:
-                    data = json.load(f)
-                name, version = data["name"], data["version"]
-            except (OSError, ValueError, KeyError, TypeError):
+                with open(os.path.join(meta, file_name), "rb") as f:
+                    data = f.read()
+            except OSError:
                 continue
-            dist_info = None
-            for path in data.get("files", ()):
-                head, _, tail = path.partition(".dist-info/")
-                if tail:
-                    dist_info = head + ".dist-info"
-                    break
-            records.append(CondaRecord(name=name, version=version, dist_info=dist_info))
+            channel = _CHANNEL_KEY.search(data)
+            records.append(
+                CondaRecord(
+                    name=parts[0],
+                    version=parts[1],
+                    dist_info=_first_dist_info(data),
+                    build=parts[2],
+                    channel=channel_display_name(channel.group(1).decode("utf-8", "replace"))
+                    if channel
+                    else "",
+                    meta_file=file_name,
+                )
+            )
         return records
 
     def python_version(self, link: InterpreterLink) -> str | None:
@@ -296,6 +316,72 @@ def system_site_dirs(prefix: str, version: str | None) -> list[str]:
             join(prefix, "lib", f"python{short}", "dist-packages"),
         ]
     return [join(prefix, "lib", f"python{short}", "site-packages")]
+
+
+def _first_dist_info(data: bytes) -> str | None:
+    end = data.find(_DIST_INFO)
+    if end < 0:
+        return None
+    start = data.rfind(b'"', 0, end) + 1
+    return data[start : end + len(_DIST_INFO) - 1].decode("utf-8", "replace")
+
+
+def channel_display_name(channel: str) -> str:
+    """What `conda list` shows for a record's channel: `conda-forge` for
+    `https://conda.anaconda.org/conda-forge/linux-64` or a local `file:///.../conda-forge/`."""
+    parts = [p for p in channel.rstrip("/").split("/") if p]
+    if len(parts) > 1 and parts[-1] in _SUBDIRS:
+        parts.pop()
+    return parts[-1] if parts else ""
+
+
+def packages(env: Environment) -> list[Package]:
+    """The rows `tljh env packages` shows, sorted by name.
+
+    In a conda env these are what `conda list` lists: one row per conda record (the
+    dist-info a record installed is that row, not a second one), then the distributions no
+    record owns, marked with channel `pypi`. Elsewhere: one row per distribution.
+    """
+    if env.kind != CONDA:
+        rows = [
+            Package(d.name, d.version, d.installer, d.location, d.metadata_dir, "", "")
+            for d in env.distributions
+        ]
+        return rows
+    owned: dict[str, CondaRecord] = {}
+    for record in env.conda_records:
+        if record.dist_info:
+            owned[os.path.normpath(os.path.join(env.root, record.dist_info))] = record
+    rows = []
+    seen_records = set()
+    for dist in env.distributions:
+        record = owned.get(os.path.normpath(os.path.join(dist.location, dist.metadata_dir)))
+        if record is None:
+            rows.append(
+                Package(dist.name, dist.version, dist.installer, dist.location, dist.metadata_dir, "pypi", "")
+            )
+        else:
+            seen_records.add(record.meta_file)
+            rows.append(
+                Package(
+                    record.name,
+                    record.version,
+                    "conda",
+                    dist.location,
+                    dist.metadata_dir,
+                    record.channel,
+                    record.build,
+                )
+            )
+    meta = os.path.join(env.root, "conda-meta")
+    for record in env.conda_records:
+        if record.meta_file not in seen_records:
+            rows.append(
+                Package(
+                    record.name, record.version, "conda", meta, record.meta_file, record.channel, record.build
+                )
+            )
+    return sorted(rows, key=lambda p: (p.name.lower(), p.version))
 
 
 def backend_for(name: str, layout: Layout) -> Backend | None:

@@ -39,9 +39,29 @@ class SiteProblem(namedtuple("SiteProblem", "kind project paths detail")):
     __slots__ = ()
 
 
-class CondaRecord(namedtuple("CondaRecord", "name version dist_info")):
-    """A conda-meta record; dist_info is the dist-info folder it installed (relative to the
-    env root), or None."""
+class CondaRecord(
+    namedtuple("CondaRecord", "name version dist_info build channel meta_file", defaults=("", "", ""))
+):
+    """A conda-meta record.
+
+    dist_info: the dist-info folder it installed (relative to the env root), or None
+    build: the build string (`py313h0_0`); channel: the channel's name as `conda list`
+        shows it (`conda-forge`); meta_file: the record's file name in conda-meta/
+    """
+
+    __slots__ = ()
+
+
+class Package(namedtuple("Package", "name version installer location metadata_dir channel build")):
+    """One row of `tljh env packages`: what `pip list` shows in a pip env, what `conda list`
+    shows in a conda env (conda packages, Python or not, and pip-installed distributions).
+
+    installer: pip, uv..., "conda" for a conda package, "" when unknown
+    location, metadata_dir: the site folder and dist-info; for a conda package without
+        Python metadata, ROOT/conda-meta and the record's file name
+    channel: a conda package's channel, "pypi" for other distributions in a conda env
+        (as `conda list` says), "" elsewhere; build: a conda package's build string
+    """
 
     __slots__ = ()
 
