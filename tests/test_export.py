@@ -310,3 +310,48 @@ def test_bad_input_changes_nothing(carrying_prefix, system_python, tmp_path):
     with pytest.raises(UsageError, match="not valid YAML"):
         export.export_z2jh_config(layout, "user", None, None, False)
     assert listing_diff(before, file_listing(tmp_path, contents=True)) == []
+
+
+def test_conda_env_lock_and_repo2docker(conda_prefix, system_python, tmp_path):
+    """A conda user env (real conda packages from the session's channel, linked by the
+    stand-in): conda packages locked with channel and build, as `conda list` reports them;
+    the repo2docker export is an environment.yml that the conda buildpack takes."""
+    from repo2docker.buildpacks import CondaBuildPack
+    from ruamel.yaml import YAML
+
+    from tests.support.conda_fixtures import conda_list
+
+    layout = _layout(conda_prefix, system_python)
+    document = export.export_lock(layout, "user")
+    assert document["kind"] == "conda"
+    locked = {
+        (p["name"], p["version"], p["source"]["build"])
+        for p in document["packages"]
+        if p["manager"] == "conda"
+    }
+    listed = conda_list(conda_prefix / "user")
+    assert locked == {(r["name"], r["version"], r["build_string"]) for r in listed if r["channel"] != "pypi"}
+    pip_only = {_canon(p["name"]) for p in document["packages"] if p["manager"] == "pip"}
+    assert {_canon(r["name"]) for r in listed if r["channel"] == "pypi"} == pip_only
+    assert "numpy" not in pip_only and "jupyterhub" in pip_only  # numpy is conda's here
+    by_name = {p["name"]: p for p in document["packages"]}
+    assert by_name["numpy"]["source"]["subdir"] == "linux-64"
+    # the channel as conda names it: the env's .condarc maps conda-forge to the local channel
+    assert {p["source"]["channel"] for p in document["packages"] if p["manager"] == "conda"} == {
+        "conda-forge"
+    }
+    assert by_name["numpy"]["requested"]  # asked for when the env was created
+
+    folder = tmp_path / "image"
+    exported = export.export_repo2docker(layout, "user", str(folder), "4.2.0")
+    assert exported.buildpack == "conda" and exported.jupyterhub == "5.3.0"
+    yml = YAML(typ="safe").load((folder / "environment.yml").read_text())
+    assert yml["channels"] == ["conda-forge"]
+    names = [d.split("=")[0] for d in yml["dependencies"] if isinstance(d, str)]
+    assert "numpy" in names and "python" in names
+    assert "conda" not in names and "mamba" not in names  # TLJH's own installers stay behind
+    assert "jupyterhub==5.3.0" in yml["dependencies"][-1]["pip"]
+    buildpack, dockerfile = _detect_and_render(folder)
+    assert type(buildpack) is CondaBuildPack
+    assert buildpack.python_version == ".".join(document["python"].split(".")[:2])
+    assert 'env update -p ${NB_PYTHON_PREFIX} --file "environment.yml"' in dockerfile

@@ -114,13 +114,36 @@ def _file_url_path(url: str) -> str:
     return unquote(urlsplit(url).path)
 
 
-def conda_channel_name(channel: str) -> str:
-    """`https://conda.anaconda.org/conda-forge/linux-64` -> `conda-forge`; other URLs kept
-    without their subdir."""
+def conda_channel_name(channel: str, subdir: str | None = None, known: dict[str, str] | None = None) -> str:
+    """A record's channel URL as the name conda shows: `https://conda.anaconda.org/conda-forge/
+    linux-64` -> `conda-forge`, and a `custom_channels` URL of the env's .condarc -> its name.
+    Other URLs are kept, without their subdir."""
     raw = channel.rstrip("/")
-    for subdir in ("/noarch", "/linux-64", "/linux-aarch64", "/linux-ppc64le", "/osx-64", "/osx-arm64"):
-        raw = raw.removesuffix(subdir)
+    if subdir:
+        raw = raw.removesuffix("/" + subdir)
+    raw = raw.removesuffix("/noarch")
+    if known and raw in known:
+        return known[raw]
     return raw.removeprefix(CONDA_CHANNEL_ALIAS) if raw.startswith(CONDA_CHANNEL_ALIAS) else raw
+
+
+def _custom_channels(root: str) -> dict[str, str]:
+    """URL -> name for the env's `.condarc` custom_channels (conda reads PREFIX/.condarc)."""
+    try:
+        with open(os.path.join(root, ".condarc"), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        config = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return {}
+    custom = config.get("custom_channels") if isinstance(config, dict) else None
+    if not isinstance(custom, dict):
+        return {}
+    return {f"{str(base).rstrip('/')}/{name}": str(name) for name, base in custom.items()}
 
 
 def _conda_meta(root: str) -> list[dict]:
@@ -178,6 +201,7 @@ def lock_of(env: Environment) -> Lock:
     if env.kind == "conda":
         records = _conda_meta(env.root)
         requested = _conda_requested(env.root, records)
+        known_channels = _custom_channels(env.root)
         for record in records:
             dist_info = next(
                 (
@@ -198,7 +222,9 @@ def lock_of(env: Environment) -> Lock:
                     record["name"] in requested,
                     {
                         "type": CONDA_CHANNEL,
-                        "channel": conda_channel_name(str(record.get("channel") or "")),
+                        "channel": conda_channel_name(
+                            str(record.get("channel") or ""), record.get("subdir"), known_channels
+                        ),
                         "build": record.get("build"),
                         "subdir": record.get("subdir"),
                     },

@@ -433,6 +433,7 @@ def refuse_moving_hub_jupyterhub(plan, requires: Mapping[str, tuple[str, ...]]) 
     if not moved:
         return
     change = moved[0]
+
     def names_jupyterhub(line: str) -> bool:
         return canonical_name(re.split(r"[\s;<>=!~\[(]", line, maxsplit=1)[0]) == "jupyterhub"
 
