@@ -198,7 +198,10 @@ def run_logged(command, child_env, cwd, log_path, progress: Progress, tracker=No
                     tail = [*tail[-14:], stripped]
             code = proc.wait()
         except BaseException:
-            end_group(proc)
+            from tljh_admin.transaction import signals_deferred
+
+            with signals_deferred():
+                end_group(proc)
             raise
     if code != 0:
         raise InstallerFailed(

@@ -117,6 +117,9 @@ def _check_prefix(path: str) -> None:
                 f"TLJH prefix {path} is a dangling symlink to {os.readlink(path)}", hint=PREFIX_HINT
             ) from None
         raise TljhError(f"TLJH prefix {path} does not exist", hint=PREFIX_HINT) from None
+    except OSError as error:  # a symlink loop (ELOOP), a name too long (ENAMETOOLONG), ...
+        shown = path if len(path) <= 200 else path[:200] + "..."
+        raise TljhError(f"TLJH prefix {shown} cannot be used: {error.strerror}", hint=PREFIX_HINT) from None
     if not is_dir:
         raise TljhError(f"TLJH prefix {path} is not a folder", hint=PREFIX_HINT)
     try:

@@ -137,7 +137,7 @@ def pip_index_settings(environ: Mapping[str, str], env_root: str) -> dict[str, s
                 )
     for key in PIP_INDEX_KEYS:
         value = environ.get("PIP_" + key.upper().replace("-", "_"))
-        if value is not None:
+        if value:  # an empty variable is an unset one
             settings[key] = value
     return settings
 

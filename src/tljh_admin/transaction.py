@@ -112,6 +112,8 @@ class StateDir:
                 st = os.lstat(folder)
             except FileNotFoundError:
                 continue
+            except PermissionError:
+                continue  # inside a folder closed to this user: that folder is what protects it
             except OSError as error:
                 found.append((folder, f"{folder} cannot be checked: {error.strerror}"))
                 continue
@@ -492,16 +494,23 @@ def locked_and_recovered(
 
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
-    """Turn SIGTERM into Interrupted for the duration, so the change is rolled back."""
+    """Turn the first SIGTERM or SIGINT into Interrupted / KeyboardInterrupt, so that the
+    change is undone; later ones are ignored until the context ends, so a second Ctrl-C
+    (or a supervisor repeating SIGTERM) cannot cut the restore short."""
+    raised = []
 
     def handler(signum, frame):
-        raise Interrupted()
+        if raised:
+            return
+        raised.append(signum)
+        raise Interrupted() if signum == signal.SIGTERM else KeyboardInterrupt()
 
-    previous = signal.signal(signal.SIGTERM, handler)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         yield
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for signum, old in previous.items():
+            signal.signal(signum, old)
 
 
 @contextlib.contextmanager
@@ -869,13 +878,13 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
             )
             recovered.append(entry)
             continue
-        notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
         targets = []
         for name in journal["envs"]:
             root, areas = allowed_areas(state.layout, name) if state.layout else ("", ())
             dest = state.snapshot_dir(journal["id"], name)
             snapshot.read_manifest(dest, root, areas)  # every env's snapshot checked before any restore
             targets.append((dest, root, areas))
+        notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
         with signals_deferred():
             for dest, root, areas in targets:
                 snapshot.restore(dest, root, areas)

@@ -1,0 +1,645 @@
+"""Faults a root tool must survive, with real processes: kill -9 at many moments of a real
+multi-package install, concurrent changes, a killed upgrade, hostile or damaged state,
+installer configuration files, repeated signals. One test per class of issue 10; each
+asserts the defect itself, so each fails on the code before the fix."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import stat
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import NOBODY
+from tests.support import prefixes
+from tests.support.cli import read_until_closed, tljh_argv
+from tests.support.listing import file_listing, listing_diff
+from tests.support.wheels import WheelSpec, build_wheel
+from tljh_admin.envs import inspect_environment
+from tljh_admin.errors import ExitCode
+from tljh_admin.layout import resolve_layout
+
+CHUNKS = 8
+CHUNK_FILES = 150
+
+
+@pytest.fixture(scope="session")
+def fault_wheels(tmp_path_factory) -> Path:
+    """Wheels for faults: `chunky` pulls in 8 packages of 150 files each (a multi-package
+    install slow enough to be killed at chosen moments), `data-writer` writes everywhere a
+    wheel can (.data/data under lib/, headers, scripts)."""
+    house = tmp_path_factory.mktemp("fault-wheels")
+    for i in range(CHUNKS):
+        files = {f"chunk_{i}/part_{n:03d}.py": f"N = {n}\n" for n in range(CHUNK_FILES)}
+        build_wheel(WheelSpec(f"chunk-{i}", "1.0.0", files=files), house)
+    build_wheel(WheelSpec("chunky", "1.0.0", tuple(f"chunk-{i}" for i in range(CHUNKS))), house)
+    data = {
+        "data_writer-1.0.0.data/data/lib/tljh-stray/stray.txt": "outside site-packages\n",
+        "data_writer-1.0.0.data/data/share/data-writer/note.txt": "share\n",
+        "data_writer-1.0.0.data/headers/data_writer.h": "#define X 1\n",
+        "data_writer-1.0.0.data/scripts/data-writer-tool": "#!/bin/sh\necho hi\n",
+    }
+    build_wheel(WheelSpec("data-writer", "1.0.0", files=data), house)
+    return house
+
+
+@pytest.fixture
+def offline(wheelhouse, fault_wheels):
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": f"{wheelhouse} {fault_wheels}"}
+
+
+@pytest.fixture
+def run(tljh, prefix, offline):
+    """`tljh --prefix PREFIX ARGS`, offline."""
+
+    def call(*args, env=None, **kwargs):
+        return tljh("--prefix", prefix, *args, env={**offline, **(env or {})}, **kwargs)
+
+    return call
+
+
+def state_of(prefix: Path) -> Path:
+    return prefix / "state" / "tljh-admin"
+
+
+def envs_listing(prefix: Path) -> dict:
+    """hub and user, every entry (path, type, size, mode, mtime): restores put the very
+    same inodes back, so this is byte-identical without hashing the standard library."""
+    return {
+        **{f"hub/{k}": v for k, v in file_listing(prefix / "hub").items()},
+        **{f"user/{k}": v for k, v in file_listing(prefix / "user").items()},
+    }
+
+
+def site_of(prefix: Path, env: str) -> Path:
+    (site,) = (prefix / env).glob("lib/python3.*/site-packages")
+    return site
+
+
+def versions(prefix: Path, env: str) -> dict[str, str]:
+    found = inspect_environment(env, resolve_layout(prefix, "/usr/bin/python3"))
+    return {d.name.lower(): d.version for d in found.distributions}
+
+
+def start(prefix: Path, args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
+    full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **env)
+    return subprocess.Popen(
+        tljh_argv("--prefix", prefix, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        start_new_session=True,  # its own group, so that "kill the whole group" spares pytest
+        **kwargs,
+    )
+
+
+def wait_for(condition, timeout: float = 60.0, step: float = 0.005) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(step)
+
+
+def journals(prefix: Path) -> list[dict]:
+    found = []
+    for path in sorted((state_of(prefix) / "journal").glob("*.json")):
+        try:
+            found.append(json.loads(path.read_text()))
+        except (OSError, ValueError):
+            continue  # being written or empty (a reservation)
+    return found
+
+
+def history(prefix: Path) -> list[dict]:
+    path = state_of(prefix) / "history.jsonl"
+    return (
+        [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+    )
+
+
+def installer_groups(prefix: Path) -> list[int]:
+    return [pgid for j in journals(prefix) for pgid, _ in j.get("processes", [])]
+
+
+def processes_marked(state: Path) -> list[int]:
+    """Living processes carrying the change marker of this state folder."""
+    needle = f"TLJH_ADMIN_CHANGE={state}#".encode()
+    found = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read():
+                    found.append(int(name))
+        except (OSError, IndexError):
+            continue
+    return found
+
+
+def scratch_left(prefix: Path, pid: int) -> list[str]:
+    import tempfile
+
+    mine = [n for n in os.listdir(tempfile.gettempdir()) if n.startswith(f"tljh-admin-{pid}-")]
+    scratch = state_of(prefix) / "scratch"
+    return mine + ([n for n in os.listdir(scratch) if n.startswith(f"{pid}-")] if scratch.is_dir() else [])
+
+
+def doctor_unfinished(run) -> dict:
+    result = run("doctor", "unfinished-change", "--json")
+    (check,) = result.json()["checks"]
+    return check
+
+
+def kill(proc: subprocess.Popen, prefix: Path, whole: bool) -> None:
+    """kill -9 of tljh alone, or of tljh's group and the installer's group it journaled."""
+    groups = installer_groups(prefix) if whole else []
+    if whole:
+        os.killpg(proc.pid, signal.SIGKILL)
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pgid, signal.SIGKILL)
+    else:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+
+
+# -- class 1 (and 15's scratch): kill -9 at eight moments --------------------------------------
+
+
+def _log_says(prefix: Path, text: str) -> bool:
+    for log in (state_of(prefix) / "logs").glob("*.log"):
+        try:
+            if text in log.read_text():
+                return True
+        except OSError:
+            pass
+    return False
+
+
+def test_kill_9_at_eight_moments_is_restored_exactly(prefix, run, offline):
+    """Class 1: kill -9 of tljh alone (the installer, in its own group, keeps writing) or of
+    everything, from the first journal write to after pip's last line. The next command
+    ends what still runs, then restores; doctor is clean; scratch folders are gone."""
+    site = site_of(prefix, "user")
+    before = envs_listing(prefix)
+
+    def phase(name):
+        return lambda: any(j.get("phase") == name for j in journals(prefix))
+
+    def files_in(folder: str, at_least: int):
+        return lambda: (site / folder).is_dir() and len(os.listdir(site / folder)) >= at_least
+
+    moments = {
+        "journal written, snapshot being taken": lambda: (
+            (state_of(prefix) / "journal").is_dir() and any((state_of(prefix) / "journal").glob("*.json"))
+        ),
+        "snapshot complete": phase("running"),
+        "installer started": lambda: bool(installer_groups(prefix)),
+        "first package half written": files_in("chunk_0", CHUNK_FILES // 2),
+        "third package written": files_in("chunk_2", CHUNK_FILES),
+        "sixth package half written": files_in("chunk_5", CHUNK_FILES // 2),
+        "last package's metadata": lambda: any(site.glob("chunky-1.0.0.dist-info")),
+        "installer finished": lambda: _log_says(prefix, "Successfully installed"),
+    }
+    outcomes = []
+    for number, (moment, reached) in enumerate(moments.items()):
+        whole = number % 2 == 1
+        seen = len(history(prefix))
+        proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+        wait_for(lambda reached=reached, proc=proc: reached() or proc.poll() is not None)
+        kill(proc, prefix, whole)
+        nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
+        assert nxt.code == 0, (moment, nxt.stderr)
+        assert "Traceback" not in nxt.stderr
+        assert processes_marked(state_of(prefix)) == [], moment
+        assert scratch_left(prefix, proc.pid) == [], moment
+        new = history(prefix)[seen:]
+        result = new[0]["result"] if new else "never started"  # killed right after reserving an id
+        outcomes.append((moment, result))
+        if result == "ok":  # it finished before the kill landed: roll it back
+            back = run("env", "rollback", "-t", "user", "--yes")
+            assert back.code == 0, back.stderr
+        assert listing_diff(before, envs_listing(prefix)) == [], moment
+        assert journals(prefix) == [], moment
+        assert doctor_unfinished(run)["status"] == "ok", moment
+    # most moments must really have interrupted the change, late ones included
+    interrupted = [m for m, r in outcomes if r != "ok"]
+    assert len(interrupted) >= 6, outcomes
+    assert "sixth package half written" in interrupted or "last package's metadata" in interrupted, outcomes
+
+
+# -- class 2: ids unique across environments ---------------------------------------------------
+
+
+def test_concurrent_changes_to_hub_and_user_get_different_ids_and_recover_apart(prefix, run, offline):
+    before = envs_listing(prefix)
+    hub = start(prefix, ["env", "install", "-t", "hub", "chunky", "--yes"], offline)
+    user = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    # both confirmed and running at the same moment: both journals name an installer
+    wait_for(lambda: len([j for j in journals(prefix) if j.get("processes")]) == 2)
+    ids = {next(iter(j["envs"])): j["id"] for j in journals(prefix)}
+    assert ids["hub"] != ids["user"]
+    kill(hub, prefix, whole=False)
+    kill(user, prefix, whole=False)
+    # a hub command recovers the hub's change only; the user's stays for the user env
+    assert run("env", "uninstall", "-t", "hub", "oauthenticator", "--dry-run").code == 0
+    assert [j["id"] for j in journals(prefix)] == [ids["user"]]
+    hub_now = {k: v for k, v in envs_listing(prefix).items() if k.startswith("hub/")}
+    assert listing_diff({k: v for k, v in before.items() if k.startswith("hub/")}, hub_now) == []
+    assert (state_of(prefix) / "snapshots" / str(ids["user"]) / "user").is_dir()  # not cleaned by hub's
+    assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == 0
+    assert listing_diff(before, envs_listing(prefix)) == []
+    results = {e["id"]: e["result"] for e in history(prefix)}
+    assert results == {ids["hub"]: "restored-after-kill", ids["user"]: "restored-after-kill"}
+
+
+# -- class 3: a killed upgrade is recovered, whole, by a change to either env -------------------
+
+
+def test_killed_upgrade_is_recovered_before_a_user_change(prefix, run, offline, tmp_path):
+    requirements = tmp_path / "hub-requirements.txt"
+    requirements.write_text("jupyterhub>=5.2.0,<5.3\nchunky\n")
+    before = envs_listing(prefix)
+    proc = start(prefix, ["upgrade", "--hub-requirements", requirements, "--yes"], offline)
+    hub_site = site_of(prefix, "hub")
+    wait_for(lambda: (hub_site / "chunk_3").is_dir() or proc.poll() is not None)
+    kill(proc, prefix, whole=False)  # the hub's pip keeps writing
+    (journal,) = journals(prefix)
+    assert set(journal["envs"]) == {"hub", "user"}
+    nxt = run("env", "install", "-t", "user", "oauthenticator", "--dry-run")
+    assert nxt.code == 0, nxt.stderr
+    assert f"restoring change {journal['id']}" in nxt.stderr
+    assert listing_diff(before, envs_listing(prefix)) == []
+    assert journals(prefix) == []
+    assert processes_marked(state_of(prefix)) == []
+
+
+# -- class 4: installer configuration files cannot redirect or widen ----------------------------
+
+
+def test_pip_and_uv_config_files_keep_only_index_settings(prefix, run, wheelhouse, tmp_path):
+    """The child reads no config file; index settings from them still apply (no-index and
+    find-links come only from the file here)."""
+    escape = tmp_path / "escaped"
+    extra = tmp_path / "extra-requirements.txt"
+    extra.write_text("oauthenticator\n")
+    pip_conf = tmp_path / "pip.conf"
+    pip_conf.write_text(
+        f"[global]\nno-index = true\nfind-links = {wheelhouse}\ntarget = {escape}/target\n"
+        f"[install]\nprefix = {escape}/prefix\nrequirement = {extra}\n"
+    )
+    (prefix / "user" / "pip.conf").write_text(f"[install]\nroot = {escape}/root\nuser = true\n")
+    uv_toml = tmp_path / "uv.toml"
+    uv_toml.write_text(f'[pip]\ntarget = "{escape}/uv-target"\nprefix = "{escape}/uv-prefix"\n')
+    env = {
+        "PIP_CONFIG_FILE": str(pip_conf),
+        "UV_CONFIG_FILE": str(uv_toml),
+        "PIP_NO_INDEX": "",
+        "PIP_FIND_LINKS": "",
+    }
+    env = {k: v for k, v in env.items() if v}
+    by_pip = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes", env=env)
+    assert by_pip.code == 0, by_pip.stderr
+    by_uv = run(
+        "env", "install", "-t", "hub", "oauthenticator==17.3.0", "--installer", "uv", "--yes", env=env
+    )
+    assert by_uv.code == 0, by_uv.stderr
+    assert not escape.exists()
+    assert versions(prefix, "user")["numpy"] == "2.1.0"
+    assert "oauthenticator" not in versions(prefix, "user")  # the config's `requirement` is not used
+    assert versions(prefix, "hub")["oauthenticator"] == "17.3.0"
+
+
+# -- class 5: the state folder cannot be turned against root ------------------------------------
+
+
+def test_state_folder_is_private_under_umask_0_and_planted_state_touches_nothing_outside(
+    prefix, run, offline, tmp_path
+):
+    import shutil
+
+    shutil.rmtree(prefix / "state")
+    result = subprocess.run(
+        ["sh", "-c", 'umask 000; exec "$@"', "sh", *tljh_argv("--prefix", prefix, "env", "install", "-t",
+                                                              "user", "oauthenticator", "--yes")],
+        capture_output=True, text=True,
+        env=prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **offline),
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    for folder in [prefix / "state", state_of(prefix), *state_of(prefix).iterdir()]:
+        if folder.is_dir():
+            assert stat.S_IMODE(folder.stat().st_mode) & 0o077 == 0, folder
+
+    victim = tmp_path / "victim"
+    (victim / "keep").mkdir(parents=True)
+    (victim / "keep" / "data.txt").write_text("root must not touch this\n")
+    os.chmod(victim / "keep", 0o755)
+    victim_before = file_listing(victim, contents=True)
+    state = state_of(prefix)
+    before = envs_listing(prefix)
+    # a journal and manifest that would make a restore "restore" the victim folder
+    manifest = {"version": 2, "areas": [str(victim)], "root": str(victim), "top_level": [], "skip": [],
+                "entries": 0, "complete": True, "root_meta": [0o777, 0, 0, 0]}  # fmt: skip
+    (state / "snapshots" / "99" / "user" / "files").mkdir(parents=True)
+    (state / "snapshots" / "99" / "user" / "manifest.json").write_text(json.dumps(manifest))
+    journal = {"id": 99, "command": "planted", "kind": "install", "installer": "pip", "who": "x",
+               "started": "now", "envs": {"user": str(prefix / "user")}, "before": {"user": {}},
+               "phase": "running", "processes": [], "marker": "x"}  # fmt: skip
+    (state / "journal" / "99.json").write_text(json.dumps(journal))
+    # and one naming a folder outside the prefix as the user env
+    (state / "journal" / "98.json").write_text(
+        json.dumps({**journal, "id": 98, "envs": {"user": str(victim)}})
+    )
+    nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
+    assert nxt.code == ExitCode.REFUSED, nxt.stderr
+    assert "lies outside the environment" in nxt.stderr or "belongs to" in nxt.stderr
+    assert "untrusted journal" in nxt.stderr  # 98 set aside and reported
+    assert "Traceback" not in nxt.stderr
+    assert file_listing(victim, contents=True) == victim_before
+    assert listing_diff(before, envs_listing(prefix)) == []
+    doctor = doctor_unfinished(run)
+    assert doctor["status"] == "failed"
+    (state / "journal" / "99.json").unlink()
+
+    # a lock file planted as a symlink is not followed (opening it "a+" would write the victim)
+    (state / "locks" / "user.lock").unlink(missing_ok=True)
+    os.symlink(victim / "keep" / "data.txt", state / "locks" / "user.lock")
+    locked = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+    assert locked.code == ExitCode.REFUSED and "symlink" in locked.stderr, locked.stderr
+    assert file_listing(victim, contents=True) == victim_before
+    (state / "locks" / "user.lock").unlink()
+
+    # a state folder another user could write to, or a symlinked one, is refused
+    os.chmod(state, 0o777)
+    open_state = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+    assert open_state.code == ExitCode.REFUSED and "writable by others" in open_state.stderr
+    assert len(open_state.stderr.strip().splitlines()) == 1
+    os.chmod(state, 0o700)
+    state.rename(tmp_path / "real-state")
+    os.symlink(victim, state)
+    linked = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+    assert linked.code == ExitCode.REFUSED and "symlink" in linked.stderr
+    assert file_listing(victim, contents=True) == victim_before
+    assert listing_diff(before, envs_listing(prefix)) == []
+
+
+# -- class 6: corrupt, damaged or unwritable state --------------------------------------------
+
+
+def test_corrupt_and_damaged_state_gives_one_line_and_never_a_wrong_restore(prefix, run, offline):
+    state = state_of(prefix)
+    assert run("env", "install", "-t", "user", "oauthenticator", "--yes").code == 0
+    with open(state / "history.jsonl", "a") as f:
+        f.write('{"id": 41, "result": "o')  # a write cut short
+    (state / "journal" / "7.json").write_text("garbage{")
+    (state / "journal" / "8.json").write_text("")  # an id reserved by a process killed right then
+    shown = run("env", "history", "--json")
+    assert shown.code == 0, shown.stderr
+    assert [c["id"] for c in shown.json()["changes"]] == [1]
+    nxt = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+    assert nxt.code == 0, nxt.stderr
+    assert "untrusted journal" in nxt.stderr and "Traceback" not in nxt.stderr
+    ids = [c["id"] for c in run("env", "history", "--json").json()["changes"]]
+    assert len(ids) == 2 and len(set(ids)) == 2  # the new line was not swallowed by the torn one
+    assert not (state / "journal" / "8.json").exists()
+
+    # a change killed while running whose snapshot is incomplete: refused, nothing deleted
+    before = envs_listing(prefix)
+    (state / "snapshots" / "50" / "user" / "files").mkdir(parents=True)
+    journal = {"id": 50, "command": "x", "kind": "install", "installer": "pip", "who": "x", "started": "now",
+               "envs": {"user": str(prefix / "user")}, "before": {"user": {}}, "phase": "running",
+               "processes": [], "marker": "m"}  # fmt: skip
+    (state / "journal" / "50.json").write_text(json.dumps(journal))
+    refused = run("env", "install", "-t", "user", "tomli", "--yes")
+    assert refused.code == ExitCode.REFUSED, refused.stderr
+    assert "incomplete" in refused.stderr and len(refused.stderr.strip().splitlines()) == 1
+    assert listing_diff(before, envs_listing(prefix)) == []
+    # a complete-looking manifest whose farm lost entries (damaged): refused too
+    files = state / "snapshots" / "50" / "user" / "files"
+    (state / "snapshots" / "50" / "user" / "manifest.json").write_text(json.dumps(
+        {"version": 2, "areas": [str(prefix / "user")], "root": str(prefix / "user"), "top_level": [],
+         "skip": [], "entries": 5000, "complete": True}
+    ))  # fmt: skip
+    (files / str(prefix / "user").lstrip("/")).mkdir(parents=True)
+    damaged = run("env", "install", "-t", "user", "tomli", "--yes")
+    assert damaged.code == ExitCode.REFUSED and "damaged" in damaged.stderr, damaged.stderr
+    assert listing_diff(before, envs_listing(prefix)) == []
+    (state / "journal" / "50.json").unlink()
+
+    # an immutable history file: the change is not started
+    if subprocess.run(["chattr", "+i", state / "history.jsonl"], capture_output=True).returncode == 0:
+        try:
+            blocked = run("env", "install", "-t", "user", "tomli", "--yes")
+        finally:
+            subprocess.run(["chattr", "-i", state / "history.jsonl"], check=True)
+        assert blocked.code == ExitCode.REFUSED and "nothing was changed" in blocked.stderr
+        assert listing_diff(before, envs_listing(prefix)) == []
+
+
+# -- class 7: everything a wheel writes is rolled back -------------------------------------------
+
+
+def test_rollback_removes_wheel_data_written_under_lib_include_and_bin(prefix, run):
+    before = envs_listing(prefix)
+    assert run("env", "install", "-t", "user", "data-writer", "--yes").code == 0
+    assert (prefix / "user" / "lib" / "tljh-stray" / "stray.txt").is_file()
+    assert run("env", "rollback", "-t", "user", "--yes").code == 0
+    assert listing_diff(before, envs_listing(prefix)) == []
+
+
+# -- class 8: the hub's jupyterhub cannot move away from the user env's --------------------------
+
+
+@pytest.mark.parametrize("request_", [["jupyterhub==5.3.0"], ["hub-extension"]])
+def test_hub_install_moving_jupyterhub_is_refused(prefix, run, request_):
+    before = envs_listing(prefix)
+    result = run("env", "install", "-t", "hub", *request_, "--yes")
+    assert result.code in (ExitCode.REFUSED,), result.stderr
+    assert "jupyterhub" in result.stderr and "tljh upgrade" in result.stderr
+    assert listing_diff(before, envs_listing(prefix)) == []
+
+
+# -- class 9: uninstall shows and guards what it breaks --------------------------------------
+
+
+def test_uninstall_shows_reverse_dependencies_and_refuses_breaking_spawns(prefix, run):
+    before = envs_listing(prefix)
+    refused = run("env", "uninstall", "-t", "user", "jupyter-server", "--yes")
+    assert refused.code == ExitCode.REFUSED, refused.stderr
+    assert "jupyterlab" in refused.stderr and "notebook" in refused.stderr and "--force" in refused.stderr
+    assert listing_diff(before, envs_listing(prefix)) == []
+    planned = run("env", "uninstall", "-t", "user", "jupyter-server", "--force", "--dry-run")
+    assert planned.code == 0, planned.stderr
+    rows = [line.split() for line in planned.stdout.splitlines()]
+    breaks = {row[0] for row in rows if len(row) > 3 and row[3] == "breaks:"}
+    assert breaks == {"jupyterlab", "notebook"}
+
+
+# -- class 10: rollback shows drift and asks for it --------------------------------------------
+
+
+def test_rollback_shows_drift_made_by_hand_and_needs_accept_drift(prefix, run, wheelhouse):
+    assert run("env", "install", "-t", "user", "oauthenticator", "--yes").code == 0
+    prefixes.pip_install(prefix / "user", wheelhouse, "numpy==2.1.0")  # an admin's own pip
+    plan = run("env", "rollback", "-t", "user", "--dry-run")
+    assert plan.code == 0
+    assert "numpy 1.26.4 -> 2.1.0" in plan.stderr and "outside tljh-admin" in plan.stderr
+    refused = run("env", "rollback", "-t", "user", "--yes")
+    assert refused.code == ExitCode.REFUSED and "--accept-drift" in refused.stderr
+    assert versions(prefix, "user")["numpy"] == "2.1.0"
+    accepted = run("env", "rollback", "-t", "user", "--yes", "--accept-drift")
+    assert accepted.code == 0, accepted.stderr
+    assert versions(prefix, "user")["numpy"] == "1.26.4"
+
+
+# -- class 11: snapshot space is visible, prunable and bounded ---------------------------------
+
+
+def test_snapshot_space_is_shown_prunable_and_bounded(prefix, run):
+    assert run("env", "install", "-t", "user", "numpy==2.1.0", "--yes").code == 0
+    assert run("env", "install", "-t", "user", "data-writer", "--yes").code == 0
+    changes = run("env", "history", "--json").json()["changes"]
+    # numpy 1.26.4 lives on only in the first snapshot
+    assert changes[0]["snapshot_bytes"] > 0 and isinstance(changes[1]["snapshot_bytes"], int)
+    assert "MiB" in run("env", "history").stderr
+    assert "snapshot" in json.dumps(doctor_unfinished(run))
+    pruned = run("env", "prune", "--keep", "1", "--save")
+    assert pruned.code == 0 and "removed 1 snapshot" in pruned.stderr, pruned.stderr
+    assert sorted(os.listdir(state_of(prefix) / "snapshots")) == ["2"]
+    assert run("env", "install", "-t", "user", "tomli", "--yes").code == 0  # the saved bound applies
+    assert sorted(os.listdir(state_of(prefix) / "snapshots")) == ["3"]
+
+
+# -- class 12: signals during a restore, and no lock held at the prompt -------------------------
+
+
+def test_repeated_sigterm_during_restore_still_restores(prefix, offline):
+    before = envs_listing(prefix)
+    site = site_of(prefix, "user")
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    wait_for(lambda: (site / "chunk_4").is_dir() or proc.poll() is not None)
+    while proc.poll() is None:  # a SIGTERM every few milliseconds until it ends
+        proc.send_signal(signal.SIGTERM)
+        time.sleep(0.003)
+    _, err = proc.communicate()
+    # 130 with a message, or, for a SIGTERM after the restore ended, the default death
+    assert proc.returncode in (ExitCode.INTERRUPTED, -signal.SIGTERM), err
+    assert "Traceback" not in err
+    assert listing_diff(before, envs_listing(prefix)) == []
+    assert journals(prefix) == []
+
+
+def test_prompt_holds_no_lock_and_a_change_meanwhile_is_caught(prefix, offline):
+    import pty
+
+    main, child = pty.openpty()
+    env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **offline)
+    proc = subprocess.Popen(
+        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0"),
+        stdin=child, stdout=child, stderr=child, env=env,
+    )  # fmt: skip
+    os.close(child)
+    seen = b""
+    while b"Go ahead?" not in seen:
+        seen += os.read(main, 4096)
+    other = start(prefix, ["env", "install", "-t", "user", "tomli", "--yes", "--lock-timeout", "1"], offline)
+    _, err = other.communicate(timeout=120)
+    assert other.returncode == 0, err  # the lock was free while the first one asked
+    os.write(main, b"y\n")
+    rest = read_until_closed(main)
+    assert proc.wait(timeout=120) == ExitCode.REFUSED
+    os.close(main)
+    assert b"changed since the plan" in rest
+    assert versions(prefix, "user")["numpy"] == "1.26.4"
+
+
+# -- class 13: without root, read-only commands work or say so in one line ------------------------
+
+
+def test_non_root_read_only_commands_and_bad_prefixes(nobody_python, base_prefix, open_tmp, tmp_path, tljh):
+    prefix = prefixes.copy_prefix(base_prefix, open_tmp / f"prefix-{os.getpid()}-{time.monotonic_ns()}")
+    subprocess.run(["chmod", "a+rX", prefix, prefix.parent], check=True)
+    (prefix / "state" / "tljh-admin").mkdir(mode=0o700)
+    (prefix / "state" / "tljh-admin" / "history.jsonl").write_text("")
+    os.chmod(prefix / "state", 0o755)
+    env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3")
+
+    def as_nobody(*args):
+        return subprocess.run(
+            [*NOBODY, *tljh_argv("--prefix", prefix, *args, python=nobody_python)],
+            capture_output=True, text=True, cwd="/", env=env,
+        )  # fmt: skip
+
+    hist = as_nobody("env", "history")
+    assert hist.returncode == ExitCode.PERMISSION_DENIED, hist.stderr
+    assert len(hist.stderr.strip().splitlines()) == 1 and "sudo" in hist.stderr
+    doctor = as_nobody("doctor", "--json")
+    assert doctor.returncode in (0, 1) and "Traceback" not in doctor.stderr, doctor.stderr
+    dry_runs = (
+        ["env", "install", "-t", "user", "tomli", "--dry-run"],
+        ["env", "rollback", "-t", "user", "--dry-run"],
+        ["upgrade", "--dry-run"],
+    )
+    for dry in dry_runs:
+        result = as_nobody(*dry)
+        assert result.returncode in (0, ExitCode.PERMISSION_DENIED), result.stderr
+        assert len(result.stderr.strip().splitlines()) <= 1 and "Traceback" not in result.stderr, (
+            result.stderr
+        )
+    os.symlink(tmp_path / "loop-b", tmp_path / "loop-a")
+    os.symlink(tmp_path / "loop-a", tmp_path / "loop-b")
+    for bad in (tmp_path / "loop-a", "/" + "x" * 5000):
+        result = tljh("--prefix", bad, "env", "list")
+        assert result.code == ExitCode.USAGE and len(result.stderr.strip().splitlines()) == 1, result.stderr
+
+
+# -- class 14: --break-system-packages reaches the real pip run ---------------------------------
+
+
+def test_break_system_packages_reaches_pip(prefix, run, cpython_source, tmp_path, wheelhouse):
+    if cpython_source is None:
+        pytest.skip("no CPython installation to copy as an externally managed interpreter")
+    system = prefixes.copy_cpython(cpython_source, tmp_path / "os-python")
+    (lib,) = system.glob("lib/python3.*")
+    (lib / "EXTERNALLY-MANAGED").write_text("[externally-managed]\nError=use apt\n")
+    python = system / "bin" / "python3"
+    result = run("--system-python", python, "env", "install", "-t", "system", "tomli",
+                 "--allow-system", "--break-system-packages", "--yes")  # fmt: skip
+    assert result.code == 0, result.stderr
+    assert (lib / "site-packages" / "tomli").is_dir()
+
+
+# -- class 15: bare wheel names, secrets in files, scratch after kill -9 --------------------------
+
+
+def test_wheel_file_names_and_unreadable_secrets(prefix, run, tmp_path, wheelhouse):
+    before = envs_listing(prefix)
+    (wheel,) = [w.name for w in wheelhouse.glob("tomli-*.whl")]
+    bare = run("env", "install", "-t", "user", wheel, "--yes", cwd=wheelhouse)
+    assert bare.code == ExitCode.USAGE and "file name" in bare.stderr, bare.stderr
+    secret = tmp_path / "shadow"
+    secret.write_text("root:$y$j9T$SECRETHASH:19000:0:99999:7:::\n")
+    leaked = run("env", "install", "-t", "user", "-r", secret, "--yes")
+    assert leaked.code == ExitCode.USAGE and "SECRETHASH" not in leaked.stderr + leaked.stdout
+    assert listing_diff(before, envs_listing(prefix)) == []
+
+
+def test_scratch_of_a_killed_command_is_cleaned(prefix, run, offline):
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    wait_for(lambda: bool(installer_groups(prefix)) or proc.poll() is not None)
+    assert scratch_left(prefix, proc.pid) != []
+    kill(proc, prefix, whole=True)
+    assert run("env", "history").code == 0 and scratch_left(prefix, proc.pid) != []  # reads clean nothing
+    assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == 0
+    assert scratch_left(prefix, proc.pid) == []
