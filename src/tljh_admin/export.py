@@ -675,4 +675,5 @@ def export_z2jh_config(
         f"# the user image must carry {exported.jupyterhub.join(['jupyterhub ', ''])}"
         f" (build it from `tljh env export --format repo2docker`)\n"
     )
+    header += "".join(f"# not carried to z2jh: {u.key} ({u.reason})\n" for u in translation.unmapped)
     return header + dump_yaml(translation.values), translation
