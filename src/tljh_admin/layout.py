@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections import namedtuple
 
-from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.errors import PermissionDenied, UsageError
 
 # TLJH's own default and variable: tljh/config.py,
 # INSTALL_PREFIX = os.environ.get("TLJH_INSTALL_PREFIX", "/opt/tljh").
@@ -68,12 +68,8 @@ class Layout(namedtuple("Layout", "prefix system_python")):
         raise unknown_target(name)
 
 
-def unknown_target(name: str) -> TljhError:
-    return TljhError(
-        f"unknown environment {name!r}",
-        hint=f"choose one of: {', '.join(ENV_NAMES)}",
-        exit_code=ExitCode.USAGE,
-    )
+def unknown_target(name: str) -> UsageError:
+    return UsageError(f"unknown environment {name!r}", hint=f"choose one of: {', '.join(ENV_NAMES)}")
 
 
 def interpreter_in(env_root: str) -> str:
@@ -102,10 +98,9 @@ def resolve_layout(
 
 
 def _check_prefix(path: str) -> None:
-    unreadable = TljhError(
+    unreadable = PermissionDenied(
         f"TLJH prefix {path} is not readable by this user",
         hint="run with sudo, or pass a --prefix you can read",
-        exit_code=ExitCode.PERMISSION_DENIED,
     )
     try:
         is_dir = os.path.isdir(path) if os.stat(path) else False
@@ -113,15 +108,15 @@ def _check_prefix(path: str) -> None:
         raise unreadable from None
     except (FileNotFoundError, NotADirectoryError):
         if os.path.islink(path):
-            raise TljhError(
+            raise UsageError(
                 f"TLJH prefix {path} is a dangling symlink to {os.readlink(path)}", hint=PREFIX_HINT
             ) from None
-        raise TljhError(f"TLJH prefix {path} does not exist", hint=PREFIX_HINT) from None
+        raise UsageError(f"TLJH prefix {path} does not exist", hint=PREFIX_HINT) from None
     except OSError as error:  # a symlink loop (ELOOP), a name too long (ENAMETOOLONG), ...
         shown = path if len(path) <= 200 else path[:200] + "..."
-        raise TljhError(f"TLJH prefix {shown} cannot be used: {error.strerror}", hint=PREFIX_HINT) from None
+        raise UsageError(f"TLJH prefix {shown} cannot be used: {error.strerror}", hint=PREFIX_HINT) from None
     if not is_dir:
-        raise TljhError(f"TLJH prefix {path} is not a folder", hint=PREFIX_HINT)
+        raise UsageError(f"TLJH prefix {path} is not a folder", hint=PREFIX_HINT)
     try:
         with os.scandir(path):
             pass

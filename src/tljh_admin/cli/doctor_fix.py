@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from tljh_admin import doctor as doc
-from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.errors import PermissionDenied
 from tljh_admin.layout import ENV_NAMES
 
 
@@ -27,7 +27,7 @@ def fix_findings(layout, context, result, checks, targets, dry_run: bool, lock_t
         error for _, _, error in done if error and ("Permission denied" in error or "not permitted" in error)
     ]
     if denied and os.geteuid() != 0:
-        raise TljhError("the fixes need root", hint="run with sudo", exit_code=ExitCode.PERMISSION_DENIED)
+        raise PermissionDenied("the fixes need root", hint="run with sudo")
     context.forget()
     again = doc.run_doctor(context, checks, targets)
     return [(r, f, error is None, error) for r, f, error in done], again

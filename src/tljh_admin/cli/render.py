@@ -2,6 +2,10 @@
 
 JSON and error lines are written without rich, so scripts and the fast path never pay for
 it; rich is imported only to draw tables for people.
+
+Lines are never wrapped by us (soft wrap: the terminal folds them for the eye, a copy gets
+the whole line), so a path, a hint or a command can always be pasted. Tables drop their
+least useful columns until they fit the terminal; ids and paths in them are never folded.
 """
 
 from __future__ import annotations
@@ -18,6 +22,10 @@ if TYPE_CHECKING:
     from tljh_admin.envs.model import Environment
 
 _QUIET = False
+
+
+class PipeClosed(Exception):
+    """The reader of stdout went away (`| head`): stop quietly, as tools ended by SIGPIPE do."""
 
 
 def set_quiet(quiet: bool) -> None:
@@ -58,18 +66,49 @@ def _plain() -> bool:
     return bool(os.environ.get("NO_COLOR"))
 
 
-def stdout_console() -> Console:
+def _console(stderr: bool) -> Console:
     from rich.console import Console
 
-    return Console(highlight=False, color_system=None) if _plain() else Console(highlight=False)
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            # rich would exit 1 itself; __main__ ends every closed pipe the same way
+            self.quiet = True
+            raise PipeClosed()
+
+    options = {"color_system": None} if _plain() else {}
+    return _Console(stderr=stderr, highlight=False, soft_wrap=True, **options)
+
+
+def stdout_console() -> Console:
+    return _console(stderr=False)
 
 
 def stderr_console() -> Console:
-    from rich.console import Console
+    return _console(stderr=True)
 
-    if _plain():
-        return Console(stderr=True, highlight=False, color_system=None)
-    return Console(stderr=True, highlight=False)
+
+def _fit(console: Console, columns: list[tuple[str, dict]], rows: list[list[str]], drop: tuple[str, ...]):
+    """A rich Table of the columns that fit `console.width`: the columns named in `drop` go,
+    in that order, until the table's natural width fits (each column: its widest cell plus
+    rich's padding and rule)."""
+    from rich.table import Table
+    from rich.text import Text
+
+    def natural(index: int) -> int:
+        header = len(columns[index][0])
+        return max([header, *(Text.from_markup(row[index]).cell_len for row in rows)]) + 3
+
+    kept = list(range(len(columns)))
+    for name in drop:
+        if sum(natural(i) for i in kept) + 1 <= console.width:
+            break
+        kept = [i for i in kept if columns[i][0] != name]
+    table = Table()
+    for i in kept:
+        table.add_column(columns[i][0], **columns[i][1])
+    for row in rows:
+        table.add_row(*(row[i] for i in kept))
+    return table
 
 
 def _relative(path: str, base: str) -> str:
@@ -87,29 +126,34 @@ def _interpreter_cell(env: Environment) -> str:
 
 def environments_table(prefix: str, envs: list[Environment]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title=f"TLJH environments in {escape(prefix)}", title_justify="left")
-    table.add_column("env", no_wrap=True)
-    table.add_column("kind", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    table.add_column("python", no_wrap=True)
-    table.add_column("dists", justify="right", no_wrap=True)
-    table.add_column("prefix", overflow="fold")
-    table.add_column("interpreter", overflow="fold")
+    columns = [
+        ("env", {"no_wrap": True}),
+        ("kind", {"no_wrap": True}),
+        ("status", {"no_wrap": True}),
+        ("python", {"no_wrap": True}),
+        ("dists", {"justify": "right", "no_wrap": True}),
+        ("prefix", {"no_wrap": True}),
+        ("interpreter", {"no_wrap": True}),
+    ]
+    rows = []
     for env in envs:
         style = _STATUS_STYLE.get(env.status, "")
-        table.add_row(
-            env.name,
-            env.kind or "-",
-            f"[{style}]{env.status}[/]",
-            env.python_version or "?",
-            str(len(env.distributions)),
-            escape(_relative(env.root, prefix) if env.root else "-"),
-            escape(_interpreter_cell(env)),
+        rows.append(
+            [
+                env.name,
+                env.kind or "-",
+                f"[{style}]{env.status}[/]",
+                env.python_version or "?",
+                str(len(env.distributions)),
+                escape(_relative(env.root, prefix) if env.root else "-"),
+                escape(_interpreter_cell(env)),
+            ]
         )
     out = stdout_console()
-    out.print(table)
+    out.print(f"TLJH environments in {escape(prefix)}")
+    # the interpreter and the env's folder are in `tljh env packages` and --json too
+    out.print(_fit(out, columns, rows, drop=("interpreter", "prefix", "kind")), soft_wrap=False)
     _notes(out, envs)
 
 
@@ -128,16 +172,17 @@ def _notes(out: Console, envs: list[Environment]) -> None:
 
 
 def packages_table(env: Environment) -> None:
-    from rich.table import Table
+    from rich.markup import escape
 
-    table = Table(title=f"{env.name}: {env.root}", title_justify="left")
-    table.add_column("package")
-    table.add_column("version")
-    table.add_column("installer")
-    for dist in env.distributions:
-        table.add_row(dist.name, dist.version, dist.installer or "-")
     out = stdout_console()
-    out.print(table)
+    out.print(f"{env.name}: {escape(env.root or env.interpreter.path)}")
+    columns = [
+        ("package", {"no_wrap": True}),
+        ("version", {"no_wrap": True}),
+        ("installer", {"no_wrap": True}),
+    ]
+    rows = [[escape(d.name), escape(d.version), escape(d.installer or "-")] for d in env.distributions]
+    out.print(_fit(out, columns, rows, drop=("installer",)), soft_wrap=False)
     _notes(out, [env])
 
 
@@ -177,22 +222,31 @@ def message(text: str) -> None:
 
 def history_table(entries: list[dict]) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="tljh-admin history", title_justify="left")
-    for column in ("id", "time", "who", "target", "command", "changes", "result"):
-        table.add_column(column, overflow="fold")
-    for entry in entries:
-        table.add_row(
+    columns = [
+        ("id", {"no_wrap": True}),
+        ("time", {"no_wrap": True}),
+        ("who", {"no_wrap": True}),
+        ("target", {"no_wrap": True}),
+        ("command", {"overflow": "fold"}),
+        ("changes", {}),
+        ("result", {"no_wrap": True}),
+    ]
+    rows = [
+        [
             str(entry["id"]),
-            entry["time"],
+            escape(entry["time"]),
             escape(entry["who"]),
-            entry["target"],
+            escape(entry["target"]),
             escape(entry["command"]),
             escape(summarize_changes(entry, limit=3)),
-            entry["result"],
-        )
-    stdout_console().print(table)
+            escape(entry["result"]),
+        ]
+        for entry in entries
+    ]
+    out = stdout_console()
+    out.print("tljh-admin history")
+    out.print(_fit(out, columns, rows, drop=("who", "time")), soft_wrap=False)
 
 
 def summarize_changes(entry: dict, limit: int = 6) -> str:
@@ -248,16 +302,27 @@ _MAX_FINDINGS_SHOWN = 10
 
 def doctor_checks(registry) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
-    table = Table(title="tljh doctor checks", title_justify="left")
-    for column in ("id", "envs", "fix", "checks that", "why"):
-        table.add_column(column, overflow="fold")
-    for check in registry:
-        table.add_row(
-            check.id, ",".join(check.envs), "yes" if check.fixable else "", check.title, escape(check.why)
-        )
-    stdout_console().print(table)
+    columns = [
+        ("id", {"no_wrap": True}),
+        ("envs", {"no_wrap": True}),
+        ("fix", {"no_wrap": True}),
+        ("checks that", {}),
+        ("why", {}),
+    ]
+    rows = [
+        [
+            check.id,
+            ",".join(check.envs),
+            "yes" if check.fixable else "",
+            escape(check.title),
+            escape(check.why),
+        ]
+        for check in registry
+    ]
+    out = stdout_console()
+    out.print("tljh doctor checks")
+    out.print(_fit(out, columns, rows, drop=("why", "envs")), soft_wrap=False)
 
 
 def doctor_report(report, strict: bool, fixes) -> None:
@@ -275,9 +340,8 @@ def doctor_report(report, strict: bool, fixes) -> None:
             out.print(f"  {_MARK[result.status]} {result.check.id:<22} {escape(result.check.title)}")
             shown = [f for f in result.findings if f.status != "ok" or f.message]
             for finding in shown[:_MAX_FINDINGS_SHOWN]:
-                out.print(
-                    f"      {_MARK[finding.status]} {escape(finding.subject)}: {escape(finding.message)}"
-                )
+                subject = f"{escape(finding.subject)}: " if finding.subject else ""
+                out.print(f"      {_MARK[finding.status]} {subject}{escape(finding.message)}")
                 if finding.hint:
                     out.print(f"        [dim]-> {escape(finding.hint)}[/]")
             if len(shown) > _MAX_FINDINGS_SHOWN:
@@ -293,7 +357,6 @@ def doctor_report(report, strict: bool, fixes) -> None:
 
 def upgrade_plan(plan) -> None:
     from rich.markup import escape
-    from rich.table import Table
 
     out = stdout_console()
     out.print(f"hub requirements: {escape(plan.source.path)} ({escape(plan.source.detail)})")
@@ -304,15 +367,17 @@ def upgrade_plan(plan) -> None:
         out.print(f"  [dim]-> {escape(blocker.hint)}[/]")
     if plan.blockers:
         return
-    table = Table(title="upgrade plan", title_justify="left")
-    for column in ("env", "package", "current", "target", "action"):
-        table.add_column(column)
+    columns = [(name, {"no_wrap": True}) for name in ("env", "package", "current", "target", "action")]
+    rows = []
     for env, changes in plan.changes.items():
         for change in changes:
             style = _ACTION_STYLE.get(change.action, "")
             action = f"[{style}]{change.action}[/]" if style else change.action
-            table.add_row(env, escape(change.name), change.before or "-", change.after or "-", action)
-    out.print(table)
+            rows.append(
+                [env, escape(change.name), escape(change.before or "-"), escape(change.after or "-"), action]
+            )
+    out.print("upgrade plan")
+    out.print(_fit(out, columns, rows, drop=()), soft_wrap=False)
     out.print(
         f"the user env's jupyterhub follows the hub's: {plan.hub_jupyterhub_after}; "
         "nothing else there changes unless pip must; the system env is not touched"

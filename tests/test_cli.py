@@ -1,0 +1,200 @@
+"""The command line as people meet it: the prompt and Ctrl-C / Ctrl-D on a real terminal, a
+closed pipe, usage errors that point at commands that exist, and output at 80 columns that
+can be copied and pasted."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pty
+import re
+import subprocess
+import termios
+from pathlib import Path
+
+import pytest
+
+from tests.support import prefixes
+from tests.support.cli import read_until_closed, tljh_argv
+from tests.support.listing import file_listing, listing_diff
+from tljh_admin.cli import spec
+from tljh_admin.cli.fast import DISABLE_VAR
+from tljh_admin.errors import ExitCode
+
+
+def _environments(prefix: Path) -> dict:
+    """hub and user (state/ is tljh-admin's own: a lock file appears there while it asks)."""
+    return {f"{env}/{k}": v for env in ("hub", "user") for k, v in file_listing(prefix / env).items()}
+
+
+def _own_terminal() -> None:
+    # in the child, after setsid: the pty becomes its controlling terminal, so the ^C typed
+    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+
+@pytest.mark.parametrize(("key", "code", "words"), [(b"\x03", 130, "interrupted"), (b"\x04", 1, "no answer")])
+def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key, code, words):
+    before = _environments(prefix)
+    main, child = pty.openpty()
+    env = prefixes.hermetic_env(
+        NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse)
+    )
+    proc = subprocess.Popen(
+        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0"),
+        stdin=child,
+        stdout=child,
+        stderr=child,
+        env=env,
+        start_new_session=True,
+        preexec_fn=_own_terminal,
+    )
+    os.close(child)
+    seen = b""
+    while b"Go ahead? [y/N]: " not in seen:
+        chunk = os.read(main, 4096)
+        assert chunk, seen
+        seen += chunk
+    os.write(main, key)
+    rest = read_until_closed(main).decode().replace("\r\n", "\n")
+    os.close(main)
+    assert proc.wait(timeout=60) == code
+    lines = [line for line in rest.splitlines() if line.strip() and line.strip() not in ("^C", "^D")]
+    assert len(lines) == 1, rest
+    assert lines[0].startswith("tljh: error: ") and words in lines[0] and "nothing was changed" in lines[0]
+    assert listing_diff(before, _environments(prefix)) == []
+
+
+@pytest.mark.parametrize("fastpath", ["1", "0"])
+@pytest.mark.parametrize(
+    "argv",
+    [["env", "list", "--json"], ["env", "list"], ["doctor", "--list"], ["env", "packages", "-t", "hub"]],
+    ids=" ".join,
+)
+def test_a_closed_stdout_ends_quietly(base_prefix, system_python, argv, fastpath):
+    # `tljh env list --json | head -c 10`, made certain: the reading end is closed before
+    # tljh writes anything
+    read_end, write_end = os.pipe()
+    os.close(read_end)
+    env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python))
+    env[DISABLE_VAR] = fastpath
+    proc = subprocess.run(
+        tljh_argv("--prefix", base_prefix, *argv),
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        env=env,
+        text=True,
+    )
+    os.close(write_end)
+    assert (proc.returncode, proc.stderr) == (ExitCode.PIPE_CLOSED, "")
+
+
+def _commands_named_in(hint: str) -> list[list[str]]:
+    return [text.split()[1:] for text in re.findall(r"`(tljh[^`]*)`", hint)]
+
+
+def _exists(words: list[str]) -> bool:
+    node = spec.tree()
+    for word in words:
+        if word.startswith("-"):
+            break
+        if word not in node["commands"]:
+            return not node["commands"]  # arguments after a leaf command
+        node = node["commands"][word]
+    return True
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["instal", "numpy"], "did you mean `tljh env install`?"),
+        (["env", "instal"], "did you mean `tljh env install`?"),
+        (["doctr"], "did you mean `tljh doctor`?"),
+        (["env", "packages", "--target", "usr"], "did you mean --target user?"),
+        (["env", "install", "-t", "hubb", "x", "--dry-run"], "did you mean --target hub?"),
+        (["doctor", "--target=sytem"], "did you mean --target system?"),
+        (["env", "packages"], "needs --target (one of: hub, user, system)"),
+        (["env", "rollback", "-t", "user", "--to", "last"], "'last' is not a whole number"),
+        (["env", "list", "--jsn"], "see `tljh env list --help`"),
+        (["--prefix", "/nowhere", "bogus"], "`tljh` has: doctor, upgrade, env"),
+    ],
+)
+def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, base_prefix, argv, expected):
+    result = tljh("--prefix", base_prefix, *argv, env={DISABLE_VAR: "0"})
+    assert result.code == ExitCode.USAGE
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("tljh: error: ") and expected in line, line
+    assert all(_exists(words) for words in _commands_named_in(line)), line
+    assert "Value error" not in line and "Traceback" not in result.stderr
+
+
+def test_targets_are_case_insensitive(tljh, base_prefix):
+    lower = tljh("--prefix", base_prefix, "env", "packages", "--target", "user", "--json")
+    for spelling in ("USER", "User"):
+        for fastpath in ("1", "0"):
+            other = tljh(
+                "--prefix",
+                base_prefix,
+                "env",
+                "packages",
+                "-t",
+                spelling,
+                "--json",
+                env={DISABLE_VAR: fastpath},
+            )
+            assert (other.code, other.stdout) == (lower.code, lower.stdout)
+
+
+CHANGE_COMMANDS = [["env", "install"], ["env", "uninstall"], ["env", "rollback"], ["upgrade"]]
+
+
+@pytest.mark.parametrize("command", CHANGE_COMMANDS, ids=" ".join)
+def test_change_commands_help_ends_with_examples(tljh, command):
+    result = tljh(*command, "--help", env={"COLUMNS": "80"})
+    assert result.code == 0
+    tail = result.stdout.rstrip().split("Examples:")[-1].strip().splitlines()
+    assert 2 <= len(tail) <= 3
+    for example in tail:
+        words = example.split()
+        assert words[words[0] == "sudo"] == "tljh" and _exists(words[1 + (words[0] == "sudo") :])
+
+
+@pytest.fixture
+def faulty_prefix(prefix, wheelhouse) -> Path:
+    """Faults doctor explains with a hint each: world-writable files, a leftover of a killed
+    pip, a server package in the hub, no single-user server in the user env."""
+    (site,) = (prefix / "user").glob("lib/python3.*/site-packages")
+    (prefix / "hub" / "bin" / "activate").chmod(0o646)
+    (prefix / "hub").chmod(0o757)
+    (site / "~umpy").mkdir()
+    prefixes.run(
+        [prefix / "user" / "bin" / "python3", "-m", "pip", "uninstall", "-y", "jupyterlab", "notebook"]
+    )
+    prefixes.pip_install(prefix / "hub", wheelhouse, "--no-deps", "jupyter-server==2.14.2")
+    return prefix
+
+
+def test_every_doctor_hint_is_one_line_at_80_columns(tljh, faulty_prefix):
+    doc = tljh("--prefix", faulty_prefix, "doctor", "--json").json()
+    hints = {f["hint"] for c in doc["checks"] for f in c["findings"] if f["hint"] and f["status"] != "ok"}
+    assert len(hints) >= 4, hints  # the faults above were all found
+    human = tljh("--prefix", faulty_prefix, "doctor", env={"COLUMNS": "80"})
+    lines = [line.strip() for line in human.stdout.splitlines()]
+    for hint in hints:
+        assert f"-> {hint}" in lines, hint  # whole, on its own line: select it and paste it
+    assert any(len(line) > 80 for line in lines)  # long lines are left for the terminal to fold
+
+
+@pytest.mark.parametrize(
+    "argv", [["env", "list"], ["env", "packages", "-t", "user"], ["doctor", "--list"]], ids=" ".join
+)
+def test_tables_fit_80_columns_and_keep_ids_whole(tljh, base_prefix, argv):
+    result = tljh("--prefix", base_prefix, *argv, env={"COLUMNS": "80"})
+    assert result.code == 0, result.stderr
+    table = [line for line in result.stdout.splitlines() if line[:1] in "┏┃┡│└"]
+    assert table and all(len(line) <= 80 for line in table), result.stdout
+    if argv == ["doctor", "--list"]:
+        from tljh_admin.doctor import REGISTRY
+
+        ids = {line.split("│")[1].strip() for line in table if line.startswith("│")}
+        assert {check.id for check in REGISTRY} <= ids
