@@ -183,6 +183,8 @@ def upgrade_document(layout: Layout, plan) -> dict:
         ],
         "changes": [_change(env, c) for env, changes in plan.changes.items() for c in changes],
         "notes": list(plan.notes),
+        # what `changed_when` in a playbook reads: the upgrade would change something
+        "changed": not plan.empty and not plan.blockers,
     }
 
 
