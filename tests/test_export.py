@@ -355,3 +355,49 @@ def test_conda_env_lock_and_repo2docker(conda_prefix, system_python, tmp_path):
     assert type(buildpack) is CondaBuildPack
     assert buildpack.python_version == ".".join(document["python"].split(".")[:2])
     assert 'env update -p ${NB_PYTHON_PREFIX} --file "environment.yml"' in dockerfile
+
+
+def test_export_command_line(tljh, prefix, tmp_path):
+    """The real command: data on stdout or in the named file, notes and unmapped settings on
+    stderr, the fast path's lock byte-identical to Typer's, bad input a one-line error."""
+    base = ("--prefix", prefix, "env", "export", "--target", "user")
+    fast = tljh(*base)
+    slow = tljh(*base, "--format", "lock", env={"TLJH_ADMIN_FASTPATH": "0"})
+    assert fast.code == slow.code == 0 and fast.stdout == slow.stdout and fast.stderr == ""
+    assert json.loads(fast.stdout)["schema"] == "tljh-admin/env-lock"
+
+    requirements = tljh(*base, "--format", "requirements", "--requested")
+    assert requirements.code == 0 and "numpy==1.26.4" in requirements.stdout
+    assert "traitlets" not in requirements.stdout
+
+    (prefix / "config").mkdir()
+    (prefix / "config" / "config.yaml").write_text(TLJH_CONFIG)
+    config = tmp_path / "config.yaml"
+    z2jh_run = tljh(*base, "--format", "z2jh-config", config, "--z2jh-chart", "4.3.0")
+    assert z2jh_run.code == 0 and z2jh_run.stdout == ""
+    assert "not carried to z2jh: http.port" in z2jh_run.stderr
+    assert "not carried to z2jh: auth.GitHubOAuthenticator.client_secret (a secret" in z2jh_run.stderr
+    assert "# not carried to z2jh: http.port" in config.read_text()  # in the file too
+    assert oct(config.stat().st_mode & 0o777) == "0o644"
+    tljh(*base, "--format", "z2jh-config", config, "--include-secrets")
+    assert oct(config.stat().st_mode & 0o777) == "0o600" and "s3cr3t-value" in config.read_text()
+
+    image = tmp_path / "image"
+    r2d = tljh(*base, "--format", "repo2docker", image, "--z2jh-chart", "4.3.0")
+    assert r2d.code == 0 and (image / "requirements.txt").is_file()
+    tag = export.plan_repo2docker(resolve_layout(prefix, None), "user", "4.3.0").image_tag
+    assert f"--image-name tljh-user-env:{tag} {image}" in r2d.stderr
+
+    before = file_listing(tmp_path, contents=True)
+    for args, words in (
+        (("--format", "repo2docker", image), "exists and is not an empty folder"),
+        (("--format", "repo2docker"), "needs a folder to write"),
+        (("--format", "repo2docker", tmp_path / "new", "--z2jh-chart", "1.0"), "unknown z2jh chart version"),
+        (("--format", "lock", "--requested"), "--requested applies to"),
+        (("--format", "lock", "--z2jh-chart", "4.3.0"), "apply to --format repo2docker and z2jh-config"),
+        (("--format", "pdf"), "'pdf' is not one of"),
+    ):
+        result = tljh(*base, *args)
+        assert (result.code, result.stdout) == (2, ""), (args, result.stderr)
+        assert words in result.stderr, result.stderr
+    assert listing_diff(before, file_listing(tmp_path, contents=True)) == []
