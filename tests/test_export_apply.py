@@ -128,7 +128,7 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     cases = [
         (other_hub, [], 4, "has jupyterhub 5.3.0, but the hub runs jupyterhub 5.2.1"),
         (other_python, [], 2, "is for Python 3.7"),
-        (with_conda, [], 2, "lists 1 conda packages (gdal=3.9.2=py313h0_0)"),
+        (with_conda, [], 2, "lists 1 conda packages (gdal ==3.9.2 py313h0_0)"),
         (without_hub, ["--exact"], 4, "--exact would remove it and break TLJH"),
         (newer, [], 2, "is a lock of version 99"),
         (not_a_lock, [], 2, "is not a tljh-admin lock file"),
@@ -193,3 +193,39 @@ def test_requirements_apply_exact_and_change_json(tljh, prefix, offline, tmp_pat
     rolled = tljh("--prefix", prefix, "env", "rollback", "-t", "user", "--yes", "--json", env=offline).json()
     assert rolled["changed"] is True and rolled["result"] == "ok"
     assert {p["name"].lower(): p["version"] for p in _lock_of(tljh, prefix)["packages"]}["numpy"] == "1.26.4"
+
+
+def test_conda_lock_round_trip(tljh, conda_base_prefix, conda_prefix, offline):
+    """A conda user env moved away from its lock (a conda package added, one upgraded) is
+    brought back by the env's own conda (the stand-in on py-rattler) in one change; a second
+    apply changes nothing."""
+    from tests.support.conda_fixtures import conda
+
+    user = conda_prefix / "user"
+    conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "gdal", "numpy=2.1.0")
+    lock = conda_prefix.parent / "conda.lock.json"
+    wanted = _lock_of(tljh, conda_base_prefix)
+    lock.write_text(json.dumps(wanted))
+
+    def conda_part(document):
+        return {
+            (p["name"], p["version"], p["source"]["build"])
+            for p in document["packages"]
+            if p["manager"] == "conda"
+        }
+
+    assert conda_part(_lock_of(tljh, conda_prefix)) != conda_part(wanted)
+    apply = ("--prefix", conda_prefix, "env", "apply", lock, "-t", "user", "--exact", "--yes", "--json")
+    first = tljh(*apply, env=offline)
+    assert first.code == 0, first.stderr
+    actions = {c["package"]: c["action"] for c in first.json()["changes"]}
+    assert actions["numpy"] == "downgrade" and actions["gdal"] == "remove" and actions["libgdal"] == "remove"
+    after = _lock_of(tljh, conda_prefix)
+    assert conda_part(after) == conda_part(wanted)
+    assert [p for p in after["packages"] if p["manager"] == "pip"] == [
+        p for p in wanted["packages"] if p["manager"] == "pip"
+    ]
+    second = tljh(*apply, env=offline)
+    assert second.code == 0 and second.json()["changed"] is False
+    history = tljh("--prefix", conda_prefix, "env", "history", "--json").json()["changes"]
+    assert [(c["kind"], c["installer"], c["result"]) for c in history] == [("apply", "mamba", "ok")]

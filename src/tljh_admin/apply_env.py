@@ -26,8 +26,9 @@ from tljh_admin.errors import Refused, ResolutionFailed, UsageError
 from tljh_admin.installers import REMOVE, InstallerFailed, PlannedChange, plan_changes, write_constraints
 from tljh_admin.layout import HUB, USER, Layout
 
-# What --exact never removes: the installer that does the removing.
+# What --exact never removes: the installers that do the removing, and the interpreter.
 KEPT_BY_EXACT = frozenset({"pip"})
+KEPT_CONDA = frozenset({"python", "pip", "conda", "mamba"})
 
 
 class Wanted(namedtuple("Wanted", "name key requirement version specifier commit requested")):
@@ -43,8 +44,22 @@ class Wanted(namedtuple("Wanted", "name key requirement version specifier commit
     __slots__ = ()
 
 
+class CondaWanted(namedtuple("CondaWanted", "name version build")):
+    """A conda package the file asks for; version and build are None when not given."""
+
+    __slots__ = ()
+
+    @property
+    def spec(self) -> str:
+        """conda's match spec in its `name ==version build` form: exact version and build
+        (`name=version` would match any version starting so)."""
+        return " ".join(
+            part for part in (self.name, self.version and f"=={self.version}", self.build) if part
+        )
+
+
 class Desired(namedtuple("Desired", "origin kind python wanted conda notes")):
-    """A file read: kind lock / requirements / environment.yml; conda: conda package specs."""
+    """A file read: kind lock / requirements / environment.yml; conda: CondaWanted entries."""
 
     __slots__ = ()
 
@@ -101,7 +116,7 @@ def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[
     wanted, conda = [], []
     for package in lock.packages:
         if package.manager == export.CONDA_MANAGED:
-            conda.append(f"{package.name}={package.version}={package.source.get('build') or '*'}")
+            conda.append(CondaWanted(package.name, package.version, package.source.get("build")))
             continue
         source = package.source
         key = canonical_name(package.name)
@@ -166,7 +181,8 @@ def _from_environment_yml(path: str, text: str) -> Desired:
         if name == "python":
             python = spec.partition("=")[2].lstrip("=") or None
         elif name != "pip":
-            conda.append(spec)
+            parts = [*spec.replace(" ", "=").split("="), "", ""]
+            conda.append(CondaWanted(name, parts[1] or None, parts[2] or None))
     return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [])
 
 
@@ -232,14 +248,14 @@ def _check_python(env: Environment, desired: Desired) -> None:
         )
 
 
-def _check_conda(desired: Desired) -> None:
-    """Conda packages need a conda installer; tljh-admin changes envs with pip and uv."""
-    if desired.conda:
-        shown = ", ".join(desired.conda[:5]) + (" ..." if len(desired.conda) > 5 else "")
+def _check_conda(env: Environment, desired: Desired) -> None:
+    """Conda packages go to a conda env only (through its own mamba or conda)."""
+    if desired.conda and env.kind != "conda":
+        shown = ", ".join(c.spec for c in desired.conda[:5]) + (" ..." if len(desired.conda) > 5 else "")
         raise UsageError(
             f"{desired.origin} lists {len(desired.conda)} conda packages ({shown}); "
-            "tljh env apply installs pip packages only",
-            hint="export the pip part (tljh env export --format requirements) or apply it with mamba",
+            f"the {env.name} environment is not a conda environment",
+            hint="export the pip part (tljh env export --format requirements), or apply it to a conda env",
         )
 
 
@@ -258,13 +274,40 @@ def _check_jupyterhub(env: Environment, desired: Desired, pin: str | None) -> No
 
 
 def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[Wanted], list]:
-    """What to install or change, and (with exact) the installed dists the file does not list."""
+    """What to install or change, and (with exact) the installed dists the file does not list.
+    Distributions a conda record owns are conda's: compared as conda packages, never removed
+    with pip."""
     installed = {canonical_name(d.name): d for d in env.distributions}
     missing = [w for w in desired.wanted if not _satisfied(env, w, installed)]
     extra = []
     if exact:
         listed = {w.key for w in desired.wanted}
-        extra = [d for key, d in sorted(installed.items()) if key not in listed and key not in KEPT_BY_EXACT]
+        extra = [
+            d
+            for key, d in sorted(installed.items())
+            if key not in listed and key not in KEPT_BY_EXACT and d.installer != "conda"
+        ]
+    return missing, extra
+
+
+def conda_differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[CondaWanted], list[str]]:
+    """Conda packages to install or change, and (with exact) the conda packages to remove."""
+    if env.kind != "conda":
+        return [], []
+    records = {r["name"]: r for r in export._conda_meta(env.root)}
+    missing = []
+    for wanted in desired.conda:
+        record = records.get(wanted.name)
+        if (
+            record is None
+            or (wanted.version and record["version"] != wanted.version)
+            or (wanted.build and record.get("build") != wanted.build)
+        ):
+            missing.append(wanted)
+    extra = []
+    if exact and desired.kind == export.LOCK:  # only a lock lists every conda package
+        listed = {w.name for w in desired.conda}
+        extra = sorted(n for n in records if n not in listed and n not in KEPT_CONDA)
     return missing, extra
 
 
@@ -276,7 +319,7 @@ def prepare_apply(
     desired = read_desired(request.file)
     env = inspect_environment(request.target, layout)
     changes._common_guards(layout, env, request.allow_system, request.break_system_packages)
-    _check_conda(desired)
+    _check_conda(env, desired)
     _check_python(env, desired)
     pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
     _check_jupyterhub(env, desired, pin)
@@ -287,18 +330,32 @@ def prepare_apply(
     recovered = changes.recover_first(layout, [env.name], request.lock_timeout, notify)
     env = inspect_environment(env.name, layout)  # as it is now, after any recovery
     missing, extra = differences(env, desired, request.exact)
-    removes_hub = "jupyterhub" in {canonical_name(d.name) for d in extra}
-    if removes_hub and env.name in (HUB, USER) and not request.force:
+    conda_missing, conda_extra = conda_differences(env, desired, request.exact)
+    removed = {canonical_name(d.name) for d in extra} | {canonical_name(n) for n in conda_extra}
+    if "jupyterhub" in removed and env.name in (HUB, USER) and not request.force:
         raise Refused(
             f"{desired.origin} does not list jupyterhub; --exact would remove it and break TLJH",
             hint="add jupyterhub to the file, or pass --force",
         )
-    if not missing and not extra:
+    if not (missing or extra or conda_missing or conda_extra):
         yield changes.Prepared("apply", env, [], recovered=recovered, pin=pin)
         return
     with changes._installer_for(request, env, layout) as (installer, workdir):
         plan: list[PlannedChange] = []
-        install_command = None
+        steps: list[tuple[object, list[str]]] = []  # (installer, command), run in this order
+        conda_installer = None
+        if conda_missing or conda_extra:
+            from tljh_admin import conda
+
+            conda_installer = conda.CondaInstaller(env, installer.child_env, workdir)
+            conda_installer.check_usable()
+        if conda_missing:
+            specs = [c.spec for c in conda_missing] + conda.jupyterhub_pin_specs(env, pin)
+            resolution = _conda_plan(conda_installer, specs, remove=False)
+            conda.refuse_conda_over_pip(env, resolution, request.force)
+            conda.refuse_jupyterhub_move(resolution, pin)
+            plan += conda.plan_changes(env, resolution, [c.name for c in conda_missing])
+            steps.append((conda_installer, conda_installer.install_command(specs, None, False)))
         if missing:
             pins = [
                 f"{w.name}=={w.version}" for w in desired.wanted if w.version and " @ " not in w.requirement
@@ -307,27 +364,52 @@ def prepare_apply(
             requirements, resolution = _requirements_and_resolution(
                 installer, missing, constraint_file, desired
             )
-            plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
-            install_command = installer.install_command(requirements, constraint_file, False)
+            pip_plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
+            if env.kind == "conda":
+                from tljh_admin import conda
+
+                conda.refuse_pip_over_conda(env, pip_plan, request.force)
+            plan += pip_plan
+            steps.append((installer, installer.install_command(requirements, constraint_file, False)))
         planned = {canonical_name(c.name) for c in plan}
         removing = [d for d in extra if canonical_name(d.name) not in planned]
-        plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
-        uninstall_command = installer.uninstall_command([d.name for d in removing]) if removing else None
+        if removing:
+            plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
+            steps.append((installer, installer.uninstall_command([d.name for d in removing])))
+        if conda_extra:
+            removal = _conda_plan(conda_installer, conda_extra, remove=True)
+            conda.refuse_jupyterhub_move(removal, pin)
+            plan += conda.plan_changes(env, removal, conda_extra)
+            steps.append((conda_installer, conda_installer.uninstall_command(conda_extra)))
         change, _ = changes._installer_change(layout, request, "apply", env, installer, [])
+        if conda_installer is not None:
+            change.installer = (
+                f"{conda_installer.name}+{installer.name}" if missing or removing else conda_installer.name
+            )
 
         def run(progress: Callable[[str], None]) -> None:
             log = change.state.path("logs", f"{change.change_id}.log")
-            for command in (install_command, uninstall_command):
-                if command:
-                    installer.run(command, log, progress, tracker=change)
+            for runner, command in steps:
+                runner.run(command, log, progress, tracker=change)
             after = inspect_environment(env.name, layout)
-            still_missing, still_extra = differences(after, desired, request.exact)
-            if still_missing or still_extra:
-                names = [w.name for w in still_missing] + [d.name for d in still_extra]
+            still = [w.name for w in differences(after, desired, request.exact)[0]]
+            still += [d.name for d in differences(after, desired, request.exact)[1]]
+            conda_still, conda_more = conda_differences(after, desired, request.exact)
+            still += [c.name for c in conda_still] + conda_more
+            if still:
                 raise InstallerFailed(
                     f"the {env.name} environment does not match {desired.origin} after the change",
-                    "differs: " + ", ".join(sorted(names)),
+                    "differs: " + ", ".join(sorted(still)),
                 )
 
         plan.sort(key=lambda c: canonical_name(c.name))
         yield changes.Prepared("apply", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
+
+
+def _conda_plan(conda_installer, specs: list[str], remove: bool):
+    from tljh_admin import conda
+
+    try:
+        return conda_installer.plan(specs, remove=remove)
+    except InstallerFailed as failure:
+        raise conda.resolution_failed(failure) from None
