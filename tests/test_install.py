@@ -493,7 +493,9 @@ def test_history_records_who_what_and_result(tljh, prefix, offline, install):
         "after",
         "result",
         "detail",
+        "snapshot_bytes",
     }
+    assert isinstance(entry["snapshot_bytes"], int)
     assert entry["who"] == "ada" and entry["target"] == "user" and entry["result"] == "ok"
     assert entry["before"]["user"]["numpy"] == "1.26.4" and entry["after"]["user"]["numpy"] == "2.1.0"
     assert "install -t user numpy==2.1.0" in entry["command"]

@@ -113,7 +113,7 @@ def take(areas: Areas, dest: str) -> None:
     write_json_atomic(os.path.join(dest, MANIFEST), manifest)
 
 
-def write_json_atomic(path: str, data: dict) -> None:
+def write_json_atomic(path: str, data: dict, sync_dir: bool = True) -> None:
     """tmp (never following a symlink) + fsync + rename + fsync of the folder."""
     tmp = path + ".tmp"
     with contextlib.suppress(FileNotFoundError):
@@ -128,7 +128,8 @@ def write_json_atomic(path: str, data: dict) -> None:
         with_suppressed_unlink(tmp)
         raise
     os.replace(tmp, path)
-    fsync_dir(os.path.dirname(path))
+    if sync_dir:
+        fsync_dir(os.path.dirname(path))
 
 
 def with_suppressed_unlink(path: str) -> None:

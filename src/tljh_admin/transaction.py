@@ -5,7 +5,8 @@ after, and an exact restore when it fails, is interrupted, or was killed last ti
 State lives in PREFIX/state/tljh-admin/ (root-only, like TLJH's own state/):
   locks/<env>.lock         flock'ed while a change runs
   journal/<id>.json        a change in flight; left behind only by a killed process. Its
-                           O_EXCL creation allocates the change id, across all environments.
+                           creation (link(2), which fails if it exists) allocates the change
+                           id, across all environments.
   snapshots/<id>/<env>/    the pre-change state (see snapshot.py)
   history.jsonl            one line per finished change (readers skip a torn last line)
   logs/<id>.log            the installer's full output
@@ -216,30 +217,29 @@ class StateDir:
                     used.append(int(stem))
         return max(used, default=0)
 
-    def reserve_id(self) -> int:
-        """A change id no other change has, across every environment: whoever creates
-        journal/<id>.json (O_EXCL) owns it; the other takes the next number."""
+    def reserve_id(self, entry: Callable[[int], dict]) -> int:
+        """A change id no other change has, across every environment: the journal
+        `entry(id)` is written to a private temp file, then hard-linked to
+        journal/<id>.json, which fails if that exists (O_EXCL semantics). A journal thus
+        never exists empty: it appears whole, naming its environments, or not at all."""
         change_id = self._highest_id() + 1
+        tmp = self.path("journal", f".reserve-{os.getpid()}")
         while True:
+            snapshot.write_json_atomic(tmp, entry(change_id), sync_dir=False)
             try:
-                fd = self._open(
-                    self.path("journal", f"{change_id}.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
-                )
+                os.link(tmp, self.path("journal", f"{change_id}.json"))
             except FileExistsError:
                 change_id += 1
                 continue
-            os.close(fd)
+            finally:
+                snapshot.with_suppressed_unlink(tmp)
             snapshot.fsync_dir(self.path("journal"))
             return change_id
-
-    # kept for callers that only want a number to show; it reserves like reserve_id
-    next_id = reserve_id
 
     # -- journal -----------------------------------------------------------------------
     def scan_journals(self) -> tuple[list[dict], list[BadJournal]]:
         """Journals of unfinished changes, and the ones that cannot be trusted (garbage,
-        symlinks, paths that are not this prefix's environments). An empty journal is a
-        reservation: its change never started."""
+        symlinks, empty, paths that are not this prefix's environments)."""
         valid: list[dict] = []
         bad: list[BadJournal] = []
         try:
@@ -262,9 +262,6 @@ class StateDir:
                 continue  # finished meanwhile
             except OSError as error:
                 bad.append(BadJournal(name, "a symlink" if error.errno == errno.ELOOP else error.strerror))
-                continue
-            if not raw.strip() and stem.isdigit():
-                valid.append({"id": int(stem), "reserved": True, "envs": {}})
                 continue
             try:
                 journal = json.loads(raw)
@@ -306,7 +303,7 @@ class StateDir:
 
     def journals(self) -> list[dict]:
         """Journals of unfinished changes that can be acted on (see scan_journals)."""
-        return [j for j in self.scan_journals()[0] if not j.get("reserved")]
+        return self.scan_journals()[0]
 
     def quarantine(self, bad: BadJournal) -> str:
         """Move an untrusted journal aside (renaming never follows a symlink): it is
@@ -613,6 +610,10 @@ def clean_stale_scratch(state: StateDir) -> None:
     import shutil
     import tempfile
 
+    for name in _listdir(state.path("journal")):  # a reservation's temp file (reserve_id)
+        pid = name.removeprefix(".reserve-").split(".")[0]
+        if name.startswith(".reserve-") and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            snapshot.with_suppressed_unlink(state.path("journal", name))
     for parent, prefix in ((state.path("scratch"), ""), (tempfile.gettempdir(), "tljh-admin-")):
         for name in _listdir(parent):
             if not name.startswith(prefix):
@@ -647,7 +648,8 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
     folders = [f for f in areas.folders if os.path.isdir(f)]
     if not folders:
         return report
-    for path in _offending_paths(folders, uid, gid):
+    pruned = [os.path.join(areas.root, name) for name in sorted(areas.skip)] if areas.root else []
+    for path in _offending_paths(folders, uid, gid, pruned):
         try:
             fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
         except OSError:
@@ -674,7 +676,7 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
     return report
 
 
-def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
+def _offending_paths(folders: list[str], uid: int, gid: int, pruned: list[str] = ()) -> list[str]:
     import shutil
     import subprocess
 
@@ -685,15 +687,17 @@ def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
             "-o", "-type", "d", "!", "-perm", "-a+x",
             "-o", "-type", "f", "-perm", "/111", "!", "-perm", "-a+x", ")",
         ]  # fmt: skip
+        prune = [arg for path in pruned for arg in ("-path", path, "-prune", "-o")]
         proc = subprocess.run(
-            ["find", *folders, *test, "!", "-type", "l", "-print0"],
+            ["find", *folders, *prune, *test, "!", "-type", "l", "-print0"],
             capture_output=True,
             stdin=subprocess.DEVNULL,
         )
         return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
     found = []
     for area in folders:
-        for folder, _dirs, files in os.walk(area):
+        for folder, dirs, files in os.walk(area):
+            dirs[:] = [d for d in dirs if os.path.join(folder, d) not in pruned]
             for path in [folder, *(os.path.join(folder, n) for n in files)]:
                 st = os.lstat(path)
                 mode = stat.S_IMODE(st.st_mode)
@@ -756,7 +760,7 @@ class EnvState:
 @dataclass
 class Change:
     """One change in flight: which envs, its id, and what was there before. The id is
-    reserved (journal created with O_EXCL) when the change begins, under its locks."""
+    reserved (journal created, failing if it exists) when the change begins, under its locks."""
 
     layout: Layout
     state: StateDir
@@ -802,8 +806,11 @@ class Change:
     def begin(self) -> None:
         """Reserve an id, journal the change, then snapshot every env; the journal says
         `running` only once every snapshot is complete."""
-        self.change_id = self.state.reserve_id()
-        self.state.write_journal(self.journal_entry())
+        def entry(change_id: int) -> dict:
+            self.change_id = change_id
+            return self.journal_entry()
+
+        self.change_id = self.state.reserve_id(entry)
         for name, env_state in self.envs.items():
             dest = self.state.snapshot_dir(self.change_id, name)
             os.makedirs(dest, mode=0o700)
@@ -862,10 +869,6 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
         notify(f"ignored an untrusted journal ({journal.reason}); moved to {where}; check the envs by hand")
     recovered = []
     for journal in valid:
-        if journal.get("reserved"):
-            snapshot.discard(state.path("snapshots", str(journal["id"])))
-            state.drop_journal(journal["id"])  # an id reserved by a process killed right then
-            continue
         if not set(journal["envs"]) <= set(envs):
             continue  # another env's change: whoever locks all its envs recovers it
         ended = end_processes(journal.get("processes", []), journal.get("marker", ""))

@@ -448,7 +448,6 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
         return found  # nothing in it is read while it is unsafe
     try:
         valid, bad = state.scan_journals()
-        usage = state.snapshot_usage()
     except PermissionDenied:
         return _skipped("tljh-admin's state is readable by root only; run with sudo")
     for journal in bad:
@@ -464,8 +463,6 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
                     "check the environments by hand (tljh env packages), then remove that file")
         )  # fmt: skip
     for journal in valid:
-        if journal.get("reserved"):
-            continue
         envs = sorted(journal["envs"])
         if state.in_progress(journal):
             found.append(
@@ -490,12 +487,6 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
                 Fix(f"restore the files from before change {journal['id']}", restore),
             )
         )
-    if usage:
-        total = sum(usage.values())
-        found.append(
-            Finding(OK, f"{len(usage)} snapshot(s) for rollback hold {total / 2**20:.1f} MiB on their own",
-                    state.path("snapshots"), "tljh env prune --keep N frees them")
-        )  # fmt: skip
     return found
 
 
@@ -518,9 +509,10 @@ def systemd_units(ctx: Context, name: str) -> list[Finding]:
 
 
 def disk_space(ctx: Context, name: str) -> list[Finding]:
+    found = _snapshot_space(ctx)
     free = shutil.disk_usage(ctx.layout.prefix).free
     if free >= tljh.DISK_WARNING_BYTES:
-        return []
+        return found
     status = FAILED if free < tljh.DISK_FAILED_BYTES else WARNING
     return [
         Finding(
@@ -528,9 +520,33 @@ def disk_space(ctx: Context, name: str) -> list[Finding]:
             f"only {free / 1024**2:.0f} MiB free under {ctx.layout.prefix}: "
             "installs and upgrades may fail half way",
             ctx.layout.prefix,
-            "free some space (sudo conda clean --all, sudo journalctl --vacuum-size=200M)",
-        )
+            "free some space (sudo tljh env prune --keep 3, sudo conda clean --all, "
+            "sudo journalctl --vacuum-size=200M)",
+        ),
+        *found,
     ]
+
+
+def _snapshot_space(ctx: Context) -> list[Finding]:
+    """The space tljh-admin's rollback snapshots hold on their own (in PREFIX/state, which
+    TLJH's docs tell admins to back up)."""
+    from tljh_admin.errors import PermissionDenied
+    from tljh_admin.transaction import StateDir
+
+    state = StateDir.of(ctx.layout)
+    if state.problems(owner=0):
+        return []  # reported by unfinished-change; nothing in it is read
+    try:
+        usage = state.snapshot_usage()
+    except PermissionDenied:
+        return []
+    if not usage:
+        return []
+    total = sum(usage.values())
+    return [
+        Finding(OK, f"{len(usage)} rollback snapshot(s) hold {total / 2**20:.1f} MiB on their own",
+                state.path("snapshots"), "sudo tljh env prune --keep N frees them")
+    ]  # fmt: skip
 
 
 REGISTRY: tuple[Check, ...] = (
