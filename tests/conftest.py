@@ -1,7 +1,8 @@
 """Session fixtures built from real parts: real wheels, real venvs, a real CPython copy.
 
 The expensive things (wheelhouse, the base PREFIX) are built once per session; each test
-that changes anything gets its own copy.
+that changes anything gets its own prefix, made of hard links to the base (see
+tests/support/prefixes.copy_prefix) and removed when the test ends.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pytest
 
 from tests.support import prefixes
 from tests.support.cli import tljh_argv
+from tests.support.listing import file_listing, listing_diff
 from tests.support.wheels import build_wheelhouse
 
 REPO = Path(__file__).resolve().parent.parent
@@ -50,10 +52,42 @@ def base_prefix(tmp_path_factory, wheelhouse, system_python, cpython_source) -> 
     return prefixes.make_tljh_prefix(root, wheelhouse, system_python, cpython_source)
 
 
+@pytest.fixture(scope="session")
+def managed_system_python(tmp_path_factory, cpython_source) -> Path:
+    """The system interpreter for tests that change the system env: a copied CPython with
+    the EXTERNALLY-MANAGED marker Debian and Ubuntu ship (PEP 668), so that such a test
+    never writes into this machine's /usr/bin/python3."""
+    if cpython_source is None:
+        pytest.skip("no CPython installation to copy")
+    root = prefixes.copy_cpython(cpython_source, tmp_path_factory.mktemp("system") / "usr")
+    (stdlib,) = root.glob("lib/python3.*/")
+    # the wording of Debian's python3.11 package (/usr/lib/python3.11/EXTERNALLY-MANAGED)
+    (stdlib / "EXTERNALLY-MANAGED").write_text(
+        "[externally-managed]\nError=To install Python packages system-wide, try apt install python3-xyz\n"
+    )
+    return root / "bin" / "python3"
+
+
+@pytest.fixture(scope="session")
+def base_listing(base_prefix) -> dict:
+    return file_listing(base_prefix)
+
+
 @pytest.fixture
-def prefix(base_prefix, tmp_path) -> Path:
-    """A private copy of the base PREFIX, free to change."""
-    return prefixes.copy_prefix(base_prefix, tmp_path / "opt tljh")
+def prefix(base_prefix, base_listing, tmp_path):
+    """A private PREFIX, free to change: hard links to the base's files. A test that changes
+    an existing file in place (chmod, chown, rewriting it) calls `prefixes.own(path)` first;
+    one that forgets fails here rather than corrupting the tests after it."""
+    path = prefixes.copy_prefix(base_prefix, tmp_path / "opt tljh")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+    changed = listing_diff(base_listing, file_listing(base_prefix))
+    if changed:
+        prefixes.put_back(base_prefix, base_listing)  # mode, owner, mtime: the next tests run on
+        pytest.fail(
+            "this test changed files of the shared base prefix in place; call "
+            "tests.support.prefixes.own(path) before changing them:\n" + "\n".join(changed[:10])
+        )
 
 
 @dataclass

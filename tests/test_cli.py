@@ -164,7 +164,7 @@ def faulty_prefix(prefix, wheelhouse) -> Path:
     """Faults doctor explains with a hint each: world-writable files, a leftover of a killed
     pip, a server package in the hub, no single-user server in the user env."""
     (site,) = (prefix / "user").glob("lib/python3.*/site-packages")
-    (prefix / "hub" / "bin" / "activate").chmod(0o646)
+    prefixes.own(prefix / "hub" / "bin" / "activate").chmod(0o646)
     (prefix / "hub").chmod(0o757)
     (site / "~umpy").mkdir()
     prefixes.run(

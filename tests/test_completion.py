@@ -21,16 +21,18 @@ from tljh_admin.cli.fast import DISABLE_VAR
 BIN = str(Path(sys.executable).parent)
 
 
-def complete_bash(words: str, prefix: Path | None = None, typer: bool = False) -> list[str]:
-    """One TAB through the protocol the bash script uses. `words` ends with a space when the
-    word being completed is empty."""
+def _bash_request(words: str, prefix: Path | None) -> dict[str, str]:
     import shlex
 
     line = f"tljh --prefix {prefix} {words}" if prefix else f"tljh {words}"
     cword = len(shlex.split(line)) - (0 if line.endswith(" ") else 1)
-    env = prefixes.hermetic_env(
-        COMP_WORDS=line, COMP_CWORD=str(cword), _TLJH_COMPLETE="complete_bash", PATH=os.environ["PATH"]
-    )
+    return {"COMP_WORDS": line, "COMP_CWORD": str(cword), "_TLJH_COMPLETE": "complete_bash"}
+
+
+def complete_bash(words: str, prefix: Path | None = None, typer: bool = False) -> list[str]:
+    """One TAB through the protocol the bash script uses. `words` ends with a space when the
+    word being completed is empty."""
+    env = prefixes.hermetic_env(**_bash_request(words, prefix), PATH=os.environ["PATH"])
     if typer:
         env[DISABLE_VAR] = "0"
     proc = subprocess.run(tljh_argv(), capture_output=True, text=True, env=env)
@@ -86,11 +88,23 @@ def prefix_with_history(tmp_path_factory, base_prefix, wheelhouse):
     return prefix
 
 
-def test_fast_completion_answers_what_typer_answers(prefix_with_history):
-    spaced = str(prefix_with_history).replace(" ", "\\ ")
+def test_fast_completion_answers_what_typer_answers(prefix_with_history, capsys, monkeypatch):
+    """Both answers for every command, option and value, in this process: a Typer completion
+    in a child costs a quarter of a second, and the child's entry point is tested below."""
+    from tljh_admin.cli.app import app
+    from tljh_admin.cli.completion import answer
+
+    spaced = Path(str(prefix_with_history).replace(" ", "\\ "))
+    monkeypatch.setenv("TLJH_SYSTEM_PYTHON", str(prefixes.find_system_python()))
     for words in _corpus():
-        ours = complete_bash(words, Path(spaced))
-        theirs = complete_bash(words, Path(spaced), typer=True)
+        request = _bash_request(words, spaced)
+        assert answer("complete_bash", request) == 0
+        ours = sorted(v for v in capsys.readouterr().out.split("\n") if v)
+        for name, value in request.items():
+            monkeypatch.setenv(name, value)
+        with pytest.raises(SystemExit):
+            app(args=[], prog_name="tljh")
+        theirs = sorted(v for v in capsys.readouterr().out.split("\n") if v)
         assert ours == theirs, words
 
 

@@ -95,6 +95,7 @@ def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     hub_site = site(prefix / "hub")
     target_file = hub_site / "jupyterhub" / "__init__.py"
     target_dir = hub_site / "oauthenticator"
+    prefixes.own(target_file)  # a hard link to the shared base until now
     os.chmod(target_file, 0o666)
     os.chmod(target_dir, 0o777)
     _, _, checks = run_doctor(tljh, prefix)

@@ -55,7 +55,7 @@ def versions(prefix: Path, env: str, system_python: Path) -> dict[str, str]:
 
 
 def env_listing(prefix: Path, env: str) -> dict:
-    return file_listing(prefix / env, contents=True)
+    return file_listing(prefix / env)
 
 
 def system_listing(system_python: Path, prefix: Path) -> dict:
@@ -539,6 +539,7 @@ def test_new_files_get_the_prefix_owner(prefix, install):
     # TLJH's prefix belongs to root; here it belongs to an arbitrary uid, so that the chown
     # is visible (as root, pip itself always writes root-owned files)
     # (the state folder stays root's: tljh-admin refuses a state folder another uid owns)
+    prefixes.own(prefix)  # every file: hard links to the shared base until now
     subprocess.run(["chown", "-R", "1234:1234", prefix / "hub", prefix / "user"], check=True)
     subprocess.run(["chown", "1234:1234", prefix], check=True)
     result = install("user", "oauthenticator", "--yes")

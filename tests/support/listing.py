@@ -9,8 +9,12 @@ from pathlib import Path
 
 
 def file_listing(root: Path, *, contents: bool = False) -> dict[str, tuple]:
-    """path -> (type, size, mode, mtime_ns[, sha256]) for everything under `root`,
-    symlinks recorded by target and never followed."""
+    """path -> (type, size, mode, uid, gid, mtime_ns[, sha256]) for everything under `root`,
+    symlinks recorded by target and never followed.
+
+    Size, mode, owner and mtime are what a change leaves behind (writing a file sets its
+    mtime; pip and uv write new files); hashing every file read the whole prefix again for
+    each comparison and found nothing more, so `contents` is for the rare test about bytes."""
     listing: dict[str, tuple] = {}
     if not os.path.lexists(root):
         return listing
@@ -20,11 +24,11 @@ def file_listing(root: Path, *, contents: bool = False) -> dict[str, tuple]:
             st = os.lstat(path)
             rel = os.path.relpath(path, root)
             if stat.S_ISLNK(st.st_mode):
-                listing[rel] = ("link", os.readlink(path))
+                listing[rel] = ("link", os.readlink(path), st.st_uid, st.st_gid)
             elif stat.S_ISDIR(st.st_mode):
-                listing[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                listing[rel] = ("dir", stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
             else:
-                entry = ("file", st.st_size, stat.S_IMODE(st.st_mode), st.st_mtime_ns)
+                entry = ("file", st.st_size, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, st.st_mtime_ns)
                 if contents:
                     entry += (hashlib.sha256(Path(path).read_bytes()).hexdigest(),)
                 listing[rel] = entry

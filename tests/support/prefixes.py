@@ -7,6 +7,7 @@ from __future__ import annotations
 import glob
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -145,26 +146,62 @@ def pip_list(env_root: Path) -> set[tuple[str, str]]:
     return {(canonicalize_name(p["name"]), str(Version(p["version"]))) for p in json.loads(out)}
 
 
-def _copy_linking_stdlib(stdlib_roots: tuple[str, ...]):
-    def copy(src: str, dst: str) -> None:
-        # The standard library is never changed by a test: hard links make each per-test
-        # prefix cheap. Everything else (site-packages, bin, pyvenv.cfg) is a real copy.
-        if src.startswith(stdlib_roots) and "/site-packages/" not in src:
-            os.link(src, dst)
-        else:
-            shutil.copy2(src, dst)
+# Files that something rewrites in place (open for writing, not unlink and create): these
+# get a private copy in every per-test prefix. Tests edit pyvenv.cfg to fake an OS upgrade;
+# conda appends a block to conda-meta/history on every change.
+COPIED_ENDINGS = ("/pyvenv.cfg", "/conda-meta/history")
 
-    return copy
+
+def _link_file(src: str, dst: str) -> None:
+    if src.endswith(COPIED_ENDINGS):
+        shutil.copy2(src, dst)
+    else:
+        os.link(src, dst)
 
 
 def copy_prefix(source: Path, dest: Path) -> Path:
-    roots = tuple(
-        str(p) + os.sep
-        for p in source.glob("*/lib/python3.*")
-        if not (p.parent.parent / "pyvenv.cfg").exists()
-    )
-    shutil.copytree(source, dest, symlinks=True, copy_function=_copy_linking_stdlib(roots))
+    """A private PREFIX made of hard links to `source` (new folders, the same files).
+
+    The premise is the one tljh-admin's snapshots rely on: pip and uv unlink a file before
+    writing it, pip's uninstall renames, and Python writes bytecode to a new file and renames
+    it, so a change in the copy never reaches the base. What changes a file in place must own
+    it first: a test that chmods, chowns or rewrites an existing file calls `own(path)`
+    (the `prefix` fixture fails a test that changed the base anyway).
+    """
+    shutil.copytree(source, dest, symlinks=True, copy_function=_link_file)
     return dest
+
+
+def put_back(base: Path, listing: dict[str, tuple]) -> None:
+    """Undo in-place changes of mode, owner and mtime to the files of `base` (a listing from
+    tests.support.listing.file_listing), so one careless test does not fail all after it."""
+    for rel, entry in listing.items():
+        if entry[0] != "file":
+            continue
+        _, _size, mode, uid, gid, mtime_ns = entry[:6]
+        path = base / rel
+        os.chown(path, uid, gid, follow_symlinks=False)
+        os.chmod(path, mode)
+        os.utime(path, ns=(mtime_ns, mtime_ns))
+
+
+def own(path: Path) -> Path:
+    """Give `path` (a file, or every file under a folder) its own inode, with the same
+    contents, mode, owner and times, so that changing it in place leaves the base alone."""
+    if path.is_dir() and not path.is_symlink():
+        for folder, _, files in os.walk(path):
+            for name in files:
+                own(Path(folder) / name)
+        return path
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink == 1:
+        return path
+    private = path.with_name(f".{path.name}.own")
+    shutil.copy2(path, private)
+    os.chown(private, st.st_uid, st.st_gid)
+    os.chmod(private, stat.S_IMODE(st.st_mode))  # chown may clear setuid bits
+    os.replace(private, path)
+    return path
 
 
 def make_tljh_prefix(root: Path, wheelhouse: Path, system_python: Path, cpython: Path | None) -> Path:
