@@ -4,9 +4,12 @@ package index.
 - hub: a venv made by the system python (`python3 -m venv PREFIX/hub`, as bootstrap.py
   does), pip upgraded, then TLJH's hub requirements installed (tljh-admin's shipped copy of
   tljh/requirements-hub-env.txt; TLJH itself is not on the package index).
-- user: a separate CPython installation (a copy of a non-OS CPython build found on this
-  machine, standing in for TLJH's Miniforge), or a venv stand-in when there is none; then
-  jupyterhub at exactly the hub's version plus TLJH's user-env extras.
+- user: a conda environment, as TLJH's Miniforge installation is: conda packages built on
+  the fly (tests/support/conda_channel.py: `python` is a non-OS CPython build found on this
+  machine, plus pip, conda, mamba, gdal) in a local channel named conda-forge, created by
+  the conda/mamba stand-in (py-rattler; conda itself is not on PyPI), which the env's
+  bin/conda and bin/mamba run; then jupyterhub at exactly the hub's version plus TLJH's
+  user-env extras with pip. Without such a CPython build: a venv stand-in.
 - permissions normalised like TLJH does (chmod -R o-w), state/ made 0700.
 
 Usage: python scripts/build_sandbox.py PREFIX [--fresh]
@@ -25,7 +28,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.support.prefixes import copy_cpython, find_standalone_cpython, find_system_python  # noqa: E402
+from tests.support import conda_channel  # noqa: E402
+from tests.support.prefixes import find_standalone_cpython, find_system_python, newest_bundled_pip  # noqa: E402
 
 DATA = REPO / "src" / "tljh_admin" / "data"
 
@@ -72,6 +76,23 @@ def hub_jupyterhub_version(prefix: Path) -> str:
     return versions[0]
 
 
+def make_conda_user_env(prefix: Path, cpython: Path) -> None:
+    channels = prefix / "conda-channels"
+    say(f"user: conda packages in a local channel at {channels} (python from {cpython})")
+    conda_channel.build_test_channel(channels, cpython, None, newest_bundled_pip())
+    user = prefix / "user"
+    user.mkdir()
+    # conda's own custom_channels setting sends `-c conda-forge` to the local channel
+    (user / ".condarc").write_text(conda_channel.condarc_text(channels))
+    # conda and mamba at TLJH 2.0's pins; gdal for a conda package with C libraries (libgdal,
+    # proj) that nothing from PyPI depends on, so that pip never replaces it
+    specs = ["python", "pip", "conda=24.7.1", "mamba=1.5.9", "gdal"]
+    say(f"user: conda create --prefix {user} -c conda-forge {' '.join(specs)}")
+    command = conda_channel.standin_command("conda", user, "create", "--yes", "--prefix", str(user))
+    subprocess.run([*command, "-c", "conda-forge", *specs], check=True, stdout=subprocess.DEVNULL)
+    shutil.rmtree(user / "pkgs")  # `conda clean --all`
+
+
 def build(prefix: Path, fresh: bool) -> None:
     if fresh and prefix.exists():
         shutil.rmtree(prefix)
@@ -91,14 +112,14 @@ def build(prefix: Path, fresh: bool) -> None:
 
     cpython = find_standalone_cpython()
     if cpython is not None:
-        say(f"user: a copy of the CPython installation at {cpython}")
-        copy_cpython(cpython, prefix / "user")
+        make_conda_user_env(prefix, cpython)
     else:
         say("user: no separate CPython installation found; using a venv stand-in")
         subprocess.run([str(system_python), "-m", "venv", str(prefix / "user")], check=True)
     version = hub_jupyterhub_version(prefix)
     say(f"user: jupyterhub=={version} (the hub's) and TLJH's user-env extras")
-    pip(prefix / "user", "--upgrade", "pip")
+    if cpython is None:  # in the conda env, pip is conda's package (pip over it is what doctor warns of)
+        pip(prefix / "user", "--upgrade", "pip")
     pip(prefix / "user", f"jupyterhub=={version}", "-r", str(DATA / "requirements-user-env-extras.txt"))
 
     (prefix / "state").mkdir(mode=0o700, exist_ok=True)

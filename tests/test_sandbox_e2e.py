@@ -1,5 +1,6 @@
 """The README's sandbox, built from the package index: TLJH's real hub requirements in a
-venv made by the system python, and the real jupyterhub + user extras in a separate CPython.
+venv made by the system python, and the real jupyterhub + user extras in a conda user env
+(conda packages built on the fly around a separate CPython, as scripts/build_sandbox.py says).
 
 This is the one place the test suite needs the network. The sandbox is built once (about
 1.5 minutes) into sandbox/opt-tljh, or TLJH_TEST_SANDBOX, and reused when present.
@@ -16,6 +17,7 @@ from packaging.version import Version
 
 from tests.conftest import REPO
 from tests.support import prefixes
+from tests.support.conda_fixtures import conda_list
 
 pytestmark = pytest.mark.network
 
@@ -37,7 +39,14 @@ def test_real_sandbox_packages_equal_pip_list(tljh, real_sandbox, target):
     result = tljh("--prefix", real_sandbox, "env", "packages", "--target", target, "--json")
     assert result.code == 0, result.stderr
     ours = {(canonicalize_name(p["name"]), str(Version(p["version"]))) for p in result.json()["packages"]}
-    assert ours == prefixes.pip_list(real_sandbox / target)
+    if (real_sandbox / target / "conda-meta").is_dir():  # a conda env: the oracle is conda list
+        oracle = {
+            (canonicalize_name(r["name"]), str(Version(r["version"])))
+            for r in conda_list(real_sandbox / target)
+        }
+    else:
+        oracle = prefixes.pip_list(real_sandbox / target)
+    assert ours == oracle
     assert result.json()["problems"] == []
 
 

@@ -155,33 +155,3 @@ def test_user_env_files_change_only_for_jupyterhub(tljh, prefix, offline, hub_re
     assert all(
         p == site or p.startswith("share") or p in ("lib", "lib/" + site.split("/")[1]) for p in outside
     ), outside
-
-
-def test_conda_user_env_plan_raises_conda_and_mamba(tljh, prefix, offline, hub_requirements):
-    """conda cannot be installed here: its records are written in conda's format and only the
-    plan is checked (the step itself runs `PREFIX/user/bin/mamba install`)."""
-    import json
-
-    user = prefix / "user"
-    (user / "conda-meta").mkdir()
-    for name, version in (("conda", "4.9.2"), ("mamba", "0.15.3")):
-        (user / "conda-meta" / f"{name}-{version}-py_0.json").write_text(
-            json.dumps({"name": name, "version": version})
-        )
-    (user / "bin" / "mamba").write_text("#!/bin/sh\nexit 1\n")
-    doc = tljh(
-        "--prefix", prefix, "upgrade", "--json", "--hub-requirements", hub_requirements, env=offline
-    ).json()
-    (step,) = [s for s in doc["steps"] if s["command"][0].endswith("mamba")]
-    assert step["command"][1:] == [
-        "install",
-        "--yes",
-        "--prefix",
-        str(user),
-        "-c",
-        "conda-forge",
-        "conda>=4.10",
-        "mamba>=0.16.0",
-    ]
-    changes = {c["package"]: (c["current"], c["target"]) for c in doc["changes"] if c["env"] == "user"}
-    assert changes["conda"] == ("4.9.2", ">=4.10") and changes["mamba"] == ("0.15.3", ">=0.16.0")

@@ -12,12 +12,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tljh_admin import policy, snapshot
+from tljh_admin import conda, policy, snapshot
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT
 from tljh_admin.envs import inspect_environment
+from tljh_admin.envs.backends import package_versions
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError
+from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
 from tljh_admin.installers import (
     REMOVE,
     InstallerFailed,
@@ -72,11 +73,15 @@ class InstallRequest(ChangeRequest):
     requirement_files: tuple[str, ...] = ()
     constraint_files: tuple[str, ...] = ()
     upgrade: bool = False
+    #: conda packages (conda match specs) with the env's mamba/conda, from conda-forge + channels
+    conda: bool = False
+    channels: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, kw_only=True)
 class UninstallRequest(ChangeRequest):
     packages: tuple[str, ...]
+    conda: bool = False
 
 
 @dataclass
@@ -186,6 +191,12 @@ def _installer_change(
 
 @contextlib.contextmanager
 def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> Iterator[Prepared]:
+    if request.conda:
+        with _prepare_conda_install(layout, request, notify) as prepared:
+            yield prepared
+        return
+    if request.channels:
+        raise UsageError("--channel is for conda packages", hint="add --conda, or drop --channel")
     _check_target(request.target)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
@@ -207,6 +218,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
                 env, {canonical_name(c.name) for c in plan if c.action != REMOVE}, request.force
             )
             policy.refuse_moving_hub_jupyterhub(plan, resolution.requires)
+        conda.refuse_pip_over_conda(env, plan, request.force)
         command = installer.install_command(wanted.requirements, constraint_file, request.upgrade)
         change, run = _installer_change(layout, request, "install", env, installer, command)
         yield Prepared("install", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
@@ -252,6 +264,10 @@ def _explain_pin_conflict(installer, wanted, request, pin, workdir) -> None:
 
 @contextlib.contextmanager
 def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify) -> Iterator[Prepared]:
+    if request.conda:
+        with _prepare_conda_uninstall(layout, request, notify) as prepared:
+            yield prepared
+        return
     _check_target(request.target)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
@@ -278,6 +294,7 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
         for name, requirement in breaks
     ]  # fmt: skip
     policy.refuse_breaking_spawns(env, breaks, request.force)
+    conda.refuse_pip_over_conda(env, plan, request.force)
     with _installer_for(request, env, layout) as (installer, _):
         command = installer.uninstall_command([installed[n].name for n in sorted(names)])
         change, run = _installer_change(layout, request, "uninstall", env, installer, command)
@@ -287,7 +304,117 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
 
 
 def _packages(env: Environment) -> dict[str, str]:
-    return {d.name: d.version for d in env.distributions}
+    return package_versions(env)
+
+
+# -- conda packages ----------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _conda_installer_for(request: ChangeRequest, env: Environment, layout: Layout, channels=()) -> Iterator:
+    """The env's own mamba (else conda), in a private scratch folder that is also conda's
+    package cache for this change (see conda.CondaInstaller)."""
+    state = StateDir.of(layout)
+    workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
+    try:
+        child_env = policy.isolated_environment(os.environ, env.root, workdir)
+        installer = conda.CondaInstaller(env, child_env, workdir, channels)
+        installer.check_usable()
+        yield installer
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _conda_plan(installer, specs, *, remove: bool = False, update: bool = False):
+    try:
+        return installer.plan(specs, remove=remove, update=update)
+    except InstallerFailed as failure:
+        raise conda.resolution_failed(failure) from None
+
+
+@contextlib.contextmanager
+def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Notify) -> Iterator[Prepared]:
+    """`tljh env install --conda SPEC...`: TLJH's own conda command (tljh/conda.py), planned
+    by conda's solver, guarded both ways, with the jupyterhub pin."""
+    _check_target(request.target)
+    if request.requirement_files or request.constraint_files:
+        raise UsageError("--conda takes conda package specs, not -r or -c files", hint="name the packages")
+    _refuse_other_installer(request)
+    env = inspect_environment(request.target, layout)
+    _common_guards(layout, env, request.allow_system, request.break_system_packages)
+    specs = conda.validate_specs(request.packages)
+    channels = conda.validate_channels(request.channels)
+    names = {conda.spec_name(s) for s in specs}
+    policy.refuse_direct_jupyterhub_change(env, names)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)
+    pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
+    with _conda_installer_for(request, env, layout, channels) as installer:
+        specs = (*specs, *conda.jupyterhub_pin_specs(env, pin))
+        resolution = _conda_plan(installer, specs, update=request.upgrade)
+        conda.refuse_conda_over_pip(env, resolution, request.force)
+        conda.refuse_jupyterhub_move(resolution, pin)
+        plan = conda.plan_changes(env, resolution, names)
+        command = installer.install_command(specs, None, request.upgrade)
+        change, run = _installer_change(layout, request, "install", env, installer, command)
+        yield Prepared("install", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
+
+
+def _refuse_other_installer(request: ChangeRequest) -> None:
+    if request.installer != DEFAULT_INSTALLER:
+        raise UsageError(
+            f"--installer {request.installer} is for Python packages; --conda uses the env's mamba or conda",
+            hint="drop --installer, or drop --conda",
+        )
+
+
+@contextlib.contextmanager
+def _prepare_conda_uninstall(layout: Layout, request: UninstallRequest, notify: Notify) -> Iterator[Prepared]:
+    """`tljh env uninstall --conda NAME...`: `conda remove`, which also removes what depends
+    on NAME; the plan shows all of it, and what pip installed that needs it."""
+    _check_target(request.target)
+    _refuse_other_installer(request)
+    env = inspect_environment(request.target, layout)
+    _common_guards(layout, env, request.allow_system, request.break_system_packages)
+    names = [conda.spec_name(s) for s in conda.validate_specs(request.packages)]
+    if any(n != s for n, s in zip(names, request.packages, strict=True)):
+        raise UsageError("uninstall takes package names only", hint=f"use {' '.join(names)}")
+    if "jupyterhub" in names and env.name in (HUB, USER) and not request.force:
+        raise Refused(
+            f"removing jupyterhub from the {env.name} environment breaks TLJH",
+            hint="pass --force if that is really what you want",
+        )
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)
+    missing = sorted(set(names) - {r.name for r in env.conda_records})
+    if missing:
+        pip_ones = sorted(set(missing) & {canonical_name(d.name) for d in env.distributions})
+        raise UsageError(
+            f"not a conda package in the {env.name} environment: {', '.join(missing)}",
+            hint=f"pip installed {', '.join(pip_ones)}: drop --conda"
+            if pip_ones
+            else f"see what is: tljh env packages --target {env.name}",
+        )
+    pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
+    with _conda_installer_for(request, env, layout) as installer:
+        resolution = _conda_plan(installer, names, remove=True)
+        conda.refuse_conda_over_pip(env, resolution, request.force)
+        if not request.force:
+            conda.refuse_jupyterhub_move(resolution, pin)
+        plan = conda.plan_changes(env, resolution, names)
+        removed = conda.removed_distributions(env, resolution)
+        breaks = policy.reverse_dependencies(env, removed)
+        plan += [
+            PlannedChange(name, version, version, f"breaks: requires {requirement}", False)
+            for name, requirement in breaks
+            for version in [next(d.version for d in env.distributions if d.name == name)]
+        ]
+        policy.refuse_breaking_spawns(env, breaks, request.force)
+        command = installer.uninstall_command(names)
+        change, run = _installer_change(layout, request, "uninstall", env, installer, command)
+        yield Prepared(
+            "uninstall", env, plan, change, run, recovered, None, request.lock_timeout, notify, breaks=breaks
+        )
 
 
 def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
@@ -335,6 +462,7 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
                 "interrupted before anything was changed", exit_code=ExitCode.INTERRUPTED
             ) from None
         try:
+            revisions = _conda_revisions(change)
             prepared.run(progress)
             after: dict[str, Environment] = {}
             world_writable_fixed = owner_fixed = 0
@@ -373,8 +501,22 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
                 ) from None
             raise
     packages = {name: _packages(env) for name, env in after.items()}
-    entry = change.finish(OK, packages)
+    entry = change.finish(OK, packages, _revision_detail(change, revisions))
     return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed)
+
+
+def _conda_revisions(change: Change) -> dict[str, int | None]:
+    return {n: conda.current_revision(s.env.root) for n, s in change.envs.items() if s.env.kind == "conda"}
+
+
+def _revision_detail(change: Change, before: dict[str, int | None]) -> str:
+    """conda's own revision number of each conda env the change moved (conda list --revisions)."""
+    moved = []
+    for name, old in before.items():
+        new = conda.current_revision(change.envs[name].env.root)
+        if new is not None and new != old:
+            moved.append(f"{name}: conda revision {new}")
+    return "; ".join(moved)
 
 
 def _abandon(change: Change, error: BaseException) -> None:

@@ -138,13 +138,20 @@ class CondaInstaller(Installer):
     def __init__(
         self, env: Environment, child_env: dict[str, str], workdir: str, channels: Sequence[str] = ()
     ):
-        super().__init__(env, conda_environment(child_env), workdir)
+        child = conda_environment(child_env)
+        # conda's package cache for this change is its scratch folder (the first writable
+        # entry gets new packages; the env's own pkgs/ is only read): nothing the change
+        # writes lies outside the env's snapshot, which leaves pkgs/ out.
+        child["CONDA_PKGS_DIRS"] = f"{os.path.join(workdir, 'pkgs')},{os.path.join(env.root, 'pkgs')}"
+        super().__init__(env, child, workdir)
         self.tool = find_tool(env.root)
         self.name = os.path.basename(self.tool) if self.tool else CONDA
         self.channels = (DEFAULT_CHANNEL, *validate_channels(channels))
 
     def check_usable(self) -> None:
-        if self.env.kind != "conda":
+        from tljh_admin.envs.backends import installers_for
+
+        if CONDA not in installers_for(self.env.kind):
             raise Refused(
                 f"the {self.env.name} environment is not a conda environment (no conda-meta/)",
                 hint=f"install Python packages with pip: tljh env install --target {self.env.name} NAME",
@@ -172,11 +179,17 @@ class CondaInstaller(Installer):
 
     # -- conda's own ------------------------------------------------------------------------
     def plan(
-        self, specs: Sequence[str], *, remove: bool = False, force_reinstall: bool = False
+        self,
+        specs: Sequence[str],
+        *,
+        remove: bool = False,
+        force_reinstall: bool = False,
+        update: bool = False,
     ) -> CondaResolution:
-        """What conda would do, from its own dry run."""
+        """What conda would do, from its own dry run of the same command."""
         extra = ["--force-reinstall"] if force_reinstall else []
-        command = self._command("remove" if remove else "install", "--dry-run", "--json", *extra, *specs)
+        action = "remove" if remove else "update" if update else "install"
+        command = self._command(action, "--dry-run", "--json", *extra, *specs)
         proc = subprocess.run(
             command,
             capture_output=True,
@@ -255,6 +268,14 @@ def plan_changes(
             )
         )
     return sorted(rows, key=lambda c: canonical_name(c.name))
+
+
+def removed_distributions(env: Environment, resolution: CondaResolution) -> set[str]:
+    """Canonical names of the Python distributions a conda plan removes (not reinstalls)."""
+    relinked = {p.name for p in resolution.link}
+    gone = {p.name for p in resolution.unlink} - relinked
+    by_dist = {os.path.basename(r.dist_info): r.name for r in env.conda_records if r.dist_info}
+    return {canonical_name(d.name) for d in env.distributions if by_dist.get(d.metadata_dir) in gone}
 
 
 # -- guards ------------------------------------------------------------------------------------

@@ -167,6 +167,7 @@ def _change(env: str, change) -> dict:
         "current": change.before,
         "target": change.after,
         "action": change.action,
+        "channel": change.channel,
     }
 
 

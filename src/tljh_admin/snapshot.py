@@ -47,6 +47,9 @@ class Areas:
     #: top-level names present before the change; anything new at top level is the change's
     top_level: frozenset[str]
     skip: frozenset[str] = frozenset()
+    #: files the kind's installer rewrites in place (conda appends to conda-meta/history):
+    #: a hard link would share those writes, so the snapshot keeps, and restores, a copy
+    copied: frozenset[str] = frozenset()
 
 
 class SnapshotUnusable(Refused):
@@ -54,7 +57,11 @@ class SnapshotUnusable(Refused):
 
 
 def install_areas(
-    env_root: str, site_dirs: Iterable[str], system: bool = False, skip: Iterable[str] = ()
+    env_root: str,
+    site_dirs: Iterable[str],
+    system: bool = False,
+    skip: Iterable[str] = (),
+    copied: Iterable[str] = (),
 ) -> Areas:
     if system:
         # The OS interpreter: only what `pip install` as root writes (dist-packages, the
@@ -65,7 +72,8 @@ def install_areas(
             folders.append(os.path.join(scheme_root, "bin"))
         return Areas(root="", folders=tuple(folders), top_level=frozenset())
     names = frozenset(os.listdir(env_root))
-    return Areas(root=env_root, folders=(env_root,), top_level=names, skip=frozenset(skip))
+    in_place = frozenset(os.path.join(env_root, rel) for rel in copied)
+    return Areas(root=env_root, folders=(env_root,), top_level=names, skip=frozenset(skip), copied=in_place)
 
 
 def _meta(st: os.stat_result) -> list[int]:
@@ -98,6 +106,13 @@ def take(areas: Areas, dest: str) -> None:
         if not _cp_al(area, mirror, _entries(area, skip)):
             _link_tree(area, mirror, skip)
         _copy_folder_meta(area, mirror)
+    for path in sorted(areas.copied):
+        mirror = files_root + path
+        if os.path.isfile(mirror) and not os.path.islink(mirror):
+            parent = os.lstat(os.path.dirname(mirror))  # the mirror keeps the folder's mtime
+            os.unlink(mirror)
+            _copy_file(path, mirror)
+            os.utime(os.path.dirname(mirror), ns=(parent.st_atime_ns, parent.st_mtime_ns))
     count = sum(1 for _ in _walk_farm(files_root, areas.folders))
     manifest = {
         "version": MANIFEST_VERSION,
@@ -105,6 +120,7 @@ def take(areas: Areas, dest: str) -> None:
         "root": areas.root,
         "top_level": sorted(areas.top_level),
         "skip": sorted(areas.skip),
+        "copied": sorted(areas.copied),
         "entries": count,
         "complete": True,
     }
@@ -164,6 +180,13 @@ def _cp_al(source: str, target: str, names: list[str]) -> bool:
         shutil.rmtree(target, ignore_errors=True)
         return False
     return True
+
+
+def _copy_file(source: str, target: str) -> None:
+    """A real copy with the source's mode, owner and times (not a link: see Areas.copied)."""
+    shutil.copy2(source, target, follow_symlinks=False)
+    st = os.lstat(source)
+    os.chown(target, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
 def _copy_folder_meta(source: str, mirror: str) -> None:
@@ -327,8 +350,16 @@ def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
                 os.unlink(folder)
             os.makedirs(folder, exist_ok=True)
     # 3. files removed or replaced: link the recorded inode back
+    copied = {
+        p for p in manifest.get("copied", []) if isinstance(p, str) and _inside(p, [root] if root else [])
+    }
     for path, recorded in recorded_files.items():
         now = entries.get(path)
+        if path in copied:  # rewritten in place by the installer: put a copy back, always
+            if now is not None or os.path.lexists(path):
+                _remove(path)
+            _copy_file(files_root + path, path)
+            continue
         if now is not None and (now.st_ino, now.st_dev) == (recorded.st_ino, recorded.st_dev):
             continue
         if now is not None or os.path.lexists(path):

@@ -10,6 +10,10 @@ MIN_USER_PYTHON = "3.9"
 MIN_USER_PIP = "23.1.2"
 MIN_CONDA = "4.10"
 MIN_MAMBA = "0.16.0"
+# TLJH 2.0's tljh/installer.py pins the user env's conda and mamba (conda_version,
+# mamba_version, from its Miniforge 24.7.1-2) and force-reinstalls them on every upgrade.
+PINNED_CONDA = "24.7.1"
+PINNED_MAMBA = "1.5.9"
 
 # The hub venv holds these (tljh/requirements-hub-env.txt); we ship TLJH 2.0's copy.
 DATA_DIR = os.path.join(os.path.dirname(__file__), "data")

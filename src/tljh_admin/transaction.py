@@ -727,9 +727,10 @@ def change_areas(layout: Layout, env: Environment) -> snapshot.Areas:
 
     backend = backend_for(env.name, layout)
     skip = backend.untouched if backend is not None else frozenset()
+    in_place = backend.rewritten_in_place if backend is not None else frozenset()
     if env.name == SYSTEM:
         return snapshot.install_areas("", [os.path.realpath(s) for s in env.site_dirs], system=True)
-    return snapshot.install_areas(os.path.realpath(env.root), (), skip=skip)
+    return snapshot.install_areas(os.path.realpath(env.root), (), skip=skip, copied=in_place)
 
 
 def allowed_areas(layout: Layout, name: str) -> tuple[str, tuple[str, ...]]:
@@ -754,7 +755,9 @@ class EnvState:
 
     @property
     def packages(self) -> dict[str, str]:
-        return {d.name: d.version for d in self.env.distributions}
+        from tljh_admin.envs.backends import package_versions
+
+        return package_versions(self.env)
 
 
 @dataclass

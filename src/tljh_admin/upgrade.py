@@ -4,8 +4,11 @@ installer-upgrade-actions.md) as a plan you can read, applied all-or-nothing.
 - hub: `pip install --upgrade -r requirements-hub-env.txt`;
 - user: only jupyterhub, set to exactly the version the hub will have *after* the upgrade
   (TLJH installs the hub's spec, e.g. `jupyterhub>=5.2.0,<6`; the exact pin is stronger and
-  rules out drift), plus pip raised to TLJH's minimum and, in a conda env, conda and mamba;
-  nothing else changes, unless pip must move something for the new jupyterhub;
+  rules out drift), plus pip raised to TLJH's minimum; nothing else changes, unless pip
+  must move something for the new jupyterhub;
+- in a conda user env, first TLJH's conda steps with the env's own mamba (else conda):
+  conda and mamba raised to TLJH's minimums, then TLJH 2.x's forced reinstall of its pinned
+  conda and mamba (tljh/installer.py), planned by conda's own dry run;
 - system: never touched.
 """
 
@@ -18,13 +21,13 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tljh_admin import policy, tljh
+from tljh_admin import conda, policy, tljh
 from tljh_admin.changes import Prepared, _areas, _can_write_state, _write_paths, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
-from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes, run_logged
+from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes
 from tljh_admin.layout import HUB, USER, Layout
 from tljh_admin.transaction import Change, EnvState, StateDir, scratch_folder
 
@@ -170,13 +173,13 @@ def prepare_upgrade(
                     USER, f"set the user env's jupyterhub to {plan.hub_jupyterhub_after}", tuple(user_command)
                 ),
             ]
-            conda_step = _conda_step(user)
-            if conda_step is not None:
-                plan.steps.append(conda_step)
-                plan.changes[USER] += [
-                    PlannedChange(name, have, f">={minimum}", "upgrade", True)
-                    for name, have, minimum in _conda_below_minimum(user)
-                ]
+            conda_installer = None
+            if user.kind == "conda":
+                conda_installer = conda.CondaInstaller(user, child_env, workdir)
+                conda_installer.check_usable()
+                conda_steps, conda_plan = _conda_steps(user, conda_installer)
+                plan.steps[1:1] = conda_steps  # TLJH's order: conda and mamba before jupyterhub
+                plan.changes[USER] = _merge_rows(conda_plan, plan.changes[USER])
             change = Change(layout, state, None, command, "upgrade", {}, installer_name)
             change.envs[HUB] = EnvState(hub, _areas(hub, layout))
             change.envs[USER] = EnvState(user, _areas(user, layout))
@@ -187,10 +190,10 @@ def prepare_upgrade(
                 for step in plan.steps:
                     progress(step.description)
                     try:
-                        if step.command[0].endswith(("mamba", "conda")):
-                            run_logged(list(step.command), child_env, workdir, log, progress, change)
-                        else:
-                            installers[step.env].run(list(step.command), log, progress, tracker=change)
+                        by = installers[step.env]
+                        if conda_installer is not None and step.command[0] == conda_installer.tool:
+                            by = conda_installer
+                        by.run(list(step.command), log, progress, tracker=change)
                     except InstallerFailed as failure:
                         raise InstallerFailed(
                             f"the {step.env} step ({step.description}) failed", failure.output
@@ -232,25 +235,47 @@ def _conda_below_minimum(user: Environment) -> list[tuple[str, str, str]]:
     ]
 
 
-def _conda_step(user: Environment) -> Step | None:
-    """TLJH raises conda and mamba in a conda user env with mamba (else conda) from
-    conda-forge (tljh/conda.py)."""
-    below = _conda_below_minimum(user)
-    if user.kind != "conda" or not below:
-        return None
-    tool = next(
-        (
-            os.path.join(user.root, "bin", t)
-            for t in ("mamba", "conda")
-            if os.path.exists(os.path.join(user.root, "bin", t))
-        ),
-        None,
+def _conda_steps(user: Environment, installer: conda.CondaInstaller) -> tuple[list[Step], list]:
+    """TLJH's conda steps (tljh/installer.py, tljh/conda.py) and their plan.
+
+    1. conda and mamba below TLJH's minimums are raised (`mamba>=0.16.0`);
+    2. TLJH 2.x force-reinstalls its pinned conda and mamba on every upgrade (against
+       conda's "RemoveError: 'requests' is a dependency of conda").
+    The plan is conda's dry run of step 2: its pins are above the minimums, so it shows
+    where both steps end."""
+    steps = []
+    tool = os.path.basename(installer.tool or "conda")
+    below = [f"{name}>={minimum}" for name, _, minimum in _conda_below_minimum(user)]
+    if below:
+        command = installer.install_command(below, None, False)
+        steps.append(Step(USER, "raise " + " and ".join(below) + f" with {tool}", tuple(command)))
+    pins = [f"conda=={tljh.PINNED_CONDA}", f"mamba=={tljh.PINNED_MAMBA}"]
+    steps.append(
+        Step(
+            USER,
+            f"reinstall TLJH's conda {tljh.PINNED_CONDA} and mamba {tljh.PINNED_MAMBA} with {tool}",
+            tuple(installer.force_reinstall_command(pins)),
+        )
     )
-    if tool is None:
-        return None
-    specs = [f"{name}>={minimum}" for name, _, minimum in below]
-    command = (tool, "install", "--yes", "--prefix", user.root, "-c", "conda-forge", *specs)
-    return Step(USER, "raise " + " and ".join(specs) + " with " + os.path.basename(tool), command)
+    try:
+        resolution = installer.plan(pins, force_reinstall=True)
+    except InstallerFailed as failure:
+        raise TljhError(
+            f"the user env's conda step cannot be resolved: {failure}",
+            hint=f"{tool} said:\n{failure.output}",
+            exit_code=ExitCode.REFUSED,
+        ) from None
+    conda.refuse_conda_over_pip(user, resolution, force=False)
+    return steps, conda.plan_changes(user, resolution, {"conda", "mamba"})
+
+
+def _merge_rows(first: list, then: list) -> list:
+    """One row per package: conda's rows, then the pip step's for packages conda leaves alone."""
+    seen = {canonical_name(c.name) for c in first}
+    return sorted(
+        [*first, *(c for c in then if canonical_name(c.name) not in seen)],
+        key=lambda c: canonical_name(c.name),
+    )
 
 
 def restart_hub(systemd_running: bool, run=subprocess.run) -> str:

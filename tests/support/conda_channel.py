@@ -63,12 +63,31 @@ class CondaSpec:
 
 
 def dist_info(name: str, version: str, base: str) -> dict[str, bytes]:
-    """The dist-info conda-build leaves in a Python package: pip sees it, INSTALLER says conda."""
-    folder = f"{base}/{name.replace('-', '_')}-{version}.dist-info"
+    """The dist-info conda-build leaves in a Python package (its build ran pip): INSTALLER
+    says conda, and a RECORD lists the files, so pip sees the package and can replace it."""
+    folder = f"{name.replace('-', '_')}-{version}.dist-info"
     return {
-        f"{folder}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode(),
-        f"{folder}/INSTALLER": b"conda\n",
+        f"{base}/{folder}/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n".encode(),
+        f"{base}/{folder}/INSTALLER": b"conda\n",
     }
+
+
+def with_record(files: dict[str, bytes], base: str) -> dict[str, bytes]:
+    """`files` plus a RECORD in each dist-info under `base`, listing the package's files
+    below `base` as pip's installer writes it."""
+    import base64
+
+    folders = {p[len(base) + 1 :].split("/", 1)[0] for p in files if p.startswith(base + "/")}
+    out = dict(files)
+    for folder in (f for f in folders if f.endswith(".dist-info")):
+        rows = []
+        for path, data in sorted(files.items()):
+            if path.startswith(base + "/") and not path.endswith(f"{folder}/RECORD"):
+                digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+                rows.append(f"{path[len(base) + 1 :]},sha256={digest},{len(data)}")
+        rows.append(f"{folder}/RECORD,,")
+        out[f"{base}/{folder}/RECORD"] = ("\n".join(rows) + "\n").encode()
+    return out
 
 
 def build_package(spec: CondaSpec, channel: Path, stage_root: Path) -> Path:
@@ -214,7 +233,7 @@ def wheel_spec(wheel: Path, build: str = "pyhd8ed1ab_0", depends: tuple[str, ...
             if head.endswith(".dist-info"):
                 leaf = item.rsplit("/", 1)[-1]
                 if leaf == "RECORD":
-                    continue  # conda-build drops RECORD: conda, not pip, owns these files
+                    continue  # written again below: INSTALLER changes
                 if leaf == "METADATA":
                     for line in data.decode().splitlines():
                         if line.startswith("Name: "):
@@ -234,7 +253,7 @@ def wheel_spec(wheel: Path, build: str = "pyhd8ed1ab_0", depends: tuple[str, ...
         build,
         subdir=NOARCH,
         depends=depends,
-        files=files,
+        files=with_record(files, "site-packages"),
         noarch_python=True,
         entry_points=tuple(entry_points),
     )
@@ -296,10 +315,13 @@ def python_package_spec(
         version,
         f"py{python_short.replace('.', '')}h0_0",
         depends=(python_pin(python_short), *depends),
-        files={
-            f"{site}/{module}/__init__.py": f'__version__ = "{version}"\n'.encode(),
-            **dist_info(name, version, site),
-        },
+        files=with_record(
+            {
+                f"{site}/{module}/__init__.py": f'__version__ = "{version}"\n'.encode(),
+                **dist_info(name, version, site),
+            },
+            site,
+        ),
     )
 
 
@@ -309,8 +331,9 @@ CONDA_VERSIONS = ("4.9.2", "24.7.1")
 MAMBA_VERSIONS = ("0.15.3", "1.5.9")
 
 
-def test_channel_specs(cpython: Path, wheelhouse: Path, pip_wheel: Path | None) -> list[CondaSpec]:
-    """Every package of the test channel."""
+def test_channel_specs(cpython: Path, wheelhouse: Path | None, pip_wheel: Path | None) -> list[CondaSpec]:
+    """Every package of the test channel (without a wheelhouse: no jupyterhub or traitlets,
+    which the sandbox installs from PyPI with pip, as TLJH does)."""
     from tests.support.prefixes import _is_full_cpython
 
     short = _is_full_cpython(cpython)
@@ -339,15 +362,21 @@ def test_channel_specs(cpython: Path, wheelhouse: Path, pip_wheel: Path | None) 
     ]
     # noarch: python packages repackaged from the session's wheels, jupyterhub at the hub's versions
     for wheel_name, depends in (
-        ("traitlets-5.14.3", ("python >=3.8",)),
-        ("jupyterhub-5.2.1", ("python >=3.8", "traitlets >=5")),
-        ("jupyterhub-5.3.0", ("python >=3.8", "traitlets >=5")),
+        ()
+        if wheelhouse is None
+        else (
+            ("traitlets-5.14.3", ("python >=3.8",)),
+            ("jupyterhub-5.2.1", ("python >=3.8", "traitlets >=5")),
+            ("jupyterhub-5.3.0", ("python >=3.8", "traitlets >=5")),
+        )
     ):
         specs.append(wheel_spec(wheelhouse / f"{wheel_name}-py3-none-any.whl", depends=depends))
     return specs
 
 
-def build_test_channel(channels_root: Path, cpython: Path, wheelhouse: Path, pip_wheel: Path | None) -> Path:
+def build_test_channel(
+    channels_root: Path, cpython: Path, wheelhouse: Path | None, pip_wheel: Path | None
+) -> Path:
     """channels_root/conda-forge with every test package and its repodata.json."""
     channel = channels_root / CHANNEL_NAME
     stage = channels_root / ".stage"

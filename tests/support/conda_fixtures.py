@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -63,9 +64,12 @@ def conda_base_prefix(tmp_path_factory, base_prefix, conda_channels, wheelhouse)
 
 
 @pytest.fixture
-def conda_prefix(conda_base_prefix, tmp_path) -> Path:
-    """A private copy of the conda PREFIX, free to change."""
-    return prefixes.copy_prefix(conda_base_prefix, tmp_path / "opt tljh")
+def conda_prefix(conda_base_prefix, tmp_path) -> Iterator[Path]:
+    """A private copy of the conda PREFIX (hard links, see prefixes.copy_prefix), free to
+    change; removed afterwards."""
+    path = prefixes.copy_prefix(conda_base_prefix, tmp_path / "opt tljh")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def conda_list(user: Path) -> list[dict]:
@@ -83,5 +87,3 @@ def conda_list(user: Path) -> list[dict]:
 def conda(user: Path, *args: str) -> subprocess.CompletedProcess:
     """Run the env's own conda stand-in (for setting a test's scene)."""
     return prefixes.run([user / "bin" / "conda", *args])
-
-

@@ -17,11 +17,12 @@ What it does the way conda does: channels from `-c` first, then the prefix's `.c
 `channels:`; a channel name is turned into a URL through `.condarc`'s `custom_channels`
 (conda's own setting), which is how `-c conda-forge` reaches the local test channel without
 a network; installed packages are kept unless the request needs them changed; `remove`
-also removes what depends on the removed package; the package cache is PREFIX/pkgs (the
-Miniforge root's); `conda-meta/history` gets conda's revision block; `--dry-run --json`
-prints conda's document (`actions: {FETCH, LINK, UNLINK, PREFIX}`, or "All requested
-packages already installed."); `list --json` lists the records plus pip-installed
-distributions as channel `pypi`. Everything else conda can do is refused with exit 2.
+also removes what depends on the removed package; the package cache is CONDA_PKGS_DIRS's
+first entry, else PREFIX/pkgs (the Miniforge root's); `conda-meta/history` gets conda's
+revision block; `--dry-run --json` prints conda's document (`actions: {FETCH, LINK,
+UNLINK, PREFIX}`, or "All requested packages already installed."); `list --json` lists
+the records plus pip-installed distributions as channel `pypi`. Everything else conda
+can do is refused with exit 2.
 
 Run by bin/conda and bin/mamba launchers: `--tool NAME --root ROOT` say which command it
 stands in for and where that command's own installation (its conda-meta record) is.
@@ -262,7 +263,7 @@ def apply(opts: dict, installed: list, solution: list, force: set[str]) -> None:
         rattler.install(
             solution,
             prefix,
-            cache_dir=os.path.join(prefix, "pkgs"),
+            cache_dir=package_cache(prefix),
             installed_packages=installed,
             reinstall_packages=force or None,
             show_progress=False,
@@ -272,8 +273,16 @@ def apply(opts: dict, installed: list, solution: list, force: set[str]) -> None:
     # writes them 0600, which would hide them from `conda list` run by a user.
     meta = os.path.join(prefix, "conda-meta")
     for name in os.listdir(meta):
-        if name.endswith(".json"):
-            os.chmod(os.path.join(meta, name), 0o644)
+        path = os.path.join(meta, name)
+        if name.endswith(".json") and os.stat(path).st_mode & 0o777 != 0o644:
+            os.chmod(path, 0o644)
+
+
+def package_cache(prefix: str) -> str:
+    """conda's pkgs_dirs: CONDA_PKGS_DIRS's first entry (the one conda writes new packages
+    to), else the Miniforge root's pkgs/."""
+    configured = [p for p in os.environ.get("CONDA_PKGS_DIRS", "").split(",") if p]
+    return configured[0] if configured else os.path.join(prefix, "pkgs")
 
 
 def append_history(opts: dict, argv: list[str], unlink: list, link: list, conda_version: str) -> None:
@@ -390,4 +399,10 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    code = main(sys.argv[1:])
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # py-rattler's runtime threads can crash the interpreter's own shutdown ("PyGILState_Release:
+    # thread state must be current", seen about once in ten runs): everything is written by
+    # now, so leave without it.
+    os._exit(code)

@@ -153,6 +153,13 @@ InstallerOption = Annotated[
         help="pip (TLJH's own, honours pip.conf) or uv (much faster; index settings from PIP_* variables).",
     ),
 ]
+CondaFlag = Annotated[
+    bool,
+    typer.Option(
+        "--conda",
+        help="Conda packages, with the env's mamba (else conda), from conda-forge (a conda env only).",
+    ),
+]
 LockTimeoutOption = Annotated[
     float,
     typer.Option(
@@ -282,7 +289,7 @@ def doctor(
     epilog=_examples(
         "sudo tljh env install --target user numpy 'pandas>=2'",
         "sudo tljh env install --target user -r requirements.txt --dry-run",
-        "sudo tljh env install --target hub oauthenticator --installer uv",
+        "sudo tljh env install --target user --conda gdal",
     ),
 )
 def env_install(
@@ -305,16 +312,30 @@ def env_install(
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Allow user-server packages in the hub env.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Allow user-server packages in the hub env; let pip or conda replace the other's packages.",
+        ),
     ] = False,
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    conda: CondaFlag = False,
+    channel: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--channel",
+            metavar="CHANNEL",
+            help="With --conda: another channel after conda-forge (repeatable).",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     json: ChangeJsonFlag = False,
 ) -> ExitCode:
     """Install packages into one environment, through its own interpreter, with a plan first,
-    a snapshot, and an exact restore if anything fails."""
+    a snapshot, and an exact restore if anything fails. With --conda: conda packages, in a
+    conda user env, with its own mamba (else conda), as TLJH installs them."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
@@ -329,6 +350,8 @@ def env_install(
         allow_system=allow_system,
         break_system_packages=break_system_packages,
         installer=installer.value,
+        conda=conda,
+        channels=tuple(channel or ()),
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
@@ -347,6 +370,7 @@ def env_install(
     epilog=_examples(
         "sudo tljh env uninstall --target user numpy",
         "sudo tljh env uninstall --target hub jupyterlab --dry-run",
+        "sudo tljh env uninstall --target user --conda gdal",
     ),
 )
 def env_uninstall(
@@ -366,10 +390,12 @@ def env_uninstall(
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    conda: CondaFlag = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     json: ChangeJsonFlag = False,
 ) -> ExitCode:
-    """Remove packages from one environment, with a snapshot to roll back to."""
+    """Remove packages from one environment, with a snapshot to roll back to. With --conda:
+    conda packages (conda also removes what depends on them; the plan shows it)."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
@@ -381,6 +407,7 @@ def env_uninstall(
         allow_system=allow_system,
         break_system_packages=break_system_packages,
         installer=installer.value,
+        conda=conda,
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
@@ -588,7 +615,10 @@ def env_apply(
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
 
-@env_app.command("prune")
+@env_app.command(
+    "prune",
+    epilog=_examples("sudo tljh env prune --keep 3", "sudo tljh env prune --keep 5 --save"),
+)
 def env_prune(
     ctx: typer.Context,
     keep: Annotated[

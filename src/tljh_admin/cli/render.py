@@ -127,6 +127,8 @@ def _interpreter_cell(env: Environment) -> str:
 def environments_table(prefix: str, envs: list[Environment]) -> None:
     from rich.markup import escape
 
+    from tljh_admin.envs.backends import packages
+
     columns = [
         ("env", {"no_wrap": True}),
         ("kind", {"no_wrap": True}),
@@ -145,7 +147,7 @@ def environments_table(prefix: str, envs: list[Environment]) -> None:
                 env.kind or "-",
                 f"[{style}]{env.status}[/]",
                 env.python_version or "?",
-                str(len(env.distributions)),
+                str(len(packages(env))),
                 escape(_relative(env.root, prefix) if env.root else "-"),
                 escape(_interpreter_cell(env)),
             ]
@@ -176,13 +178,22 @@ def packages_table(env: Environment) -> None:
 
     out = stdout_console()
     out.print(f"{env.name}: {escape(env.root or env.interpreter.path)}")
+    from tljh_admin.envs.backends import packages
+
     columns = [
         ("package", {"no_wrap": True}),
         ("version", {"no_wrap": True}),
         ("installer", {"no_wrap": True}),
     ]
-    rows = [[escape(d.name), escape(d.version), escape(d.installer or "-")] for d in env.distributions]
-    out.print(_fit(out, columns, rows, drop=("installer",)), soft_wrap=False)
+    conda = env.kind == "conda"
+    if conda:  # as `conda list` shows them
+        columns += [("build", {"no_wrap": True}), ("channel", {"no_wrap": True})]
+    rows = [
+        [escape(p.name), escape(p.version), escape(p.installer or "-")]
+        + ([escape(p.build or "-"), escape(p.channel or "-")] if conda else [])
+        for p in packages(env)
+    ]
+    out.print(_fit(out, columns, rows, drop=("build", "channel", "installer")), soft_wrap=False)
     _notes(out, [env])
 
 
@@ -199,15 +210,24 @@ _ACTION_STYLE = {
 def plan_table(title: str, plan) -> None:
     """The plan as aligned plain columns: rich's table layout costs 150 ms for a 60-package
     plan, a tenth of a typical uv install, and a plan needs no boxes."""
-    rows = [("package", "now", "after", "action")]
+    channels = any(getattr(c, "channel", "") for c in plan)  # a conda plan says where from
+    rows = [("package", "now", "after", *(("channel",) if channels else ()), "action")]
     rows += [
-        (f"{c.name}{' *' if c.requested else ''}", c.before or "-", c.after or "-", c.action) for c in plan
+        (
+            f"{c.name}{' *' if c.requested else ''}",
+            c.before or "-",
+            c.after or "-",
+            *((c.channel or "-",) if channels else ()),
+            c.action,
+        )
+        for c in plan
     ]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    columns = len(rows[0]) - 1
+    widths = [max(len(row[i]) for row in rows) for i in range(columns)]
     lines = [title]
     for row in rows:
         lines.append(
-            "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:3])) + "  " + row[3]
+            "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:columns])) + "  " + row[-1]
         )
     lines.append("  (* requested)")
     sys.stdout.write("\n".join(lines) + "\n")

@@ -12,6 +12,7 @@ import shutil
 import stat
 
 from tljh_admin import tljh
+from tljh_admin.doctor.conda_checks import CONDA_CHECKS
 from tljh_admin.doctor.context import Context, world_writable
 from tljh_admin.doctor.model import FAILED, HOST, OK, SKIPPED, WARNING, Check, Finding, Fix
 from tljh_admin.envs.model import BROKEN, DUPLICATE, LEFTOVER, MISSING
@@ -652,6 +653,7 @@ REGISTRY: tuple[Check, ...] = (
         pip_over_conda,
         "conda cannot update or remove a package pip replaced (RemoveError, TLJH#918)",
     ),
+    *CONDA_CHECKS,
     Check(
         "unfinished-change",
         "no unfinished tljh-admin change",

@@ -103,6 +103,11 @@ class Backend:
     #: top-level folders of the environment no change writes into: left out of snapshots
     #: (the kind's say over its change areas; transaction.change_areas snapshots the rest)
     untouched: frozenset[str] = frozenset()
+    #: files (relative to the root) a change of this kind rewrites in place rather than
+    #: replacing: snapshots keep a copy of them, not a link (transaction.change_areas)
+    rewritten_in_place: frozenset[str] = frozenset()
+    #: the installers that may change this kind of environment (defaults.INSTALLERS and conda)
+    installers: tuple[str, ...] = ("pip", "uv")
 
     def __init__(self, name: str, root: str, interpreter: str):
         self.name = name
@@ -231,6 +236,10 @@ class VenvBackend(Backend):
 class CondaBackend(Backend):
     # conda's package cache: conda fills it, but an environment's state does not depend on it
     untouched = frozenset({"pkgs"})
+    # conda's History appends each revision to the same file (conda/history.py opens it "a")
+    rewritten_in_place = frozenset({"conda-meta/history"})
+    # conda packages with the env's own mamba/conda; pip and uv for Python distributions
+    installers = ("pip", "uv", "conda")
     kind = CONDA
 
     def conda_records(self) -> list[CondaRecord]:
@@ -382,6 +391,20 @@ def packages(env: Environment) -> list[Package]:
                 )
             )
     return sorted(rows, key=lambda p: (p.name.lower(), p.version))
+
+
+def installers_for(kind: str | None) -> tuple[str, ...]:
+    """The installers the kind of environment allows (its backend's say)."""
+    backend = next(
+        (b for b in (VenvBackend, CondaBackend, StandaloneBackend, SystemBackend) if b.kind == kind), None
+    )
+    return backend.installers if backend is not None else ()
+
+
+def package_versions(env: Environment) -> dict[str, str]:
+    """{name: version} of the rows `packages` gives: what history and drift checks record
+    (a conda change shows up there with its C libraries, not only its Python parts)."""
+    return {p.name: p.version for p in packages(env)}
 
 
 def backend_for(name: str, layout: Layout) -> Backend | None:

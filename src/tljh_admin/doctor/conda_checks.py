@@ -1,0 +1,193 @@
+"""Checks for a conda user env (TLJH's Miniforge installation).
+
+Inspection reads records cheaply (names from the file name, one search each); these checks
+read them whole, as `conda doctor` would, since a doctor run can afford it. A record's
+paths are only ever tested with lstat, and a path that would leave the prefix is reported,
+never followed: conda-meta/ is a place a user with write access could plant a record.
+pip-over-conda and the minimum versions of conda and mamba are checked in checks.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from tljh_admin.doctor.context import Context
+from tljh_admin.doctor.model import FAILED, SKIPPED, WARNING, Check, Finding
+from tljh_admin.layout import USER
+
+#: how many missing files one finding names before summing up the rest
+MAX_NAMED_FILES = 3
+
+
+def _skipped(why: str, subject: str = "") -> list[Finding]:
+    return [Finding(SKIPPED, why, subject, "")]
+
+
+def _skipped_unless_conda(ctx: Context) -> list[Finding] | None:
+    if ctx.env(USER).kind != "conda":
+        return _skipped("the user environment is not a conda environment")
+    return None
+
+
+def _reinstall_hint(env_root: str, name: str) -> str:
+    from tljh_admin import conda
+
+    tool = conda.find_tool(env_root) or os.path.join(env_root, "bin", "conda")
+    return (
+        f"sudo {tool} install --yes --prefix {env_root} --force-reinstall -c {conda.DEFAULT_CHANNEL} {name}"
+    )
+
+
+def conda_files(ctx: Context, name: str) -> list[Finding]:
+    skipped = _skipped_unless_conda(ctx)
+    if skipped is not None:
+        return skipped
+    env = ctx.env(USER)
+    root = os.path.realpath(env.root)
+    found = []
+    for record in env.conda_records:
+        path = os.path.join(env.root, "conda-meta", record.meta_file)
+        try:
+            with open(path, encoding="utf-8") as f:
+                files = json.load(f).get("files", [])
+        except (OSError, ValueError, AttributeError):
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{record.meta_file}: not a readable conda record",
+                    path,
+                    _reinstall_hint(root, record.name),
+                )
+            )
+            continue
+        missing, escaping = [], []
+        for rel in files:
+            if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.split("/"):
+                escaping.append(str(rel))
+            elif not os.path.lexists(os.path.join(env.root, rel)):
+                missing.append(rel)
+        if escaping:
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{record.name} {record.version}: its record names paths outside the environment "
+                    f"({', '.join(escaping[:MAX_NAMED_FILES])}); conda did not write this record",
+                    path,
+                    f"inspect and remove {path}",
+                )
+            )
+        if missing:
+            named = ", ".join(missing[:MAX_NAMED_FILES])
+            more = f" and {len(missing) - MAX_NAMED_FILES} more" if len(missing) > MAX_NAMED_FILES else ""
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{record.name} {record.version}: {len(missing)} of its {len(files)} files are missing "
+                    f"({named}{more})",
+                    record.name,
+                    _reinstall_hint(env.root, record.name),
+                )
+            )
+    return found
+
+
+def conda_history(ctx: Context, name: str) -> list[Finding]:
+    skipped = _skipped_unless_conda(ctx)
+    if skipped is not None:
+        return skipped
+    from tljh_admin import conda
+
+    env = ctx.env(USER)
+    revisions = conda.read_history(env.root)
+    if not revisions:
+        return _skipped(
+            "conda-meta/history records no revision", os.path.join(env.root, "conda-meta", "history")
+        )
+    said = conda.history_dists(revisions)
+    on_disk = {r.meta_file[: -len(".json")] for r in env.conda_records}
+    history = os.path.join(env.root, "conda-meta", "history")
+    found = []
+    unrecorded = sorted(on_disk - said)
+    if unrecorded:
+        found.append(
+            Finding(
+                WARNING,
+                f"installed, but not in conda's history: {', '.join(unrecorded)} "
+                "(changed by something other than conda or mamba?)",
+                history,
+                "conda's revisions (conda list --revisions, conda install --revision N) cannot restore "
+                "these; reinstall them with conda to record them",
+            )
+        )
+    vanished = sorted(said - on_disk)
+    if vanished:
+        found.append(
+            Finding(
+                WARNING,
+                f"conda's history says installed, but no record is there: {', '.join(vanished)} "
+                "(removed by hand?)",
+                history,
+                "reinstall or remove them with conda: "
+                + _reinstall_hint(env.root, vanished[0].rsplit("-", 2)[0]),
+            )
+        )
+    return found
+
+
+def conda_tools(ctx: Context, name: str) -> list[Finding]:
+    skipped = _skipped_unless_conda(ctx)
+    if skipped is not None:
+        return skipped
+    from tljh_admin import conda
+
+    env = ctx.env(USER)
+    records = {r.name for r in env.conda_records}
+    found = []
+    if conda.find_tool(env.root) is None:
+        found.append(
+            Finding(
+                FAILED,
+                "the user environment has neither bin/mamba nor bin/conda, "
+                "which TLJH's installer and upgrade run",
+                os.path.join(env.root, "bin"),
+                "reinstall Miniforge's conda into the user env (TLJH's installer does on a fresh install)",
+            )
+        )
+    for tool in (conda.CONDA, conda.MAMBA):
+        binary = os.path.join(env.root, "bin", tool)
+        if tool in records and not os.path.lexists(binary):
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{tool} is installed but bin/{tool} is gone",
+                    binary,
+                    _reinstall_hint(env.root, tool),
+                )
+            )
+    return found
+
+
+CONDA_CHECKS = (
+    Check(
+        "conda-files",
+        "conda packages' files present",
+        (USER,),
+        conda_files,
+        "a conda package with files missing breaks what links to it (a C library, a module)",
+    ),
+    Check(
+        "conda-history",
+        "conda-meta/history agrees with the records",
+        (USER,),
+        conda_history,
+        "conda's revisions and rollbacks trust the history; changes outside conda make it lie",
+    ),
+    Check(
+        "conda-tools",
+        "conda and mamba present in a conda user env",
+        (USER,),
+        conda_tools,
+        "TLJH installs and upgrades the user env with them (tljh/conda.py); minimums: see minimum-versions",
+    ),
+)

@@ -1,0 +1,63 @@
+"""doctor on a conda user env: every record's files, conda's history, conda and mamba.
+
+The env and every change to it are made by the conda stand-in (py-rattler; conda itself
+cannot be installed here) and real pip; damage is done the way it happens on servers: a
+file deleted by hand, a record removed by hand, pip run over a conda package.
+"""
+
+from __future__ import annotations
+
+from tests.support import prefixes
+from tests.support.conda_fixtures import conda
+
+
+def _doctor(tljh, prefix):
+    result = tljh("--prefix", prefix, "doctor", "--json")
+    return result, {(c["id"], c["env"]): c for c in result.json()["checks"]}
+
+
+def test_healthy_conda_env(tljh, conda_base_prefix):
+    result, checks = _doctor(tljh, conda_base_prefix)
+    assert result.code == 0, result.stdout  # warnings only
+    for check in ("conda-files", "conda-history", "conda-tools", "pip-over-conda"):
+        assert checks[(check, "user")]["status"] == "ok", checks[(check, "user")]
+    minimums = checks[("minimum-versions", "user")]
+    # the fixture's mamba 0.15.3 is below TLJH's 0.16.0
+    assert minimums["status"] == "warning"
+    assert [f["subject"] for f in minimums["findings"]] == ["mamba"]
+
+
+def test_damage_is_found(tljh, conda_prefix, wheelhouse):
+    user = conda_prefix / "user"
+    conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "gdal")
+    (user / "lib" / "libgdal.so.35").unlink()  # a C library deleted by hand
+    (proj_record,) = (user / "conda-meta").glob("proj-*.json")
+    proj_record.unlink()  # a record removed by hand: conda's history still lists proj
+    (user / "bin" / "conda").unlink()  # conda's command gone, its record still there
+    prefixes.pip_install(user, wheelhouse, "numpy==2.1.0")  # pip over conda's numpy
+
+    _, checks = _doctor(tljh, conda_prefix)
+    files = checks[("conda-files", "user")]
+    assert files["status"] == "failed"
+    by_subject = {f["subject"]: f for f in files["findings"]}
+    message = by_subject["libgdal"]["message"]
+    assert "libgdal 3.9.2: 1 of its 2 files are missing (lib/libgdal.so.35)" in message
+    assert "--force-reinstall -c conda-forge libgdal" in by_subject["libgdal"]["hint"]
+    # pip removed the files of conda's numpy: conda's record of them now lies as well
+    assert "numpy" in by_subject
+
+    history = checks[("conda-history", "user")]
+    assert history["status"] == "warning"
+    assert any("proj-9.4.1-h0_0" in f["message"] and "no record" in f["message"] for f in history["findings"])
+
+    tools = checks[("conda-tools", "user")]
+    assert tools["status"] == "failed"
+    assert [f["subject"] for f in tools["findings"]] == [str(user / "bin" / "conda")]
+
+    assert checks[("pip-over-conda", "user")]["status"] == "warning"
+
+
+def test_checks_skip_a_pip_user_env(tljh, base_prefix):
+    _, checks = _doctor(tljh, base_prefix)
+    for check in ("conda-files", "conda-history", "conda-tools"):
+        assert checks[(check, "user")]["status"] == "skipped"
