@@ -166,6 +166,11 @@ def test_requirements_apply_exact_and_change_json(tljh, prefix, offline, tmp_pat
     assert installed["numpy"] == "2.1.0" and "notebook" not in installed
     again = tljh(*apply, "--exact", "--yes", env=offline)
     assert again.code == 0 and "already matches" in again.stderr
+    yml = tmp_path / "environment.yml"
+    exported = tljh("--prefix", prefix, "env", "export", "-t", "user", "--format", "environment.yml", yml)
+    assert exported.code == 0, exported.stderr
+    same = tljh("--prefix", prefix, "env", "apply", yml, "-t", "user", "--exact", "--dry-run", "--json")
+    assert same.code == 0 and same.json()["changed"] is False, same.stderr
 
     commands = {
         "install": ("env", "install", "-t", "user", "notebook"),
