@@ -96,8 +96,12 @@ def test_pip_over_conda_is_refused_and_nothing_changes(tljh, conda_prefix, wheel
     assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))
 
 
-def test_conda_over_pip_is_refused_and_nothing_changes(tljh, conda_prefix):
+def test_conda_over_pip_is_refused_and_nothing_changes(tljh, conda_prefix, wheelhouse):
     before = _envs(conda_prefix)
+    # the first complaint: gdal from PyPI fails; the answer points at --conda
+    offline = {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse)}
+    pip_gdal = tljh("--prefix", conda_prefix, "env", "install", "-t", "user", "gdal", "--yes", env=offline)
+    assert pip_gdal.code != 0 and "tljh env install --target user --conda gdal" in pip_gdal.stderr
     # traitlets came from pip (with jupyterhub); conda's traitlets would overwrite its files
     result = tljh(
         "--prefix", conda_prefix, "env", "install", "--target", "user", "--conda", "traitlets", "--yes"
@@ -114,6 +118,20 @@ def test_conda_over_pip_is_refused_and_nothing_changes(tljh, conda_prefix):
     assert missing.code == ExitCode.RESOLUTION_FAILED, missing.stderr
     bad = tljh("--prefix", conda_prefix, "env", "install", "-t", "user", "--conda", "gdal;id", "--yes")
     assert bad.code == ExitCode.USAGE and len(bad.stderr.strip().splitlines()) == 1, bad.stderr
+    uv = tljh(
+        "--prefix",
+        conda_prefix,
+        "env",
+        "install",
+        "-t",
+        "user",
+        "--conda",
+        "gdal",
+        "--installer",
+        "uv",
+        "--yes",
+    )
+    assert uv.code == ExitCode.USAGE and "--installer uv is for Python packages" in uv.stderr
     hub = tljh("--prefix", conda_prefix, "env", "install", "-t", "hub", "--conda", "gdal", "--yes")
     assert hub.code == ExitCode.REFUSED and "not a conda environment" in hub.stderr
     assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))

@@ -230,9 +230,16 @@ def _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir):
     except InstallerFailed as failure:
         if pin:
             _explain_pin_conflict(installer, wanted, request, pin, workdir)
+        hint = f"the installer said:\n{failure.output}" if failure.output else ""
+        if installer.env.kind == "conda":  # TLJH's docs: C libraries (gdal...) come from conda-forge
+            names = " ".join(sorted(wanted.names))
+            hint = (
+                f"for a conda package: tljh env install --target {installer.env.name} --conda {names}; "
+                + hint
+            )
         raise TljhError(
             f"{failure}: {failure.output.splitlines()[-1] if failure.output else 'no output'}",
-            hint=f"the installer said:\n{failure.output}" if failure.output else "",
+            hint=hint,
             exit_code=ExitCode.REFUSED,
         ) from None
 
