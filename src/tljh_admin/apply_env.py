@@ -213,19 +213,18 @@ def _requirements_and_resolution(installer, missing: list[Wanted], constraint_fi
 # -- planning --------------------------------------------------------------------------------
 
 
-def _installed_commit(env: Environment, dist) -> str | None:
-    source = export._pip_source(os.path.join(dist.location, dist.metadata_dir))
-    return source.get("commit")
+def _installed_commit(dist) -> str | None:
+    return export.pip_source(os.path.join(dist.location, dist.metadata_dir)).get("commit")
 
 
-def _satisfied(env: Environment, wanted: Wanted, installed: dict) -> bool:
+def _satisfied(wanted: Wanted, installed: dict) -> bool:
     from packaging.version import InvalidVersion, Version
 
     dist = installed.get(wanted.key)
     if dist is None:
         return False
     if wanted.commit:
-        return _installed_commit(env, dist) == wanted.commit
+        return _installed_commit(dist) == wanted.commit
     try:
         have = Version(dist.version)
         if wanted.version:
@@ -278,7 +277,7 @@ def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[W
     Distributions a conda record owns are conda's: compared as conda packages, never removed
     with pip."""
     installed = {canonical_name(d.name): d for d in env.distributions}
-    missing = [w for w in desired.wanted if not _satisfied(env, w, installed)]
+    missing = [w for w in desired.wanted if not _satisfied(w, installed)]
     extra = []
     if exact:
         listed = {w.key for w in desired.wanted}
@@ -294,7 +293,7 @@ def conda_differences(env: Environment, desired: Desired, exact: bool) -> tuple[
     """Conda packages to install or change, and (with exact) the conda packages to remove."""
     if env.kind != "conda":
         return [], []
-    records = {r["name"]: r for r in export._conda_meta(env.root)}
+    records = {r["name"]: r for r in export.conda_meta_records(env.root)}
     missing = []
     for wanted in desired.conda:
         record = records.get(wanted.name)

@@ -72,7 +72,7 @@ class Lock(namedtuple("Lock", "environment kind python platform packages")):
 # -- reading where each package came from ----------------------------------------------------
 
 
-def _pip_source(dist_info: str) -> dict:
+def pip_source(dist_info: str) -> dict:
     """PEP 610 `direct_url.json`: absent for an index (or --find-links) install."""
     try:
         with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
@@ -146,7 +146,7 @@ def _custom_channels(root: str) -> dict[str, str]:
     return {f"{str(base).rstrip('/')}/{name}": str(name) for name, base in custom.items()}
 
 
-def _conda_meta(root: str) -> list[dict]:
+def conda_meta_records(root: str) -> list[dict]:
     """The conda-meta records with what a lock needs (inspection keeps only name/version)."""
     folder = os.path.join(root, "conda-meta")
     try:
@@ -199,7 +199,7 @@ def lock_of(env: Environment) -> Lock:
     packages: list[Package] = []
     conda_owned: set[str] = set()
     if env.kind == "conda":
-        records = _conda_meta(env.root)
+        records = conda_meta_records(env.root)
         requested = _conda_requested(env.root, records)
         known_channels = _custom_channels(env.root)
         for record in records:
@@ -235,7 +235,7 @@ def lock_of(env: Environment) -> Lock:
             continue
         folder = os.path.join(dist.location, dist.metadata_dir)
         if dist.metadata_dir.endswith(".dist-info"):
-            source = _pip_source(folder) if dist.installer else {"type": UNKNOWN}
+            source = pip_source(folder) if dist.installer else {"type": UNKNOWN}
             requested = os.path.exists(os.path.join(folder, "REQUESTED"))
         else:  # egg-info: setup.py install or a distro package; nobody recorded where from
             source, requested = {"type": UNKNOWN}, False
@@ -487,7 +487,7 @@ def _owned_jupyter_files(env: Environment, lock_kind: str) -> set[str]:
                 if path.startswith(wanted):
                     owned.add(path)
     if lock_kind == "conda":
-        for record in _conda_meta(env.root):
+        for record in conda_meta_records(env.root):
             for rel in record.get("files", ()):
                 if rel.startswith(("share/jupyter/", "etc/jupyter/")):
                     owned.add(os.path.join(env.root, rel))
