@@ -225,6 +225,7 @@ def test_conda_lock_round_trip(tljh, conda_base_prefix, conda_prefix, offline):
     assert first.code == 0, first.stderr
     actions = {c["package"]: c["action"] for c in first.json()["changes"]}
     assert actions["numpy"] == "downgrade" and actions["gdal"] == "remove" and actions["libgdal"] == "remove"
+    assert {c["channel"] for c in first.json()["changes"] if c["package"] == "numpy"} == {"conda-forge"}
     after = _lock_of(tljh, conda_prefix)
     assert conda_part(after) == conda_part(wanted)
     assert [p for p in after["packages"] if p["manager"] == "pip"] == [

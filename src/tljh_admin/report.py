@@ -196,6 +196,7 @@ def _planned(change) -> dict:
         "target": change.after,
         "action": change.action,
         "requested": change.requested,
+        "channel": change.channel,
     }
 
 
