@@ -82,7 +82,8 @@ def test_dry_run_and_json_change_nothing(tljh, prefix, offline, hub_requirements
     plan = tljh("--prefix", prefix, "upgrade", "--json", "--hub-requirements", hub_requirements, env=offline)
     doc = plan.json()
     keys = {"schema", "version", "prefix", "requirements", "blockers", "hub_jupyterhub_after", "steps"}
-    assert set(doc) == keys | {"changes", "notes"}
+    assert set(doc) == keys | {"changes", "notes", "changed"}
+    assert doc["changed"] is True  # what a playbook's changed_when reads
     assert doc["hub_jupyterhub_after"] == "5.3.0" and doc["requirements"]["source"] == "file"
     changes = {(c["env"], c["package"].lower()): (c["current"], c["target"]) for c in doc["changes"]}
     assert changes[("hub", "jupyterhub")] == ("5.2.1", "5.3.0")

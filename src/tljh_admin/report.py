@@ -185,4 +185,43 @@ def upgrade_document(layout: Layout, plan) -> dict:
         ],
         "changes": [_change(env, c) for env, changes in plan.changes.items() for c in changes],
         "notes": list(plan.notes),
+        # what `changed_when` in a playbook reads: the upgrade would change something
+        "changed": not plan.empty and not plan.blockers,
+    }
+
+
+def _planned(change) -> dict:
+    return {
+        "package": change.name,
+        "current": change.before,
+        "target": change.after,
+        "action": change.action,
+        "requested": change.requested,
+        "channel": change.channel,
+    }
+
+
+def change_document(
+    layout: Layout,
+    command: str,
+    environment: str,
+    plan: list,
+    dry_run: bool,
+    outcome=None,
+    notes: tuple[str, ...] = (),
+) -> dict:
+    """What a change command planned (`--dry-run --json`) or did (`--json`): `changed` says
+    whether the environment changed (or, in a dry run, would change)."""
+    return {
+        "schema": "tljh-admin/change",
+        "version": SCHEMA_VERSION,
+        "prefix": str(layout.prefix),
+        "command": command,
+        "environment": environment,
+        "dry_run": dry_run,
+        "changed": bool(plan) and (dry_run or outcome is not None),
+        "changes": [_planned(c) for c in plan],
+        "change_id": outcome.change_id if outcome is not None else None,
+        "result": outcome.result if outcome is not None else None,
+        "notes": list(notes),
     }

@@ -102,6 +102,7 @@ SPEC = {
                         {'name': 'conda', 'flags': ('--conda',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'channel', 'flags': ('--channel',), 'off_flags': (), 'value': True, 'multiple': True, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],
                     'arguments': [
@@ -121,6 +122,7 @@ SPEC = {
                         {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
                         {'name': 'conda', 'flags': ('--conda',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],
                     'arguments': [
@@ -137,9 +139,46 @@ SPEC = {
                         {'name': 'yes', 'flags': ('--yes', '-y'), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'accept_drift', 'flags': ('--accept-drift',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],
                     'arguments': [
+                    ],
+                    'commands': {
+                    },
+                },
+                'export': {
+                    'options': [
+                        {'name': 'target', 'flags': ('--target', '-t'), 'off_flags': (), 'value': True, 'multiple': False, 'required': True, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('hub', 'user', 'system'), 'case_sensitive': False, 'default': None, 'complete': None},
+                        {'name': 'format', 'flags': ('--format', '-f'), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('lock', 'requirements', 'environment.yml', 'repo2docker', 'z2jh-config'), 'case_sensitive': True, 'default': 'lock', 'complete': None},
+                        {'name': 'requested', 'flags': ('--requested',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'z2jh_chart', 'flags': ('--z2jh-chart',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                        {'name': 'image', 'flags': ('--image',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                        {'name': 'include_secrets', 'flags': ('--include-secrets',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                    ],
+                    'arguments': [
+                        {'name': 'dest', 'nargs': 1, 'required': False, 'type': 'str', 'complete': None},
+                    ],
+                    'commands': {
+                    },
+                },
+                'apply': {
+                    'options': [
+                        {'name': 'target', 'flags': ('--target', '-t'), 'off_flags': (), 'value': True, 'multiple': False, 'required': True, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('hub', 'user', 'system'), 'case_sensitive': False, 'default': None, 'complete': None},
+                        {'name': 'exact', 'flags': ('--exact',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'dry_run', 'flags': ('--dry-run',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'yes', 'flags': ('--yes', '-y'), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'force', 'flags': ('--force',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'allow_system', 'flags': ('--allow-system',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'break_system_packages', 'flags': ('--break-system-packages',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
+                        {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                    ],
+                    'arguments': [
+                        {'name': 'file', 'nargs': 1, 'required': True, 'type': 'str', 'complete': None},
                     ],
                     'commands': {
                     },

@@ -25,6 +25,7 @@ from tljh_admin.cli.completion import for_typer
 from tljh_admin.cli.reports import GlobalOptions
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS
 from tljh_admin.errors import Aborted, ExitCode, Stopped
+from tljh_admin.export import FORMATS as EXPORT_FORMATS
 from tljh_admin.layout import (
     DEFAULT_PREFIX,
     DEFAULT_SYSTEM_PYTHON,
@@ -165,6 +166,21 @@ LockTimeoutOption = Annotated[
         "--lock-timeout", metavar="SECONDS", help="Seconds to wait for another change to the same env."
     ),
 ]
+
+
+ChangeJsonFlag = Annotated[
+    bool,
+    typer.Option(
+        "--json",
+        help="Print the plan (with --dry-run) or the outcome as a versioned JSON document (docs/json.md).",
+    ),
+]
+
+
+def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> ExitCode:
+    from tljh_admin.cli.exports import change_json as body
+
+    return body(layout, command, prepared, dry_run=dry_run, yes=yes)
 
 
 def _command_line() -> str:
@@ -324,6 +340,7 @@ def env_install(
         ),
     ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    json: ChangeJsonFlag = False,
 ) -> ExitCode:
     """Install packages into one environment, through its own interpreter, with a plan first,
     a snapshot, and an exact restore if anything fails. With --conda: conda packages, in a
@@ -347,7 +364,10 @@ def env_install(
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
-    with changes.prepare_install(_options(ctx).layout(), request, render.message) as prepared:
+    layout = _options(ctx).layout()
+    with changes.prepare_install(layout, request, render.message) as prepared:
+        if json:
+            return change_json(layout, "install", prepared, dry_run=dry_run, yes=yes)
         pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
         proposal = plan_proposal(prepared, f"install into {target.value}{pin}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
@@ -381,6 +401,7 @@ def env_uninstall(
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
     conda: CondaFlag = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    json: ChangeJsonFlag = False,
 ) -> ExitCode:
     """Remove packages from one environment, with a snapshot to roll back to. With --conda:
     conda packages (conda also removes what depends on them; the plan shows it)."""
@@ -399,7 +420,10 @@ def env_uninstall(
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
-    with changes.prepare_uninstall(_options(ctx).layout(), request, render.message) as prepared:
+    layout = _options(ctx).layout()
+    with changes.prepare_uninstall(layout, request, render.message) as prepared:
+        if json:
+            return change_json(layout, "uninstall", prepared, dry_run=dry_run, yes=yes)
         proposal = plan_proposal(prepared, f"uninstall from {target.value}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
@@ -431,6 +455,7 @@ def env_rollback(
         typer.Option("--accept-drift", help="Roll back even what changed outside tljh-admin since."),
     ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+    json: ChangeJsonFlag = False,
 ) -> ExitCode:
     """Put an environment back exactly as it was before a change, from the snapshot: no
     package index needed."""
@@ -438,10 +463,164 @@ def env_rollback(
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
     require_interaction(yes, dry_run)
+    layout = _options(ctx).layout()
     with changes.prepare_rollback(
-        _options(ctx).layout(), target.value, to, lock_timeout, _command_line(), render.message, accept_drift
+        layout, target.value, to, lock_timeout, _command_line(), render.message, accept_drift
     ) as prepared:
+        if json:
+            return change_json(layout, "rollback", prepared, dry_run=dry_run, yes=yes)
         proposal = plan_proposal(prepared, f"roll back {target.value}: {prepared.change.kind}")
+        return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
+
+
+# export.py defines the formats; it imports nothing heavy (json, os, the inspection model).
+ExportFormat = enum.Enum("ExportFormat", {name: name for name in EXPORT_FORMATS}, type=str)
+DEFAULT_EXPORT_FORMAT = ExportFormat(EXPORT_FORMATS[0])
+
+
+@env_app.command(
+    "export",
+    epilog=_examples(
+        "tljh env export --target user --format lock > user-env.lock.json",
+        "tljh env export --target user --format requirements --requested",
+        "tljh env export --target user --format repo2docker image/ --z2jh-chart 4.3.0",
+        "tljh env export --target user --format z2jh-config config.yaml --z2jh-chart 4.3.0",
+    ),
+)
+def env_export(
+    ctx: typer.Context,
+    target: Annotated[
+        Target,
+        typer.Option(
+            "--target", "-t", metavar="hub|user|system", case_sensitive=False, help="Which environment."
+        ),
+    ],
+    format: Annotated[
+        ExportFormat,
+        typer.Option(
+            "--format",
+            "-f",
+            help="lock (JSON: every package, version and source), requirements, environment.yml, "
+            "repo2docker (a folder repo2docker builds), z2jh-config (z2jh's config.yaml from TLJH's).",
+        ),
+    ] = DEFAULT_EXPORT_FORMAT,
+    dest: Annotated[
+        str | None,
+        typer.Argument(
+            metavar="[DIR|FILE]",
+            help="repo2docker: a new folder to write; the other formats: a file [default: stdout].",
+        ),
+    ] = None,
+    requested: Annotated[
+        bool,
+        typer.Option(
+            "--requested",
+            help="requirements / environment.yml: only what was asked for by name, not its dependencies.",
+        ),
+    ] = False,
+    z2jh_chart: Annotated[
+        str | None,
+        typer.Option(
+            "--z2jh-chart",
+            metavar="VERSION",
+            help="repo2docker / z2jh-config: jupyterhub of this z2jh chart's hub [default: the hub's own].",
+        ),
+    ] = None,
+    image: Annotated[
+        str | None,
+        typer.Option(
+            "--image",
+            metavar="NAME[:TAG]",
+            help="z2jh-config: the user image [default: tljh-user-env:<hash of the repo2docker export>].",
+        ),
+    ] = None,
+    include_secrets: Annotated[
+        bool,
+        typer.Option("--include-secrets", help="z2jh-config: also write client secrets and passwords."),
+    ] = False,
+) -> ExitCode:
+    """Write an environment as a file: a lock to rebuild it exactly, a requirements.txt or
+    environment.yml to hand on, a repo2docker folder for a z2jh user image, or z2jh's
+    config.yaml translated from TLJH's (what has no z2jh counterpart is listed on stderr)."""
+    from tljh_admin.cli.exports import env_export as body
+
+    return body(
+        _options(ctx),
+        target=target.value,
+        format=format.value,
+        dest=dest,
+        requested=requested,
+        z2jh_chart=z2jh_chart,
+        image=image,
+        include_secrets=include_secrets,
+    )
+
+
+@env_app.command(
+    "apply",
+    epilog=_examples(
+        "sudo tljh env apply user-env.lock.json --target user --dry-run",
+        "sudo tljh env apply user-env.lock.json --target user --exact --yes",
+        "sudo tljh env apply requirements.txt --target user --yes --json",
+    ),
+)
+def env_apply(
+    ctx: typer.Context,
+    file: Annotated[
+        str,
+        typer.Argument(metavar="FILE", help="A lock (tljh env export), requirements.txt or environment.yml."),
+    ],
+    target: TargetOption,
+    exact: Annotated[
+        bool, typer.Option("--exact", help="Also remove what the file does not list (pip itself stays).")
+    ] = False,
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    json: ChangeJsonFlag = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Allow user-server packages in the hub, and --exact removing jupyterhub."
+        ),
+    ] = False,
+    allow_system: AllowSystemFlag = False,
+    break_system_packages: BreakSystemFlag = False,
+    installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
+    """Make an environment match a file: install what is missing, change what differs (and
+    with --exact remove the rest), as one change with a plan, a snapshot and history.
+    Applying a file the environment already matches changes nothing."""
+    from tljh_admin import apply_env
+    from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
+
+    require_interaction(yes, dry_run)
+    request = apply_env.ApplyRequest(
+        target=target.value,
+        file=file,
+        exact=exact,
+        force=force,
+        allow_system=allow_system,
+        break_system_packages=break_system_packages,
+        installer=installer.value,
+        lock_timeout=lock_timeout,
+        command=_command_line(),
+    )
+    layout = _options(ctx).layout()
+    with apply_env.prepare_apply(layout, request, render.message) as prepared:
+        if json:
+            return change_json(layout, "apply", prepared, dry_run=dry_run, yes=yes)
+        pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
+        proposal = Proposal(
+            prepared,
+            show=lambda: (
+                render.plan_table(f"apply {file} to {target.value}{pin}", prepared.plan)
+                if prepared.plan
+                else None
+            ),
+            doing=f"apply in the {target.value} environment",
+            nothing_to_do=None if prepared.plan else f"the {target.value} environment already matches {file}",
+        )
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
 

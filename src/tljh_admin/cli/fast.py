@@ -1,12 +1,13 @@
 """A fast path for the read-only JSON reports that scripts and CI call in loops.
 
-`tljh env list --json`, `tljh env packages --target X --json`, `tljh env history --json` and
-`tljh doctor --json ...` are answered here without importing Typer, pydantic or rich (about
-200 ms of imports, against a few ms of work). argv is parsed against the command tree
-extracted from the Typer app (cli/_spec.py), and the same function the app calls
-(cli/reports.py) runs. Only argv whose meaning is certain is taken: any unknown or repeated
-option, a value that does not convert, `--help`, an eager option or a missing --json falls
-through to the Typer app, which owns every error message.
+`tljh env list --json`, `tljh env packages --target X --json`, `tljh env history --json`,
+`tljh doctor --json ...` and `tljh env export` (the lock fleets fetch) are answered here
+without importing Typer, pydantic or rich (about 200 ms of imports, against a few ms of
+work). argv is parsed against the command tree extracted from the Typer app (cli/_spec.py),
+and the same function the app calls (cli/reports.py) runs. Only argv whose meaning is
+certain is taken: any unknown or repeated option, a value that does not convert, `--help`,
+an eager option or a missing --json falls through to the Typer app, which owns every error
+message.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 
-from tljh_admin.cli import reports, spec
+from tljh_admin.cli import exports, reports, spec
 
 # Set to 0 to force the Typer app (the contract test does; so can anyone debugging).
 DISABLE_VAR = "TLJH_ADMIN_FASTPATH"
@@ -25,7 +26,11 @@ RUNNERS = {
     ("env", "packages"): reports.env_packages,
     ("env", "history"): reports.env_history,
     ("doctor",): reports.doctor,
+    ("env", "export"): exports.env_export,
 }
+#: commands whose output is data without --json: env export prints the exported file (a lock
+#: is JSON already); with a DEST argument it falls through (this path takes no positionals)
+DATA_WITHOUT_JSON = {("env", "export")}
 
 
 def _accepts(function) -> set[str]:
@@ -101,7 +106,7 @@ def parse(argv: Sequence[str], root: dict | None = None) -> tuple[tuple[str, ...
     values: dict = {}
     if _parse_level(node, args, i, values, stop_at_command=False) is None:
         return None
-    if values.get("json") is not True:
+    if values.get("json") is not True and tuple(path) not in DATA_WITHOUT_JSON:
         return None
     for param in (*node["options"], *node["arguments"]):
         if param.get("required") and param["name"] not in values:

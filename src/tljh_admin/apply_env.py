@@ -1,0 +1,414 @@
+"""`tljh env apply FILE`: make an environment match a lock, requirements or environment.yml
+file, as one planned change with every guarantee `env install` has (rules, lock, plan,
+snapshot, history, rollback).
+
+What is missing is installed and what differs is changed, in one installer run under
+constraints that allow only the file's versions (and the hub's jupyterhub); with `exact`,
+what the file does not list is removed in the same change. The result is checked against the
+file before the change is recorded: if the environment does not match, it is restored.
+Applying a file the environment already matches plans nothing and changes nothing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+from collections import namedtuple
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from tljh_admin import changes, export, policy
+from tljh_admin.envs import inspect_environment
+from tljh_admin.envs.model import Environment
+from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.errors import Refused, ResolutionFailed, UsageError
+from tljh_admin.installers import REMOVE, InstallerFailed, PlannedChange, plan_changes, write_constraints
+from tljh_admin.layout import HUB, USER, Layout
+
+# What --exact never removes: the installers that do the removing, and the interpreter.
+KEPT_BY_EXACT = frozenset({"pip"})
+KEPT_CONDA = frozenset({"python", "pip", "conda", "mamba"})
+
+
+class Wanted(namedtuple("Wanted", "name key requirement version specifier commit requested")):
+    """One package the file asks for.
+
+    requirement: what the installer is given; version: an exact pin or None; specifier: a
+    packaging SpecifierSet when the file gives a range; commit: a VCS commit to match;
+    requested: asked for by name where the file came from (a lock says; every line of a
+    requirements file is). Installers mark what they are given as requested (pip's
+    REQUESTED), so the rest is left for them to bring in as dependencies.
+    """
+
+    __slots__ = ()
+
+
+class CondaWanted(namedtuple("CondaWanted", "name version build")):
+    """A conda package the file asks for; version and build are None when not given."""
+
+    __slots__ = ()
+
+    @property
+    def spec(self) -> str:
+        """conda's match spec in its `name ==version build` form: exact version and build
+        (`name=version` would match any version starting so)."""
+        return " ".join(
+            part for part in (self.name, self.version and f"=={self.version}", self.build) if part
+        )
+
+
+class Desired(namedtuple("Desired", "origin kind python wanted conda notes")):
+    """A file read: kind lock / requirements / environment.yml; conda: CondaWanted entries."""
+
+    __slots__ = ()
+
+
+@dataclass(frozen=True, kw_only=True)
+class ApplyRequest(changes.ChangeRequest):
+    file: str
+    exact: bool = False
+
+
+# -- reading the file ------------------------------------------------------------------------
+
+
+def _read_text(path: str) -> str:
+    if not os.path.isfile(path):
+        what = "does not exist" if not os.path.lexists(path) else "is not a file"
+        raise UsageError(f"{path} {what}", hint="name a file made by tljh env export")
+    try:
+        with open(path, encoding="utf-8") as f:
+            return f.read()
+    except (OSError, UnicodeDecodeError) as error:
+        raise UsageError(f"cannot read {path}: {error}", hint="check its permissions and encoding") from None
+
+
+def _from_requirement_text(text: str, origin: str) -> Wanted:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    stripped = text.strip()
+    if stripped.startswith("-"):
+        raise UsageError(
+            f"{stripped!r} ({origin}) is an option; apply takes requirement lines only",
+            hint="index settings belong in pip.conf or PIP_INDEX_URL",
+        )
+    try:
+        requirement = Requirement(stripped)
+    except InvalidRequirement as error:
+        raise UsageError(
+            f"{stripped!r} ({origin}) is not a valid requirement: {str(error).splitlines()[0]}",
+            hint="use PEP 508 lines such as 'numpy==2.1.0'",
+        ) from None
+    key = canonical_name(requirement.name)
+    if requirement.url:
+        commit = (
+            requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
+        )
+        return Wanted(requirement.name, key, stripped, None, None, commit, True)
+    pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
+    version = pins[0] if len(pins) == 1 and len(requirement.specifier) == 1 else None
+    specifier = None if version else requirement.specifier
+    return Wanted(requirement.name, key, str(requirement), version, specifier, None, True)
+
+
+def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[str]]:
+    wanted, conda = [], []
+    for package in lock.packages:
+        if package.manager == export.CONDA_MANAGED:
+            conda.append(CondaWanted(package.name, package.version, package.source.get("build")))
+            continue
+        source = package.source
+        key = canonical_name(package.name)
+        kind = source.get("type")
+        if kind in (export.LOCAL_FILE, export.DIRECTORY) and os.path.exists(source.get("path") or ""):
+            from urllib.parse import quote
+
+            requirement = f"{package.name} @ file://{quote(source['path'])}"
+            wanted.append(
+                Wanted(package.name, key, requirement, package.version, None, None, package.requested)
+            )
+            continue
+        line, note = export.requirement_line(package)
+        if note:
+            notes.append(note.replace("written as a version pin", "not on this server: taken from the index"))
+        commit = source.get("commit") if kind == export.VCS else None
+        wanted.append(Wanted(package.name, key, line, package.version, None, commit, package.requested))
+    return wanted, conda
+
+
+def read_desired(path: str) -> Desired:
+    text = _read_text(path)
+    notes: list[str] = []
+    if text.lstrip().startswith("{"):
+        try:
+            document = json.loads(text)
+        except ValueError as error:
+            raise UsageError(f"{path} is not valid JSON: {error}", hint="export it again") from None
+        lock = export.lock_from_document(document, path)
+        wanted, conda = _from_lock(lock, notes)
+        return Desired(path, export.LOCK, lock.python, wanted, conda, notes)
+    if path.endswith((".yml", ".yaml")):
+        return _from_environment_yml(path, text)
+    wanted = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
+        if line:
+            wanted.append(_from_requirement_text(line, f"{path}, line {number}"))
+    if not wanted:
+        raise UsageError(f"{path} lists no requirements", hint="name a file made by tljh env export")
+    return Desired(path, export.REQUIREMENTS, None, wanted, [], notes)
+
+
+def _from_environment_yml(path: str, text: str) -> Desired:
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        raise UsageError(f"{path} is not valid YAML", hint="name a file made by tljh env export") from None
+    dependencies = document.get("dependencies") if isinstance(document, dict) else None
+    if not isinstance(dependencies, list):
+        raise UsageError(f"{path} has no dependencies list", hint="name an environment.yml")
+    python, wanted, conda = None, [], []
+    for item in dependencies:
+        if isinstance(item, dict):
+            for number, line in enumerate(item.get("pip") or [], start=1):
+                wanted.append(_from_requirement_text(str(line), f"{path}, pip entry {number}"))
+            continue
+        spec = str(item).strip()
+        name = spec.split("=")[0].split(" ")[0].strip()
+        if name == "python":
+            python = spec.partition("=")[2].lstrip("=") or None
+        elif name != "pip":
+            parts = [*spec.replace(" ", "=").split("="), "", ""]
+            conda.append(CondaWanted(name, parts[1] or None, parts[2] or None))
+    return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [])
+
+
+def _resolve(installer, requirements: list[str], constraint_file: str | None, desired: Desired):
+    try:
+        return installer.resolve(requirements, constraint_file, False)
+    except InstallerFailed as failure:
+        last = failure.output.splitlines()[-1] if failure.output else "no output"
+        raise ResolutionFailed(
+            f"{failure} for {desired.origin}: {last}",
+            hint=f"the installer said:\n{failure.output}" if failure.output else "",
+        ) from None
+
+
+def _requirements_and_resolution(installer, missing: list[Wanted], constraint_file, desired: Desired):
+    """Give the installer what was requested; add the rest only when no requested package
+    brings it in (an orphan in the file), so that REQUESTED markers come out as in the file."""
+    requirements = [w.requirement for w in missing if w.requested]
+    resolution = _resolve(installer, requirements, constraint_file, desired) if requirements else None
+    covered = {canonical_name(n) for n, _ in resolution.install} if resolution else set()
+    rest = [w.requirement for w in missing if not w.requested and w.key not in covered]
+    if rest:
+        requirements += rest
+        resolution = _resolve(installer, requirements, constraint_file, desired)
+    return requirements, resolution
+
+
+# -- planning --------------------------------------------------------------------------------
+
+
+def _installed_commit(dist) -> str | None:
+    return export.pip_source(os.path.join(dist.location, dist.metadata_dir)).get("commit")
+
+
+def _satisfied(wanted: Wanted, installed: dict) -> bool:
+    from packaging.version import InvalidVersion, Version
+
+    dist = installed.get(wanted.key)
+    if dist is None:
+        return False
+    if wanted.commit:
+        return _installed_commit(dist) == wanted.commit
+    try:
+        have = Version(dist.version)
+        if wanted.version:
+            return have == Version(wanted.version)
+        return wanted.specifier is None or wanted.specifier.contains(have, prereleases=True)
+    except InvalidVersion:
+        return dist.version == wanted.version
+
+
+def _check_python(env: Environment, desired: Desired) -> None:
+    if not desired.python or not env.python_version:
+        return
+    want = desired.python.split(".")[:2]
+    have = env.python_version.split(".")[:2]
+    if want != have:
+        raise UsageError(
+            f"{desired.origin} is for Python {'.'.join(want)}; the {env.name} environment runs Python "
+            f"{env.python_version}",
+            hint="apply it to an environment of the same Python, or export requirements with --requested",
+        )
+
+
+def _check_conda(env: Environment, desired: Desired) -> None:
+    """Conda packages go to a conda env only (through its own mamba or conda)."""
+    if desired.conda and env.kind != "conda":
+        shown = ", ".join(c.spec for c in desired.conda[:5]) + (" ..." if len(desired.conda) > 5 else "")
+        raise UsageError(
+            f"{desired.origin} lists {len(desired.conda)} conda packages ({shown}); "
+            f"the {env.name} environment is not a conda environment",
+            hint="export the pip part (tljh env export --format requirements), or apply it to a conda env",
+        )
+
+
+def _check_jupyterhub(env: Environment, desired: Desired, pin: str | None) -> None:
+    """Rule 4: the file may carry jupyterhub only at the hub's version."""
+    if not pin:
+        return
+    hub_version = pin.split("==", 1)[1]
+    for wanted in desired.wanted:
+        if wanted.key == "jupyterhub" and (wanted.version or hub_version) != hub_version:
+            raise Refused(
+                f"{desired.origin} has jupyterhub {wanted.version}, but the hub runs jupyterhub"
+                f" {hub_version}; the user env's jupyterhub must match the hub's",
+                hint="upgrade this hub first (tljh upgrade), or export the file from a server with this hub",
+            )
+
+
+def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[Wanted], list]:
+    """What to install or change, and (with exact) the installed dists the file does not list.
+    Distributions a conda record owns are conda's: compared as conda packages, never removed
+    with pip."""
+    installed = {canonical_name(d.name): d for d in env.distributions}
+    missing = [w for w in desired.wanted if not _satisfied(w, installed)]
+    extra = []
+    if exact:
+        listed = {w.key for w in desired.wanted}
+        extra = [
+            d
+            for key, d in sorted(installed.items())
+            if key not in listed and key not in KEPT_BY_EXACT and d.installer != "conda"
+        ]
+    return missing, extra
+
+
+def conda_differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[CondaWanted], list[str]]:
+    """Conda packages to install or change, and (with exact) the conda packages to remove."""
+    if env.kind != "conda":
+        return [], []
+    records = {r["name"]: r for r in export.conda_meta_records(env.root)}
+    missing = []
+    for wanted in desired.conda:
+        record = records.get(wanted.name)
+        if (
+            record is None
+            or (wanted.version and record["version"] != wanted.version)
+            or (wanted.build and record.get("build") != wanted.build)
+        ):
+            missing.append(wanted)
+    extra = []
+    if exact and desired.kind == export.LOCK:  # only a lock lists every conda package
+        listed = {w.name for w in desired.conda}
+        extra = sorted(n for n in records if n not in listed and n not in KEPT_CONDA)
+    return missing, extra
+
+
+@contextlib.contextmanager
+def prepare_apply(
+    layout: Layout, request: ApplyRequest, notify: Callable[[str], None]
+) -> Iterator[changes.Prepared]:
+    changes._check_target(request.target)
+    desired = read_desired(request.file)
+    env = inspect_environment(request.target, layout)
+    changes._common_guards(layout, env, request.allow_system, request.break_system_packages)
+    _check_conda(env, desired)
+    _check_python(env, desired)
+    pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
+    _check_jupyterhub(env, desired, pin)
+    policy.refuse_user_server_packages_in_hub(env, {w.key for w in desired.wanted}, request.force)
+    for note in desired.notes:
+        notify(note)
+
+    recovered = changes.recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)  # as it is now, after any recovery
+    missing, extra = differences(env, desired, request.exact)
+    conda_missing, conda_extra = conda_differences(env, desired, request.exact)
+    removed = {canonical_name(d.name) for d in extra} | {canonical_name(n) for n in conda_extra}
+    if "jupyterhub" in removed and env.name in (HUB, USER) and not request.force:
+        raise Refused(
+            f"{desired.origin} does not list jupyterhub; --exact would remove it and break TLJH",
+            hint="add jupyterhub to the file, or pass --force",
+        )
+    if not (missing or extra or conda_missing or conda_extra):
+        yield changes.Prepared("apply", env, [], recovered=recovered, pin=pin)
+        return
+    with changes._installer_for(request, env, layout) as (installer, workdir):
+        plan: list[PlannedChange] = []
+        steps: list[tuple[object, list[str]]] = []  # (installer, command), run in this order
+        conda_installer = None
+        if conda_missing or conda_extra:
+            from tljh_admin import conda
+
+            conda_installer = conda.CondaInstaller(env, installer.child_env, workdir)
+            conda_installer.check_usable()
+        if conda_missing:
+            specs = [c.spec for c in conda_missing] + conda.jupyterhub_pin_specs(env, pin)
+            resolution = _conda_plan(conda_installer, specs, remove=False)
+            conda.refuse_conda_over_pip(env, resolution, request.force)
+            conda.refuse_jupyterhub_move(resolution, pin)
+            plan += conda.plan_changes(env, resolution, [c.name for c in conda_missing])
+            steps.append((conda_installer, conda_installer.install_command(specs, None, False)))
+        if missing:
+            pins = [
+                f"{w.name}=={w.version}" for w in desired.wanted if w.version and " @ " not in w.requirement
+            ]
+            constraint_file = write_constraints(workdir, [*pins, *([pin] if pin else [])])
+            requirements, resolution = _requirements_and_resolution(
+                installer, missing, constraint_file, desired
+            )
+            pip_plan = plan_changes(env, resolution, frozenset(w.key for w in missing))
+            if env.kind == "conda":
+                from tljh_admin import conda
+
+                conda.refuse_pip_over_conda(env, pip_plan, request.force)
+            plan += pip_plan
+            steps.append((installer, installer.install_command(requirements, constraint_file, False)))
+        planned = {canonical_name(c.name) for c in plan}
+        removing = [d for d in extra if canonical_name(d.name) not in planned]
+        if removing:
+            plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
+            steps.append((installer, installer.uninstall_command([d.name for d in removing])))
+        if conda_extra:
+            removal = _conda_plan(conda_installer, conda_extra, remove=True)
+            conda.refuse_jupyterhub_move(removal, pin)
+            plan += conda.plan_changes(env, removal, conda_extra)
+            steps.append((conda_installer, conda_installer.uninstall_command(conda_extra)))
+        change, _ = changes._installer_change(layout, request, "apply", env, installer, [])
+        if conda_installer is not None:
+            change.installer = (
+                f"{conda_installer.name}+{installer.name}" if missing or removing else conda_installer.name
+            )
+
+        def run(progress: Callable[[str], None]) -> None:
+            log = change.state.path("logs", f"{change.change_id}.log")
+            for runner, command in steps:
+                runner.run(command, log, progress, tracker=change)
+            after = inspect_environment(env.name, layout)
+            still = [w.name for w in differences(after, desired, request.exact)[0]]
+            still += [d.name for d in differences(after, desired, request.exact)[1]]
+            conda_still, conda_more = conda_differences(after, desired, request.exact)
+            still += [c.name for c in conda_still] + conda_more
+            if still:
+                raise InstallerFailed(
+                    f"the {env.name} environment does not match {desired.origin} after the change",
+                    "differs: " + ", ".join(sorted(still)),
+                )
+
+        plan.sort(key=lambda c: canonical_name(c.name))
+        yield changes.Prepared("apply", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
+
+
+def _conda_plan(conda_installer, specs: list[str], remove: bool):
+    from tljh_admin import conda
+
+    try:
+        return conda_installer.plan(specs, remove=remove)
+    except InstallerFailed as failure:
+        raise conda.resolution_failed(failure) from None

@@ -1,0 +1,121 @@
+"""`tljh env export` and the JSON side of change commands, without Typer: the Typer app calls
+these with parsed values, and so does the JSON fast path for `--format lock` (a lock is what
+scripts and fleets ask for in loops). One body per command, so both paths print the same bytes.
+"""
+
+from __future__ import annotations
+
+import os
+
+from tljh_admin.cli import render
+from tljh_admin.errors import ExitCode, UsageError
+
+# z2jh configs written with --include-secrets hold credentials: owner-only.
+SECRET_FILE_MODE = 0o600
+FILE_MODE = 0o644
+
+
+def _write_file(path: str, text: str, mode: int) -> None:
+    """Write `path` whole or not at all (temp file beside it, fsync, rename)."""
+    import tempfile
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise UsageError(f"{path} is a folder", hint="name a file to write")
+    if not os.path.isdir(folder):
+        raise UsageError(f"{folder} does not exist", hint="create the folder first")
+    fd, temp = tempfile.mkstemp(prefix=".tljh-export-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        if os.path.lexists(temp):
+            os.unlink(temp)
+        raise
+
+
+def _emit(text: str, dest: str | None, mode: int = FILE_MODE) -> None:
+    import sys
+
+    if dest in (None, "-"):
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    else:
+        _write_file(dest, text, mode)
+        render.message(f"wrote {dest}")
+
+
+def env_export(
+    options,
+    target: str,
+    format: str = "lock",
+    dest: str | None = None,
+    requested: bool = False,
+    z2jh_chart: str | None = None,
+    image: str | None = None,
+    include_secrets: bool = False,
+) -> ExitCode:
+    import json
+
+    from tljh_admin import export
+
+    layout = options.layout()
+    if requested and format not in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
+        raise UsageError("--requested applies to --format requirements and environment.yml", hint="drop it")
+    if (z2jh_chart or image or include_secrets) and format not in (export.REPO2DOCKER, export.Z2JH_CONFIG):
+        raise UsageError(
+            "--z2jh-chart, --image and --include-secrets apply to --format repo2docker and z2jh-config",
+            hint="drop them",
+        )
+    if format == export.LOCK:
+        _emit(json.dumps(export.export_lock(layout, target), indent=2) + "\n", dest)
+    elif format in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
+        text = export.export_text(layout, target, format, requested)
+        for note in text.notes:
+            render.message(note)
+        _emit(text.text, dest)
+    elif format == export.REPO2DOCKER:
+        if not dest:
+            raise UsageError("--format repo2docker needs a folder to write", hint="add DIR: a new folder")
+        exported = export.export_repo2docker(layout, target, dest, z2jh_chart)
+        for note in exported.notes:
+            render.message(note)
+        image_name = f"{export.DEFAULT_IMAGE_NAME}:{exported.image_tag}"
+        render.message(
+            f"wrote {dest} ({exported.buildpack} buildpack); build the image with:\n"
+            f"  jupyter-repo2docker --no-run --image-name {image_name} {dest}"
+        )
+    elif format == export.Z2JH_CONFIG:
+        text, translation = export.export_z2jh_config(layout, target, z2jh_chart, image, include_secrets)
+        for item in translation.unmapped:
+            render.message(f"not carried to z2jh: {item.key} ({item.reason})")
+        _emit(text, dest, SECRET_FILE_MODE if include_secrets else FILE_MODE)
+    else:
+        raise UsageError(
+            f"unknown export format {format!r}", hint=f"choose one of: {', '.join(export.FORMATS)}"
+        )
+    return ExitCode.OK
+
+
+def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> ExitCode:
+    """A change command with --json: the plan (dry run, or nothing to do) or the outcome as a
+    `tljh-admin/change` document on stdout; progress and messages stay on stderr."""
+    from tljh_admin import changes
+    from tljh_admin.report import change_document
+
+    for entry in prepared.recovered:
+        render.message(f"restored change {entry['id']} left unfinished by a killed tljh")
+    name = prepared.env.name
+    if not prepared.plan or dry_run:
+        render.print_json(change_document(layout, command, name, prepared.plan, dry_run))
+        return ExitCode.OK
+    if not yes:
+        raise UsageError("--json changes nothing without --yes", hint="add --yes, or --dry-run for the plan")
+    with render.progress(f"{prepared.kind} in the {name} environment") as progress:
+        outcome = changes.apply(prepared, progress)
+    render.print_json(change_document(layout, command, name, prepared.plan, False, outcome))
+    return ExitCode.OK

@@ -1,0 +1,679 @@
+"""`tljh env export`: an environment as a file someone else can rebuild it from.
+
+Everything here reads files (dist-info `direct_url.json` and `REQUESTED`, `conda-meta/`,
+`share/jupyter`, `etc/jupyter`); nothing starts the environment's interpreter. The formats:
+
+- lock: every package, exact version and where it came from, plus the Python version
+  (versioned JSON, docs/json.md). Deterministic: no time or path of this server in it, so one
+  lock file can be compared and applied across a fleet;
+- requirements / environment.yml: what a person hands on; pinned, or only what was asked for
+  (`requested`); a package that came from an index is never written as `@ file://`;
+- repo2docker: a folder repo2docker builds into an image equivalent to the env, with
+  jupyterhub at the version the target z2jh chart's hub runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import namedtuple
+
+from tljh_admin.envs.model import Environment
+from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.errors import UsageError
+
+LOCK_SCHEMA = "tljh-admin/env-lock"
+LOCK_VERSION = 1
+
+LOCK, REQUIREMENTS, ENVIRONMENT_YML, REPO2DOCKER, Z2JH_CONFIG = (
+    "lock",
+    "requirements",
+    "environment.yml",
+    "repo2docker",
+    "z2jh-config",
+)
+FORMATS = (LOCK, REQUIREMENTS, ENVIRONMENT_YML, REPO2DOCKER, Z2JH_CONFIG)
+
+# Package.manager values
+PIP_MANAGED, CONDA_MANAGED = "pip", "conda"
+# source["type"] values
+INDEX, VCS, URL, LOCAL_FILE, DIRECTORY, CONDA_CHANNEL, UNKNOWN = (
+    "index",
+    "vcs",
+    "url",
+    "file",
+    "directory",
+    "conda",
+    "unknown",
+)
+
+# conda's own default channel host: a record's `channel` is `https://conda.anaconda.org/NAME[/SUBDIR]`
+# for channels hosted there (conda/models/channel.py, DEFAULT_CHANNEL_ALIAS).
+CONDA_CHANNEL_ALIAS = "https://conda.anaconda.org/"
+# TLJH keeps these in the user env as its own installers (tljh/installer.py pins conda and
+# mamba there); an image gets its own from repo2docker's base environment.
+CONDA_INSTALLERS = frozenset({"conda", "mamba"})
+# repo2docker's environment variable for the env that runs the servers and kernels
+# (repo2docker/buildpacks/conda/__init__.py, NB_PYTHON_PREFIX); postBuild writes there.
+PREFIX_PLACEHOLDER = "@TLJH_USER_PREFIX@"
+EXPORT_DATA_DIR = "tljh-user-env"
+
+
+class Package(namedtuple("Package", "name version manager installer requested source")):
+    """One locked package: manager is pip or conda; source a dict (docs/json.md, SOURCE)."""
+
+    __slots__ = ()
+
+
+class Lock(namedtuple("Lock", "environment kind python platform packages")):
+    __slots__ = ()
+
+
+# -- reading where each package came from ----------------------------------------------------
+
+
+def pip_source(dist_info: str) -> dict:
+    """PEP 610 `direct_url.json`: absent for an index (or --find-links) install."""
+    try:
+        with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
+            direct = json.load(f)
+    except FileNotFoundError:
+        return {"type": INDEX}
+    except (OSError, ValueError):
+        return {"type": UNKNOWN}
+    url = direct.get("url", "")
+    if "vcs_info" in direct:
+        vcs = direct["vcs_info"]
+        return {
+            "type": VCS,
+            "vcs": vcs.get("vcs", "git"),
+            "url": url,
+            "commit": vcs.get("commit_id"),
+            "requested_revision": vcs.get("requested_revision"),
+            "subdirectory": direct.get("subdirectory"),
+        }
+    if url.startswith("file://"):
+        path = _file_url_path(url)
+        if "dir_info" in direct:
+            return {"type": DIRECTORY, "path": path, "editable": bool(direct["dir_info"].get("editable"))}
+        return {"type": LOCAL_FILE, "path": path, "hash": _archive_hash(direct)}
+    return {"type": URL, "url": url, "hash": _archive_hash(direct)}
+
+
+def _archive_hash(direct: dict) -> str | None:
+    info = direct.get("archive_info") or {}
+    hashes = info.get("hashes") or {}
+    if "sha256" in hashes:
+        return f"sha256={hashes['sha256']}"
+    return info.get("hash")
+
+
+def _file_url_path(url: str) -> str:
+    from urllib.parse import unquote, urlsplit
+
+    return unquote(urlsplit(url).path)
+
+
+def conda_channel_name(channel: str, subdir: str | None = None, known: dict[str, str] | None = None) -> str:
+    """A record's channel URL as the name conda shows: `https://conda.anaconda.org/conda-forge/
+    linux-64` -> `conda-forge`, and a `custom_channels` URL of the env's .condarc -> its name.
+    Other URLs are kept, without their subdir."""
+    raw = channel.rstrip("/")
+    if subdir:
+        raw = raw.removesuffix("/" + subdir)
+    raw = raw.removesuffix("/noarch")
+    if known and raw in known:
+        return known[raw]
+    return raw.removeprefix(CONDA_CHANNEL_ALIAS) if raw.startswith(CONDA_CHANNEL_ALIAS) else raw
+
+
+def _custom_channels(root: str) -> dict[str, str]:
+    """URL -> name for the env's `.condarc` custom_channels (conda reads PREFIX/.condarc)."""
+    try:
+        with open(os.path.join(root, ".condarc"), encoding="utf-8") as f:
+            text = f.read()
+    except OSError:
+        return {}
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        config = YAML(typ="safe", pure=True).load(text)
+    except YAMLError:
+        return {}
+    custom = config.get("custom_channels") if isinstance(config, dict) else None
+    if not isinstance(custom, dict):
+        return {}
+    return {f"{str(base).rstrip('/')}/{name}": str(name) for name, base in custom.items()}
+
+
+def conda_meta_records(root: str) -> list[dict]:
+    """The conda-meta records with what a lock needs (inspection keeps only name/version)."""
+    folder = os.path.join(root, "conda-meta")
+    try:
+        names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
+    except OSError:
+        return []
+    records = []
+    for file_name in names:
+        try:
+            with open(os.path.join(folder, file_name), encoding="utf-8") as f:
+                data = json.load(f)
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("name") and data.get("version"):
+            records.append(data)
+    return records
+
+
+def _conda_requested(root: str, records: list[dict]) -> set[str]:
+    """Names asked for explicitly: `requested_spec` in the record, else conda's history
+    (`# update specs: [...]` lines in conda-meta/history)."""
+    requested = {r["name"] for r in records if r.get("requested_spec")}
+    if requested:
+        return requested
+    import ast
+    import re
+
+    try:
+        with open(os.path.join(root, "conda-meta", "history"), encoding="utf-8", errors="replace") as f:
+            lines = f.readlines()
+    except OSError:
+        return set()
+    for line in lines:
+        if line.startswith("# update specs:"):
+            try:
+                specs = ast.literal_eval(line.split(":", 1)[1].strip())
+            except (ValueError, SyntaxError):
+                continue
+            requested |= {re.split(r"[\s=<>!\[]", str(s), maxsplit=1)[0] for s in specs}
+    return requested
+
+
+def lock_of(env: Environment) -> Lock:
+    """The lock of an inspected environment."""
+    if not env.ok:
+        raise UsageError(
+            f"the {env.name} environment is {env.status}: {env.reason}",
+            hint="see tljh doctor; export needs a working environment",
+        )
+    packages: list[Package] = []
+    conda_owned: set[str] = set()
+    if env.kind == "conda":
+        records = conda_meta_records(env.root)
+        requested = _conda_requested(env.root, records)
+        known_channels = _custom_channels(env.root)
+        for record in records:
+            dist_info = next(
+                (
+                    p.split(".dist-info/")[0] + ".dist-info"
+                    for p in record.get("files", ())
+                    if ".dist-info/" in p
+                ),
+                None,
+            )
+            if dist_info:
+                conda_owned.add(os.path.basename(dist_info))
+            packages.append(
+                Package(
+                    record["name"],
+                    record["version"],
+                    CONDA_MANAGED,
+                    "conda",
+                    record["name"] in requested,
+                    {
+                        "type": CONDA_CHANNEL,
+                        "channel": conda_channel_name(
+                            str(record.get("channel") or ""), record.get("subdir"), known_channels
+                        ),
+                        "build": record.get("build"),
+                        "subdir": record.get("subdir"),
+                    },
+                )
+            )
+    for dist in env.distributions:
+        if dist.metadata_dir in conda_owned or dist.installer == "conda":
+            continue
+        folder = os.path.join(dist.location, dist.metadata_dir)
+        if dist.metadata_dir.endswith(".dist-info"):
+            source = pip_source(folder) if dist.installer else {"type": UNKNOWN}
+            requested = os.path.exists(os.path.join(folder, "REQUESTED"))
+        else:  # egg-info: setup.py install or a distro package; nobody recorded where from
+            source, requested = {"type": UNKNOWN}, False
+        packages.append(Package(dist.name, dist.version, PIP_MANAGED, dist.installer, requested, source))
+    packages.sort(key=lambda p: (p.manager != CONDA_MANAGED, canonical_name(p.name)))
+    machine = os.uname().machine
+    return Lock(
+        env.name, env.kind, env.python_version, {"sys_platform": "linux", "machine": machine}, packages
+    )
+
+
+def lock_document(lock: Lock) -> dict:
+    return {
+        "schema": LOCK_SCHEMA,
+        "version": LOCK_VERSION,
+        "environment": lock.environment,
+        "kind": lock.kind,
+        "python": lock.python,
+        "platform": lock.platform,
+        "packages": [
+            {
+                "name": p.name,
+                "version": p.version,
+                "manager": p.manager,
+                "installer": p.installer,
+                "requested": p.requested,
+                "source": p.source,
+            }
+            for p in lock.packages
+        ],
+    }
+
+
+def lock_from_document(document: dict, origin: str) -> Lock:
+    """A lock read back from its JSON; refuses other schemas and newer versions."""
+    bad = UsageError(
+        f"{origin} is not a tljh-admin lock file",
+        hint="make one with: tljh env export --target user --format lock > FILE",
+    )
+    if not isinstance(document, dict) or document.get("schema") != LOCK_SCHEMA:
+        raise bad
+    if not isinstance(document.get("version"), int) or document["version"] > LOCK_VERSION:
+        raise UsageError(
+            f"{origin} is a lock of version {document.get('version')};"
+            f" this tljh-admin reads up to {LOCK_VERSION}",
+            hint="upgrade tljh-admin on this server",
+        )
+    try:
+        packages = [
+            Package(
+                str(p["name"]),
+                str(p["version"]),
+                str(p["manager"]),
+                str(p.get("installer", "")),
+                bool(p.get("requested")),
+                dict(p.get("source") or {"type": UNKNOWN}),
+            )
+            for p in document["packages"]
+        ]
+    except (KeyError, TypeError, ValueError):
+        raise bad from None
+    return Lock(
+        document.get("environment"),
+        document.get("kind"),
+        document.get("python"),
+        document.get("platform"),
+        packages,
+    )
+
+
+# -- hand-on formats ------------------------------------------------------------------------
+
+
+class Text(namedtuple("Text", "text notes")):
+    """A rendered file and the notes the CLI prints on stderr."""
+
+    __slots__ = ()
+
+
+def _python_packages(lock: Lock) -> list[Package]:
+    return [p for p in lock.packages if p.manager == PIP_MANAGED]
+
+
+def requirement_line(package: Package) -> tuple[str, str | None]:
+    """A pip requirement for one package, and a note when its source cannot travel."""
+    source = package.source
+    kind = source.get("type")
+    if kind == VCS and source.get("url") and source.get("commit"):
+        subdirectory = f"#subdirectory={source['subdirectory']}" if source.get("subdirectory") else ""
+        line = f"{package.name} @ {source['vcs']}+{source['url']}@{source['commit']}{subdirectory}"
+        if source["url"].startswith("file://"):
+            where = f"a {source['vcs']} repository on this server ({source['url']})"
+            return line, f"{package.name} comes from {where}"
+        return line, None
+    if kind == URL and source.get("url"):
+        return f"{package.name} @ {source['url']}", None
+    line = f"{package.name}=={package.version}"
+    if kind in (LOCAL_FILE, DIRECTORY):
+        return line, (
+            f"{package.name} {package.version} was installed from {source.get('path')} on this server; "
+            "written as a version pin: put it on an index or a --find-links folder where it is rebuilt"
+        )
+    return line, None
+
+
+def _selected(lock: Lock, requested_only: bool) -> tuple[list[Package], list[str]]:
+    notes = []
+    if not requested_only:
+        return list(lock.packages), notes
+    chosen = [p for p in lock.packages if p.requested]
+    if not chosen:
+        raise UsageError(
+            f"no package in the {lock.environment} environment is marked as asked for (pip's REQUESTED"
+            " file, conda's history)",
+            hint="export everything pinned instead: drop --requested",
+        )
+    return chosen, notes
+
+
+def _header(lock: Lock) -> str:
+    return f"# tljh env export: the {lock.environment} environment, Python {lock.python}\n"
+
+
+def requirements_text(
+    lock: Lock, requested_only: bool = False, replace: dict[str, str] | None = None
+) -> Text:
+    """requirements.txt: pip packages (conda-owned Python packages by their pip name when the
+    env is conda; conda-only packages are not pip's and are left out, with a note)."""
+    chosen, notes = _selected(lock, requested_only)
+    replace = replace or {}
+    lines = []
+    left_out = [p.name for p in chosen if p.manager == CONDA_MANAGED]
+    for package in chosen:
+        if package.manager == CONDA_MANAGED:
+            continue
+        key = canonical_name(package.name)
+        if key in replace:
+            lines.append(f"{package.name}=={replace.pop(key)}")
+            continue
+        line, note = requirement_line(package)
+        lines.append(line)
+        if note:
+            notes.append(note)
+    lines.extend(f"{name}=={version}" for name, version in sorted(replace.items()))
+    if left_out:
+        notes.append(
+            f"{len(left_out)} conda packages are not in requirements.txt (use --format environment.yml): "
+            + ", ".join(left_out[:8])
+            + (" ..." if len(left_out) > 8 else "")
+        )
+    return Text(_header(lock) + "".join(line + "\n" for line in lines), tuple(notes))
+
+
+def environment_yml_text(
+    lock: Lock,
+    requested_only: bool = False,
+    replace: dict[str, str] | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> Text:
+    """conda's environment.yml: conda packages pinned `name=version`, pip-only ones under
+    `pip:`; for an env that is not conda, Python itself and pip from conda-forge."""
+    chosen, notes = _selected(lock, requested_only)
+    replace = dict(replace or {})
+    conda = [p for p in chosen if p.manager == CONDA_MANAGED and p.name not in skip]
+    channels: list[str] = []
+    for package in conda:
+        channel = package.source.get("channel")
+        if channel and channel not in channels:
+            channels.append(channel)
+    dependencies: list = []
+    conda_names = {p.name for p in conda}
+    if "python" not in conda_names:
+        dependencies.append(f"python={'.'.join((lock.python or '3').split('.')[:2])}")
+    for package in conda:
+        version = replace.pop(canonical_name(package.name), package.version)
+        dependencies.append(f"{package.name}={version}")
+    pip_lines = []
+    for package in chosen:
+        if package.manager != PIP_MANAGED:
+            continue
+        key = canonical_name(package.name)
+        if key in replace:
+            pip_lines.append(f"{package.name}=={replace.pop(key)}")
+            continue
+        line, note = requirement_line(package)
+        pip_lines.append(line)
+        if note:
+            notes.append(note)
+    pip_lines.extend(f"{name}=={version}" for name, version in sorted(replace.items()))
+    if pip_lines:
+        if "pip" not in conda_names:
+            dependencies.append("pip")
+        dependencies.append({"pip": pip_lines})
+    document = {"channels": channels or ["conda-forge"], "dependencies": dependencies}
+    if skip & {p.name for p in chosen}:
+        notes.append(f"left out TLJH's own installers ({', '.join(sorted(skip))}): an image brings its own")
+    return Text(_header(lock) + dump_yaml(document), tuple(notes))
+
+
+def dump_yaml(document: dict) -> str:
+    import io
+
+    # ruamel.yaml: the YAML library TLJH itself uses (tljh/yaml.py); block style for people.
+    from ruamel.yaml import YAML
+
+    yaml = YAML(typ="safe", pure=True)
+    yaml.default_flow_style = False
+    yaml.sort_base_mapping_type_on_output = False
+    out = io.StringIO()
+    yaml.dump(document, out)
+    return out.getvalue()
+
+
+# -- repo2docker -----------------------------------------------------------------------------
+
+
+class ExportedFile(namedtuple("ExportedFile", "path content mode")):
+    """A file of an exported folder: relative path, bytes, permission bits."""
+
+    __slots__ = ()
+
+
+class Repo2DockerExport(namedtuple("Repo2DockerExport", "files buildpack jupyterhub image_tag notes")):
+    """buildpack: `conda` (environment.yml) or `python` (requirements.txt + runtime.txt)."""
+
+    __slots__ = ()
+
+
+def _owned_jupyter_files(env: Environment, lock_kind: str) -> set[str]:
+    """Absolute paths under share/jupyter and etc/jupyter that some package installed (its
+    RECORD, or conda-meta's file list): those come back when the package is installed."""
+    import csv
+
+    owned: set[str] = set()
+    wanted = (
+        os.path.join(env.root, "share", "jupyter") + os.sep,
+        os.path.join(env.root, "etc", "jupyter") + os.sep,
+    )
+    for dist in env.distributions:
+        record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
+        try:
+            with open(record, newline="", encoding="utf-8") as f:
+                rows = list(csv.reader(f))
+        except OSError:
+            continue
+        for row in rows:
+            if row and "jupyter" in row[0]:
+                path = os.path.normpath(os.path.join(dist.location, row[0]))
+                if path.startswith(wanted):
+                    owned.add(path)
+    if lock_kind == "conda":
+        for record in conda_meta_records(env.root):
+            for rel in record.get("files", ()):
+                if rel.startswith(("share/jupyter/", "etc/jupyter/")):
+                    owned.add(os.path.join(env.root, rel))
+    return owned
+
+
+def jupyter_extras(env: Environment) -> list[tuple[str, str]]:
+    """(relative path, absolute path) of kernelspecs and Jupyter config files in the env that
+    no package installed: an admin's own kernels and settings."""
+    owned = _owned_jupyter_files(env, env.kind or "")
+    found = []
+    for top in (os.path.join("share", "jupyter", "kernels"), os.path.join("etc", "jupyter")):
+        base = os.path.join(env.root, top)
+        for folder, dirs, files in os.walk(base):
+            dirs[:] = sorted(d for d in dirs if not os.path.islink(os.path.join(folder, d)))
+            for name in sorted(files):
+                path = os.path.join(folder, name)
+                if path not in owned and not os.path.islink(path) and "__pycache__" not in path:
+                    found.append((os.path.relpath(path, env.root), path))
+    return found
+
+
+_POST_BUILD = """#!/bin/bash
+# Written by `tljh env export --format repo2docker`: the kernelspecs and Jupyter configuration
+# the TLJH user environment carries that no package installs. repo2docker runs this after
+# installing the packages; NB_PYTHON_PREFIX is the image's environment.
+set -eu
+cp -r {data}/. "${{NB_PYTHON_PREFIX}}/"
+grep -rlF '{placeholder}' "${{NB_PYTHON_PREFIX}}/share/jupyter" "${{NB_PYTHON_PREFIX}}/etc/jupyter" \\
+  2>/dev/null | xargs -r sed -i "s#{placeholder}#${{NB_PYTHON_PREFIX}}#g"
+"""
+
+
+def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_note: str) -> Repo2DockerExport:
+    """The files of a repo2docker folder for `env`, jupyterhub pinned to `jupyterhub`."""
+    import hashlib
+
+    notes = [source_note]
+    current = [p.version for p in lock.packages if canonical_name(p.name) == "jupyterhub"]
+    if current and current[0] != jupyterhub:
+        notes.append(f"jupyterhub {current[0]} in the environment is written as {jupyterhub}")
+    replace = {"jupyterhub": jupyterhub}
+    files: list[ExportedFile] = []
+    if lock.kind == "conda":
+        buildpack = "conda"
+        text = environment_yml_text(lock, replace=replace, skip=CONDA_INSTALLERS)
+        files.append(ExportedFile("environment.yml", text.text.encode(), 0o644))
+    else:
+        buildpack = "python"
+        text = requirements_text(lock, replace=replace)
+        short = ".".join((lock.python or "").split(".")[:2])
+        # repo2docker's runtime.txt: `python-X.Y` (repo2docker/buildpacks/base.py, runtime)
+        files.append(ExportedFile("runtime.txt", f"python-{short}\n".encode(), 0o644))
+        files.append(ExportedFile("requirements.txt", text.text.encode(), 0o644))
+    notes.extend(text.notes)
+    extras = jupyter_extras(env)
+    for rel, path in extras:
+        with open(path, "rb") as f:
+            content = f.read()
+        content = content.replace(env.root.encode(), PREFIX_PLACEHOLDER.encode())
+        files.append(ExportedFile(os.path.join(EXPORT_DATA_DIR, rel), content, 0o644))
+    if extras:
+        script = _POST_BUILD.format(data=EXPORT_DATA_DIR, placeholder=PREFIX_PLACEHOLDER)
+        files.append(ExportedFile("postBuild", script.encode(), 0o755))
+        notes.append(f"postBuild copies {len(extras)} kernelspec/config files no package installs")
+    digest = hashlib.sha256()
+    for exported in sorted(files):
+        digest.update(exported.path.encode() + b"\0" + exported.content + b"\0")
+    return Repo2DockerExport(tuple(files), buildpack, jupyterhub, digest.hexdigest()[:12], tuple(notes))
+
+
+def write_folder(folder: str, files: tuple[ExportedFile, ...]) -> None:
+    """Write an export into `folder`, which must be new or empty (nothing is overwritten)."""
+    if os.path.lexists(folder) and (
+        not os.path.isdir(folder) or os.path.islink(folder) or os.listdir(folder)
+    ):
+        raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
+    os.makedirs(folder, exist_ok=True)
+    for exported in files:
+        path = os.path.join(folder, exported.path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, exported.mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(exported.content)
+        os.chmod(path, exported.mode)
+
+
+# -- what the CLI calls ----------------------------------------------------------------------
+
+
+def _inspected(layout, target: str) -> Environment:
+    from tljh_admin.envs import inspect_environment
+    from tljh_admin.layout import ENV_NAMES, unknown_target
+
+    if target not in ENV_NAMES:
+        raise unknown_target(target)
+    return inspect_environment(target, layout)
+
+
+def lock_of_target(layout, target: str) -> Lock:
+    return lock_of(_inspected(layout, target))
+
+
+def export_lock(layout, target: str) -> dict:
+    return lock_document(lock_of_target(layout, target))
+
+
+def export_text(layout, target: str, fmt: str, requested_only: bool) -> Text:
+    lock = lock_of(_inspected(layout, target))
+    if fmt == REQUIREMENTS:
+        return requirements_text(lock, requested_only)
+    if fmt == ENVIRONMENT_YML:
+        return environment_yml_text(lock, requested_only)
+    raise UsageError(f"unknown export format {fmt!r}", hint=f"choose one of: {', '.join(FORMATS)}")
+
+
+def target_jupyterhub(layout, chart: str | None) -> tuple[str, str]:
+    """The jupyterhub version an image must carry, and a sentence saying why."""
+    from tljh_admin.z2jh import jupyterhub_for_chart
+
+    if chart:
+        version = jupyterhub_for_chart(chart)
+        return version, f"jupyterhub {version}: the hub version of z2jh chart {chart}"
+    hub = _inspected(layout, "hub")
+    found = [d.version for d in hub.distributions if canonical_name(d.name) == "jupyterhub"]
+    if not found:
+        raise UsageError(
+            "the hub environment has no jupyterhub to match",
+            hint="name the target chart: --z2jh-chart VERSION",
+        )
+    return found[0], f"jupyterhub {found[0]}: the hub's own (pass --z2jh-chart for a z2jh chart's)"
+
+
+def _require_user(target: str, fmt: str) -> None:
+    from tljh_admin.layout import USER
+
+    if target != USER:
+        raise UsageError(f"--format {fmt} exports the user environment", hint="use --target user")
+
+
+def plan_repo2docker(layout, target: str, chart: str | None) -> Repo2DockerExport:
+    _require_user(target, REPO2DOCKER)
+    env = _inspected(layout, target)
+    lock = lock_of(env)
+    jupyterhub, why = target_jupyterhub(layout, chart)
+    return repo2docker_export(env, lock, jupyterhub, why)
+
+
+def export_repo2docker(layout, target: str, folder: str, chart: str | None) -> Repo2DockerExport:
+    exported = plan_repo2docker(layout, target, chart)
+    write_folder(folder, exported.files)
+    return exported
+
+
+DEFAULT_IMAGE_NAME = "tljh-user-env"
+
+
+def parse_image(image: str | None, default_tag: str) -> tuple[str, str]:
+    if not image:
+        return DEFAULT_IMAGE_NAME, default_tag
+    name, sep, tag = image.rpartition(":")
+    if not sep or "/" in tag or not name:  # no tag, or the colon was a registry port
+        return image, default_tag
+    return name, tag
+
+
+def export_z2jh_config(
+    layout, target: str, chart: str | None, image: str | None, include_secrets: bool
+) -> tuple[str, object]:
+    """z2jh's config.yaml text and the translation (its `unmapped` settings for stderr).
+    The image defaults to `tljh-user-env:<tag>`, the tag being the content hash of what
+    `--format repo2docker` writes for the same chart: build that folder with this name."""
+    from tljh_admin import z2jh
+
+    exported = plan_repo2docker(layout, target, chart)
+    written, path = z2jh.read_tljh_config(layout.prefix)
+    translation = z2jh.translate(
+        written,
+        parse_image(image, exported.image_tag),
+        include_secrets,
+        z2jh.extra_config_files(layout.prefix),
+    )
+    header = (
+        f"# z2jh config.yaml translated by tljh env export from {path}\n"
+        f"# the user image must carry {exported.jupyterhub.join(['jupyterhub ', ''])}"
+        f" (build it from `tljh env export --format repo2docker`)\n"
+    )
+    header += "".join(f"# not carried to z2jh: {u.key} ({u.reason})\n" for u in translation.unmapped)
+    return header + dump_yaml(translation.values), translation

@@ -1,0 +1,237 @@
+"""`tljh env apply`: a lock exported from the suite's user env, applied with real pip to a
+fresh env of the same CPython, gives the same packages; applying it again changes nothing."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.support import prefixes
+from tests.support.listing import file_listing, listing_diff
+
+
+@pytest.fixture
+def offline(wheelhouse):
+    """Index settings for the installer: only the session's wheels (rule 2 keeps them)."""
+    return {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(wheelhouse), "PIP_CONFIG_FILE": "/dev/null"}
+
+
+@pytest.fixture
+def fresh_prefix(base_prefix, tmp_path, system_python, cpython_source) -> Path:
+    """The suite's prefix with a user env made anew from the same CPython: pip only."""
+    prefix = prefixes.copy_prefix(base_prefix, tmp_path / "fresh tljh")
+    shutil.rmtree(prefix / "user")
+    if cpython_source is not None:
+        prefixes.copy_cpython(cpython_source, prefix / "user")
+    else:
+        prefixes.make_venv(system_python, prefix / "user")
+    return prefix
+
+
+def _packages(tljh, prefix: Path) -> set[tuple[str, str, str]]:
+    result = tljh("--prefix", prefix, "env", "packages", "--target", "user", "--json")
+    assert result.code == 0, result.stderr
+    return {(p["name"], p["version"], p["installer"]) for p in result.json()["packages"]}
+
+
+def test_round_trip_and_second_apply_changes_nothing(tljh, base_prefix, fresh_prefix, offline, tmp_path):
+    lock = tmp_path / "user.lock.json"
+    exported = tljh("--prefix", base_prefix, "env", "export", "--target", "user", "--format", "lock")
+    assert exported.code == 0, exported.stderr
+    lock.write_text(exported.stdout)
+    assert _packages(tljh, base_prefix) != _packages(tljh, fresh_prefix)
+
+    apply = ("--prefix", fresh_prefix, "env", "apply", lock, "--target", "user", "--yes", "--json")
+    dry = tljh(*apply[:-2], "--dry-run", "--json", env=offline)
+    assert dry.code == 0, dry.stderr
+    plan = dry.json()
+    assert plan["schema"] == "tljh-admin/change" and plan["changed"] is True and plan["dry_run"] is True
+    assert {c["package"].lower() for c in plan["changes"]} >= {"jupyterhub", "jupyterlab", "numpy"}
+
+    first = tljh(*apply, env=offline)
+    assert first.code == 0, first.stderr
+    assert first.json()["changed"] is True and first.json()["result"] == "ok"
+    assert _packages(tljh, fresh_prefix) == _packages(tljh, base_prefix)
+    again = tljh("--prefix", fresh_prefix, "env", "export", "--target", "user", "--format", "lock")
+    assert json.loads(again.stdout) == json.loads(exported.stdout)
+
+    before = file_listing(fresh_prefix / "user", contents=True)
+    second = tljh(*apply, env=offline)
+    assert second.code == 0, second.stderr
+    assert second.json()["changed"] is False and second.json()["changes"] == []
+    assert listing_diff(before, file_listing(fresh_prefix / "user", contents=True)) == []
+    history = tljh("--prefix", fresh_prefix, "env", "history", "--json").json()["changes"]
+    assert [c["kind"] for c in history] == ["apply"]
+
+
+def _lock_of(tljh, prefix: Path) -> dict:
+    exported = tljh("--prefix", prefix, "env", "export", "--target", "user", "--format", "lock")
+    assert exported.code == 0, exported.stderr
+    return json.loads(exported.stdout)
+
+
+def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
+    document = _lock_of(tljh, prefix)
+    files = tmp_path / "files"
+    files.mkdir()
+
+    def variant(name: str, change) -> Path:
+        copy = json.loads(json.dumps(document))
+        change(copy)
+        path = files / name
+        path.write_text(json.dumps(copy))
+        return path
+
+    def set_version(name, version):
+        def change(doc):
+            for package in doc["packages"]:
+                if package["name"] == name:
+                    package["version"] = version
+
+        return change
+
+    other_hub = variant("other-hub.json", set_version("jupyterhub", "5.3.0"))
+    other_python = variant("other-python.json", lambda d: d.update(python="3.7.17"))
+    with_conda = variant(
+        "conda.json",
+        lambda d: d["packages"].insert(
+            0,
+            {
+                "name": "gdal",
+                "version": "3.9.2",
+                "manager": "conda",
+                "installer": "conda",
+                "requested": True,
+                "source": {
+                    "type": "conda",
+                    "channel": "conda-forge",
+                    "build": "py313h0_0",
+                    "subdir": "linux-64",
+                },
+            },
+        ),
+    )
+    without_hub = variant(
+        "no-hub.json", lambda d: d.update(packages=[p for p in d["packages"] if p["name"] != "jupyterhub"])
+    )
+    newer = variant("newer.json", lambda d: d.update(version=99))
+    not_a_lock = files / "report.json"
+    not_a_lock.write_text(json.dumps({"schema": "tljh-admin/doctor", "version": 1}))
+    option_line = files / "requirements.txt"
+    option_line.write_text("numpy==2.1.0\n--index-url https://example.org/simple\n")
+
+    # the environments are compared; state/ may gain tljh-admin's own (empty) bookkeeping
+    before = {env: file_listing(prefix / env, contents=True) for env in ("hub", "user")}
+    cases = [
+        (other_hub, [], 4, "has jupyterhub 5.3.0, but the hub runs jupyterhub 5.2.1"),
+        (other_python, [], 2, "is for Python 3.7"),
+        (with_conda, [], 2, "lists 1 conda packages (gdal ==3.9.2 py313h0_0)"),
+        (without_hub, ["--exact"], 4, "--exact would remove it and break TLJH"),
+        (newer, [], 2, "is a lock of version 99"),
+        (not_a_lock, [], 2, "is not a tljh-admin lock file"),
+        (option_line, [], 2, "is an option; apply takes requirement lines only"),
+        (files / "missing.json", [], 2, "does not exist"),
+    ]
+    for path, extra, code, words in cases:
+        result = tljh("--prefix", prefix, "env", "apply", path, "-t", "user", "--yes", *extra, env=offline)
+        assert (result.code, result.stdout) == (code, ""), (path.name, result.stderr)
+        assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+    # --json changes nothing without --yes (and there is no terminal to ask on)
+    result = tljh("--prefix", prefix, "env", "apply", other_hub, "-t", "user", "--json", env=offline)
+    assert result.code == 2 and "--yes" in result.stderr
+    for env, listing in before.items():
+        assert listing_diff(listing, file_listing(prefix / env, contents=True)) == []
+
+
+def test_requirements_apply_exact_and_change_json(tljh, prefix, offline, tmp_path):
+    """A requirements file: what differs changes, --exact removes what it does not list, the
+    JSON says what happened; the other change commands answer --dry-run --json alike."""
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("jupyterhub==5.2.1\njupyterlab\nnumpy==2.1.0  # the course moved on\n")
+    apply = ("--prefix", prefix, "env", "apply", requirements, "-t", "user")
+    plan = tljh(*apply, "--exact", "--dry-run", "--json", env=offline).json()
+    actions = {c["package"].lower(): (c["current"], c["target"], c["action"]) for c in plan["changes"]}
+    assert actions["numpy"] == ("1.26.4", "2.1.0", "upgrade")
+    assert actions["notebook"] == ("7.2.2", None, "remove")
+    assert "pip" not in actions and "jupyterlab" not in actions  # pip stays; jupyterlab is satisfied
+    assert plan["changed"] is True and plan["change_id"] is None
+
+    done = tljh(*apply, "--exact", "--yes", "--json", env=offline)
+    assert done.code == 0, done.stderr
+    assert done.json()["changed"] is True and isinstance(done.json()["change_id"], int)
+    installed = {p["name"].lower(): p["version"] for p in _lock_of(tljh, prefix)["packages"]}
+    assert installed["numpy"] == "2.1.0" and "notebook" not in installed
+    again = tljh(*apply, "--exact", "--yes", env=offline)
+    assert again.code == 0 and "already matches" in again.stderr
+    yml = tmp_path / "environment.yml"
+    exported = tljh("--prefix", prefix, "env", "export", "-t", "user", "--format", "environment.yml", yml)
+    assert exported.code == 0, exported.stderr
+    same = tljh("--prefix", prefix, "env", "apply", yml, "-t", "user", "--exact", "--dry-run", "--json")
+    assert same.code == 0 and same.json()["changed"] is False, same.stderr
+
+    commands = {
+        "install": ("env", "install", "-t", "user", "notebook"),
+        "uninstall": ("env", "uninstall", "-t", "user", "numpy"),
+        "rollback": ("env", "rollback", "-t", "user"),
+    }
+    for command, args in commands.items():
+        result = tljh("--prefix", prefix, *args, "--dry-run", "--json", env=offline)
+        assert result.code == 0, result.stderr
+        document = result.json()
+        assert set(document) == {
+            "schema",
+            "version",
+            "prefix",
+            "command",
+            "environment",
+            "dry_run",
+            "changed",
+            "changes",
+            "change_id",
+            "result",
+            "notes",
+        }
+        assert (document["command"], document["changed"], document["dry_run"]) == (command, True, True)
+    rolled = tljh("--prefix", prefix, "env", "rollback", "-t", "user", "--yes", "--json", env=offline).json()
+    assert rolled["changed"] is True and rolled["result"] == "ok"
+    assert {p["name"].lower(): p["version"] for p in _lock_of(tljh, prefix)["packages"]}["numpy"] == "1.26.4"
+
+
+def test_conda_lock_round_trip(tljh, conda_base_prefix, conda_prefix, offline):
+    """A conda user env moved away from its lock (a conda package added, one upgraded) is
+    brought back by the env's own conda (the stand-in on py-rattler) in one change; a second
+    apply changes nothing."""
+    from tests.support.conda_fixtures import conda
+
+    user = conda_prefix / "user"
+    conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "gdal", "numpy=2.1.0")
+    lock = conda_prefix.parent / "conda.lock.json"
+    wanted = _lock_of(tljh, conda_base_prefix)
+    lock.write_text(json.dumps(wanted))
+
+    def conda_part(document):
+        return {
+            (p["name"], p["version"], p["source"]["build"])
+            for p in document["packages"]
+            if p["manager"] == "conda"
+        }
+
+    assert conda_part(_lock_of(tljh, conda_prefix)) != conda_part(wanted)
+    apply = ("--prefix", conda_prefix, "env", "apply", lock, "-t", "user", "--exact", "--yes", "--json")
+    first = tljh(*apply, env=offline)
+    assert first.code == 0, first.stderr
+    actions = {c["package"]: c["action"] for c in first.json()["changes"]}
+    assert actions["numpy"] == "downgrade" and actions["gdal"] == "remove" and actions["libgdal"] == "remove"
+    assert {c["channel"] for c in first.json()["changes"] if c["package"] == "numpy"} == {"conda-forge"}
+    after = _lock_of(tljh, conda_prefix)
+    assert conda_part(after) == conda_part(wanted)
+    assert [p for p in after["packages"] if p["manager"] == "pip"] == [
+        p for p in wanted["packages"] if p["manager"] == "pip"
+    ]
+    second = tljh(*apply, env=offline)
+    assert second.code == 0 and second.json()["changed"] is False
+    history = tljh("--prefix", conda_prefix, "env", "history", "--json").json()["changes"]
+    assert [(c["kind"], c["installer"], c["result"]) for c in history] == [("apply", "mamba", "ok")]
