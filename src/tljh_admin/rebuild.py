@@ -46,6 +46,7 @@ from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ChangeFailed, Refused, ResolutionFailed, Stopped, UsageError
 from tljh_admin.installers import PIP, UV, find_uv, pip_index_settings, uv_index_args
 from tljh_admin.layout import HUB, SYSTEM, USER, Layout, interpreter_in, unknown_target
+from tljh_admin.plugins import installed_plugins
 from tljh_admin.transaction import (
     FAILED,
     INTERRUPTED,
@@ -967,6 +968,7 @@ def _plan(layout, request, env, new_python, build, workdir, log) -> tuple[Rebuil
         constraints=[],
         importable=sorted(importable),
         notes=notes,
+        plugins=installed_plugins(env) if request.target == HUB else [],
     )
     work = _Work(
         had,
