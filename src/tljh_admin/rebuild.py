@@ -691,8 +691,11 @@ def _paths(layout: Layout, target: str, change_id: int) -> tuple[str, str, str]:
 # -- building --------------------------------------------------------------------------------
 
 
-def _make_venv(python: str, dest: str, child_env: dict[str, str], cwd: str, log: str | None) -> None:
-    proc = _run([python, "-m", "venv", dest], child_env, cwd, log)
+def _make_venv(
+    python: str, dest: str, prompt: str, child_env: dict[str, str], cwd: str, log: str | None
+) -> None:
+    # the prompt is the final folder's name, not the build folder's (activate scripts show it)
+    proc = _run([python, "-m", "venv", "--prompt", prompt, dest], child_env, cwd, log)
     if proc.returncode != 0:
         raise ChangeFailed(
             f"{python} -m venv failed: {_tail(proc.stderr or proc.stdout, 1)}",
@@ -978,7 +981,7 @@ def _plan(layout, request, env, new_python, build, workdir, log) -> tuple[Rebuil
         workdir,
         log or os.path.join(workdir, "rebuild.log"),
     )
-    _make_venv(layout.system_python, build, work.child_env, workdir, log)
+    _make_venv(layout.system_python, build, os.path.basename(env.root), work.child_env, workdir, log)
     if request.resolve_first:
         _resolve_into(plan, work)
     else:

@@ -165,6 +165,11 @@ def restore(dest: str) -> None:
     put back every file it removed or replaced, and reset folders' mode, owner and mtime."""
     with open(os.path.join(dest, MANIFEST)) as f:
         manifest = json.load(f)
+    if manifest.get("kind") == "whole-env":  # a rebuild kept the whole old env (rebuild.py)
+        from tljh_admin.rebuild import restore_saved
+
+        restore_saved(dest)
+        return
     files_root = os.path.join(dest, FILES)
     recorded_folders, recorded_files, symlinks = _recorded(files_root, manifest["areas"])
 

@@ -356,6 +356,12 @@ def make_old_hub(
         f"git+file://{tljh_repo}@{tljh_commit}#egg=the-littlest-jupyterhub",
         wheels["localpkg"],
     ])  # fmt: skip
+    # what the old interpreter could import from its site folder: the oracle for the rebuild
+    listing = "import json, pkgutil, sys; names = [m.name for m in pkgutil.iter_modules([sys.argv[1]])]; "
+    listing += "print(json.dumps(sorted(names)))"
+    site = prefix / "hub" / "lib" / f"python{OLD_SHORT}" / "site-packages"
+    importable = run([prefix / "hub" / "bin" / "python3", "-c", listing, site]).stdout
+    (prefix.parent / "importable.json").write_text(importable)
     (prefix / "state").mkdir(mode=0o700)
     run(["chmod", "-R", "o-w", prefix])
     os_upgrade(oldpy, system_python)

@@ -1,0 +1,295 @@
+"""`tljh env rebuild` on a hub whose Python was upgraded under it, made of real parts.
+
+The hub venv is made by a real older CPython (pyenv's 3.10), filled by that CPython's own
+pip with real wheels built in the session, TLJH itself from a local git repository at a
+commit, a package from a local wheel file and a TLJH plugin; then the old CPython is taken
+away and its `python3` becomes the system python, as a distribution upgrade does. Nothing is
+mocked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.support import oldhub
+from tests.support.listing import file_listing, listing_diff
+from tests.support.prefixes import hermetic_env, run
+from tljh_admin import changes, plugins, rebuild
+from tljh_admin.errors import ChangeFailed, Refused
+from tljh_admin.layout import resolve_layout
+from tljh_admin.transaction import StateDir, env_locks
+
+OLD_CPYTHON = oldhub.find_old_cpython()
+pytestmark = pytest.mark.skipif(OLD_CPYTHON is None, reason="needs a CPython 3.10 build (pyenv) to cut off")
+
+
+class World:
+    """The broken prefix, built once, and what was true before the OS upgrade."""
+
+    def __init__(self, base: Path, wheelhouse: Path, system_python: Path):
+        self.mine = base / "mine"
+        self.wheels = oldhub.build_rebuild_wheels(self.mine)
+        # the index still serves the old pip and setuptools the hub had
+        for wheel in (OLD_CPYTHON / "lib" / "python3.10" / "ensurepip" / "_bundled").glob("*.whl"):
+            shutil.copy2(wheel, self.mine / wheel.name)
+        self.broken_mirror = base / "mine-broken"
+        shutil.copytree(self.mine, self.broken_mirror)
+        os.unlink(self.broken_mirror / self.wheels["fragile"].name)
+        oldhub.broken_fragile(self.broken_mirror)
+        self.repo, self.commit = oldhub.make_tljh_repo(base / "tljh-repo")
+        self.wheelhouse = wheelhouse
+        self.system_python = system_python
+        self.prefix = oldhub.make_old_hub(
+            base / "world" / "opt tljh",
+            OLD_CPYTHON,
+            system_python,
+            [wheelhouse, self.mine],
+            self.wheels,
+            self.repo,
+            self.commit,
+        )
+        self.importable_before = json.loads((base / "world" / "importable.json").read_text())
+
+    def index_env(self, broken: bool = False) -> dict[str, str]:
+        mirror = self.broken_mirror if broken else self.mine
+        return {
+            "PIP_NO_INDEX": "1",
+            "PIP_FIND_LINKS": f"{self.wheelhouse} {mirror}",
+            "PIP_CONFIG_FILE": os.devnull,
+        }
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, wheelhouse, system_python) -> World:
+    return World(tmp_path_factory.mktemp("rebuild"), wheelhouse, system_python)
+
+
+@pytest.fixture
+def prefix(world, tmp_path) -> Path:
+    dest = tmp_path / "opt tljh"
+    shutil.copytree(world.prefix, dest, symlinks=True)
+    return dest
+
+
+@pytest.fixture
+def index(world, monkeypatch):
+    """The package index the rebuild sees: a local one (PIP_* variables reach the installer,
+    as an admin's index settings do)."""
+    for key, value in world.index_env().items():
+        monkeypatch.setenv(key, value)
+
+
+def _layout(prefix: Path, world: World):
+    return resolve_layout(prefix, world.system_python)
+
+
+def _requested(site: Path) -> set[str]:
+    return {p.parent.name.split("-")[0].lower().replace("_", "-") for p in site.glob("*.dist-info/REQUESTED")}
+
+
+def _site(hub: Path) -> Path:
+    (site,) = hub.glob("lib/python3.*/site-packages")
+    return site
+
+
+def test_the_broken_hub_is_really_broken(world, prefix):
+    """The fixture's premise: the hub's interpreter is now the system python, which cannot
+    see the packages in lib/python3.10."""
+    hub = prefix / "hub"
+    version = oldhub.hub_python_version(hub)
+    assert version.startswith("3.11"), version
+    proc = subprocess.run(
+        [hub / "bin" / "python3", "-c", "import jupyterhub"], capture_output=True, env=hermetic_env()
+    )
+    assert proc.returncode != 0
+    assert "jupyterhub" in world.importable_before and "tljh" in world.importable_before
+
+
+def test_dry_run_shows_the_plan_and_changes_nothing(world, prefix, index):
+    before = file_listing(prefix)
+    layout = _layout(prefix, world)
+    request = rebuild.RebuildRequest("hub", dry_run=True)
+    with rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared:
+        plan = prepared.plan
+    assert listing_diff(before, file_listing(prefix)) == []
+
+    items = {i.name: i for i in plan.items}
+    # pins that do not install on 3.11 moved to the nearest release that does (1.1, not 2.0)
+    assert (items["oldonly"].before, items["oldonly"].after, items["oldonly"].action) == (
+        "1.0",
+        "1.1",
+        "changed",
+    )
+    assert "<3.11" in items["oldonly"].reason
+    assert (items["cext"].before, items["cext"].after) == ("1.0", "1.1")
+    assert "3.11" in items["cext"].reason
+    # everything else stays at its version, from where it came
+    unchanged = {n for n, i in items.items() if i.action == rebuild.SAME}
+    assert {"jupyterhub", "oauthenticator", "traitlets", "localpkg", "the-littlest-jupyterhub"} <= unchanged
+    assert world.commit in items["the-littlest-jupyterhub"].source
+    assert items["localpkg"].source.startswith("file://")
+    assert plan.old_python.startswith("3.10") and plan.new_python.startswith("3.11")
+    assert [p.name for p in plan.plugins] == ["demo"]
+    assert any("TLJH 2.0.1's own hub requirements" in note for note in plan.notes)
+
+    # the hub cannot run its own packages: plugins are listed from files, not evaluated
+    hub = rebuild.inspect_environment("hub", layout)
+    report = plugins.plugin_report(hub)
+    assert not report.evaluated and "3.10" in report.reason
+    assert report.plugins[0].hooks[:2] == (plugins.HUB_PIP, plugins.USER_PIP)
+
+
+def test_rebuild_then_rollback(world, prefix, index):
+    """One real rebuild (the --yes path: install first, plan when a pin fails), every fact
+    the acceptance asks for, then a rollback to the old venv, byte for byte."""
+    hub = prefix / "hub"
+    old_listing = file_listing(hub, contents=True)
+    old_requested = _requested(_site(hub))
+    old_root = os.lstat(hub)
+    layout = _layout(prefix, world)
+    request = rebuild.RebuildRequest(
+        "hub", resolve_first=False, command="tljh env rebuild --target hub --yes"
+    )
+    with rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared:
+        outcome = prepared.apply(lambda _: None)
+
+    env = hermetic_env()
+    assert oldhub.hub_python_version(hub).startswith("3.11")
+    for name in world.importable_before:  # each alone: what the old interpreter could import
+        proc = subprocess.run([hub / "bin" / "python3", "-c", f"import {name}"], capture_output=True, env=env)
+        assert proc.returncode == 0, (name, proc.stderr)
+    run([hub / "bin" / "python3", "-m", "pip", "check"])
+    site = _site(hub)
+    assert _requested(site) == old_requested
+    (tljh_info,) = site.glob("the_littlest_jupyterhub-*.dist-info")
+    assert json.loads((tljh_info / "direct_url.json").read_text())["vcs_info"]["commit_id"] == world.commit
+    assert not (site / "tljh" / "later.py").exists()  # the recorded commit, not the branch head
+    versions = {i.name: i.after for i in outcome.plan.items}
+    assert versions["oldonly"] == "1.1" and versions["cext"] == "1.1"
+    writable = [
+        p
+        for p in file_listing(hub)
+        if not os.path.islink(hub / p) and os.lstat(hub / p).st_mode & stat.S_IWOTH
+    ]
+    assert writable == []
+    st = os.lstat(hub)
+    assert (stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid) == (
+        stat.S_IMODE(old_root.st_mode),
+        old_root.st_uid,
+        old_root.st_gid,
+    )
+    # console scripts and the venv's own files name the final path, and run
+    hello = subprocess.run([hub / "bin" / "localpkg-hello"], capture_output=True, text=True, env=env)
+    assert hello.stdout.strip() == "hello from localpkg", hello.stderr
+    for path in [hub / "pyvenv.cfg", hub / "bin" / "activate", hub / "bin" / "localpkg-hello"]:
+        assert ".rebuild-" not in path.read_text()
+    assert not list(prefix.glob("hub.rebuild-*"))
+    entry = StateDir.of(layout).history()[-1]
+    assert (entry["kind"], entry["result"]) == ("rebuild", "ok")
+
+    # the rebuilt hub runs its plugins: what they contribute is known now
+    report = plugins.plugin_report(rebuild.inspect_environment("hub", layout))
+    assert report.evaluated, report.reason
+    assert report.contributions[plugins.HUB_PIP] == ("oauthenticator",)
+    assert report.contributions[plugins.USER_CONDA_CHANNELS] == ("bioconda",)
+    assert plugins.readded_by_plugins(report, "hub", {"oauthenticator", "traitlets"}) == {
+        "oauthenticator": ["demo"]
+    }
+
+    with changes.prepare_rollback(
+        layout, "hub", None, 10.0, "tljh env rollback --target hub", lambda _: None
+    ) as p:
+        changes.apply(p, lambda _: None)
+    assert listing_diff(old_listing, file_listing(hub, contents=True)) == []
+
+
+def test_a_package_that_fails_to_install_leaves_the_old_hub(world, prefix, monkeypatch):
+    """The mirror now serves a fragile 1.0 that pip cannot install (after writing part of
+    it): the rebuild fails, and the old venv is in place, unchanged."""
+    for key, value in world.index_env(broken=True).items():
+        monkeypatch.setenv(key, value)
+    before = file_listing(prefix / "hub", contents=True)
+    layout = _layout(prefix, world)
+    request = rebuild.RebuildRequest("hub", resolve_first=False)
+    with (
+        pytest.raises(ChangeFailed, match="old hub environment is in place"),
+        rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared,
+    ):
+        prepared.apply(lambda _: None)
+    assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
+    assert not list(prefix.glob("hub.rebuild-*"))
+    state = StateDir.of(layout)
+    assert state.journals() == []
+    assert state.history()[-1]["result"] == "failed"
+
+
+_KILLED_REBUILD = """
+import sys
+from tljh_admin import rebuild
+from tljh_admin.layout import resolve_layout
+layout = resolve_layout(sys.argv[1], sys.argv[2])
+with rebuild.prepare_rebuild(layout, rebuild.RebuildRequest("hub", resolve_first=False), print) as p:
+    p.apply(print)
+"""
+
+
+def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, index):
+    before = file_listing(prefix / "hub", contents=True)
+    layout = _layout(prefix, world)
+    state = StateDir.of(layout)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_REBUILD, prefix, world.system_python],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **world.index_env()},
+    )
+    # kill it while pip writes bigpkg's 3,000 files into the new venv
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not list(
+        prefix.glob("hub.rebuild-*/lib/python3.*/site-packages/bigpkg")
+    ):
+        assert proc.poll() is None, "the rebuild ended before it could be killed"
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(prefix.glob("hub.rebuild-*")), "the kill came too late to test anything"
+    installer = state.journals()[0]["rebuild"]["pgid"]
+
+    # the next command that locks the hub undoes it (and stops the orphaned installer)
+    with env_locks(state, ["hub"], 10.0):
+        recovered = rebuild.recover_rebuilds(layout, "hub", lambda _: None)
+    assert [e["result"] for e in recovered] == ["restored-after-kill"]
+    assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
+    assert not list(prefix.glob("hub.rebuild-*"))
+    assert _zombie_or_gone(installer)
+
+
+def _zombie_or_gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+def test_a_conda_user_env_is_refused_with_the_conda_way(world, prefix, index):
+    user = prefix / "user"
+    (user / "conda-meta").mkdir(parents=True)
+    (user / "bin").mkdir()
+    before = file_listing(prefix)
+    with (
+        pytest.raises(Refused, match="upgrade its Python with conda"),
+        rebuild.prepare_rebuild(_layout(prefix, world), rebuild.RebuildRequest("user"), lambda _: None),
+    ):
+        pass
+    assert listing_diff(before, file_listing(prefix)) == []
