@@ -536,7 +536,9 @@ def test_uv_installer_keeps_the_pin(prefix, system_python, install):
 def test_new_files_get_the_prefix_owner(prefix, install):
     # TLJH's prefix belongs to root; here it belongs to an arbitrary uid, so that the chown
     # is visible (as root, pip itself always writes root-owned files)
-    subprocess.run(["chown", "-R", "1234:1234", prefix], check=True)
+    # (the state folder stays root's: tljh-admin refuses a state folder another uid owns)
+    subprocess.run(["chown", "-R", "1234:1234", prefix / "hub", prefix / "user"], check=True)
+    subprocess.run(["chown", "1234:1234", prefix], check=True)
     result = install("user", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr
     site = _user_site(prefix)

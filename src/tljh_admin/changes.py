@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -17,7 +16,7 @@ from tljh_admin import policy, snapshot
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError
 from tljh_admin.installers import (
     REMOVE,
     InstallerFailed,
@@ -28,6 +27,7 @@ from tljh_admin.installers import (
 )
 from tljh_admin.layout import ENV_NAMES, HUB, SYSTEM, USER, Layout, unknown_target
 from tljh_admin.transaction import (
+    DEFAULT_LOCK_TIMEOUT,
     FAILED,
     INTERRUPTED,
     OK,
@@ -35,14 +35,22 @@ from tljh_admin.transaction import (
     EnvState,
     Interrupted,
     StateDir,
-    env_locks,
+    allowed_areas,
+    change_areas,
     env_owner,
+    locked_and_recovered,
     normalize_permissions,
-    recover_unfinished,
+    scratch_folder,
+    signals_deferred,
     sigterm_raises,
+    state_error,
 )
 
 Notify = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,7 +81,9 @@ class UninstallRequest(ChangeRequest):
 
 @dataclass
 class Prepared:
-    """A change that passed every rule and has a plan; the environment is locked."""
+    """A change that passed every rule and has a plan. No lock is held while it waits for
+    a person to confirm: apply() takes the locks, recovers, checks that the environments
+    are still what the plan was made from, and only then changes them."""
 
     kind: str
     env: Environment
@@ -82,6 +92,13 @@ class Prepared:
     run: Callable[[Callable[[str], None]], None] | None = None
     recovered: list[dict] = field(default_factory=list)
     pin: str | None = None
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
+    notify: Notify = _quiet
+    #: rollback: what changed outside tljh-admin since its last change, which the rollback undoes
+    drift: list[PlannedChange] = field(default_factory=list)
+    accept_drift: bool = True
+    #: uninstall: installed packages that require what is removed (name, requirement)
+    breaks: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -109,43 +126,60 @@ def _common_guards(layout: Layout, env: Environment, allow_system: bool, break_s
     policy.require_write_access(_write_paths(layout, env))
 
 
-def _areas(env: Environment) -> snapshot.Areas:
-    return snapshot.install_areas(env.root, env.site_dirs, system=env.name == SYSTEM)
+def _areas(env: Environment, layout: Layout) -> snapshot.Areas:
+    return change_areas(layout, env)
 
 
-@contextlib.contextmanager
-def _locked(
-    layout: Layout, targets: list[str], timeout: float, notify: Notify
-) -> Iterator[tuple[StateDir, list]]:
+def recover_first(layout: Layout, targets: list[str], timeout: float, notify: Notify) -> list[dict]:
+    """Before planning: recover every unfinished change touching `targets` (taking the
+    locks only for that). Without the right to, refuse when there is one to recover."""
     state = StateDir.of(layout)
-    state.ensure()
-    with env_locks(state, targets, timeout, notify):
-        recovered = recover_unfinished(state, targets, notify)
-        yield state, recovered
+    if _can_write_state(layout):
+        with locked_and_recovered(layout, targets, timeout, notify) as (_, recovered):
+            return recovered
+    try:
+        unfinished = [j for j in state.journals() if set(j["envs"]) & set(targets)]
+    except PermissionDenied:
+        return []  # cannot see them; a change needs root anyway and recovers them then
+    if unfinished:
+        raise PermissionDenied(
+            f"change {unfinished[0]['id']} to the {' and '.join(unfinished[0]['envs'])} environment "
+            "never finished; restoring it needs root",
+            hint="run with sudo (any change command, or tljh doctor --fix, restores it)",
+        )
+    return []
+
+
+def _can_write_state(layout: Layout) -> bool:
+    probe = layout.admin_state
+    while not os.path.exists(probe) and probe != os.path.dirname(probe):
+        probe = os.path.dirname(probe)
+    return os.access(probe, os.W_OK | os.X_OK)
 
 
 @contextlib.contextmanager
-def _installer_for(request: ChangeRequest, env: Environment) -> Iterator:
-    """The request's installer on `env`, with a scratch folder for its plan and constraints."""
-    workdir = tempfile.mkdtemp(prefix="tljh-admin-")
+def _installer_for(request: ChangeRequest, env: Environment, layout: Layout) -> Iterator:
+    """The request's installer on `env`, with a private scratch folder for its plan and
+    constraints (removed afterwards; by the next command if this one is killed)."""
+    state = StateDir.of(layout)
+    workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
     try:
-        yield (
-            make_installer(request.installer, env, policy.scrubbed_environment(os.environ), workdir),
-            workdir,
-        )
+        child_env = policy.isolated_environment(os.environ, env.root, workdir)
+        yield make_installer(request.installer, env, child_env, workdir), workdir
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
 def _installer_change(
-    layout: Layout, state: StateDir, request: ChangeRequest, kind: str, env: Environment, installer, command
+    layout: Layout, request: ChangeRequest, kind: str, env: Environment, installer, command
 ) -> tuple[Change, Callable[[Callable[[str], None]], None]]:
     """The Change record for one environment, and the step that runs the installer for it."""
-    change = Change(layout, state, state.next_id(), request.command, kind, {}, installer.name)
-    change.envs[env.name] = EnvState(env, _areas(env))
+    change = Change(layout, StateDir.of(layout), None, request.command, kind, {}, installer.name)
+    change.envs[env.name] = EnvState(env, _areas(env, layout))
 
     def run(progress: Callable[[str], None]) -> None:
-        installer.run(command, state.path("logs", f"{change.change_id}.log"), progress)
+        log = change.state.path("logs", f"{change.change_id}.log")
+        installer.run(command, log, progress, tracker=change)
 
     return change, run
 
@@ -160,22 +194,22 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
     )
     policy.refuse_user_server_packages_in_hub(env, wanted.names, request.force)
     policy.refuse_direct_jupyterhub_change(env, wanted.names)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)  # as it is now, after any recovery
     pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
-
-    with _locked(layout, [env.name], request.lock_timeout, notify) as (state, recovered):
-        env = inspect_environment(env.name, layout)  # as it is now, after any recovery
-        with _installer_for(request, env) as (installer, workdir):
-            constraints = [*wanted.constraints, *([pin] if pin else [])]
-            constraint_file = write_constraints(workdir, constraints)
-            resolution = _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir)
-            plan = plan_changes(env, resolution, wanted.names)
-            if env.name == HUB:
-                policy.refuse_user_server_packages_in_hub(
-                    env, {canonical_name(c.name) for c in plan if c.action != REMOVE}, request.force
-                )
-            command = installer.install_command(wanted.requirements, constraint_file, request.upgrade)
-            change, run = _installer_change(layout, state, request, "install", env, installer, command)
-            yield Prepared("install", env, plan, change, run, recovered, pin)
+    with _installer_for(request, env, layout) as (installer, workdir):
+        constraints = [*wanted.constraints, *([pin] if pin else [])]
+        constraint_file = write_constraints(workdir, constraints)
+        resolution = _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir)
+        plan = plan_changes(env, resolution, wanted.names)
+        if env.name == HUB:
+            policy.refuse_user_server_packages_in_hub(
+                env, {canonical_name(c.name) for c in plan if c.action != REMOVE}, request.force
+            )
+            policy.refuse_moving_hub_jupyterhub(plan, resolution.requires)
+        command = installer.install_command(wanted.requirements, constraint_file, request.upgrade)
+        change, run = _installer_change(layout, request, "install", env, installer, command)
+        yield Prepared("install", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
 
 
 def _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir):
@@ -223,60 +257,106 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     names = policy.validate_package_names(request.packages)
     if "jupyterhub" in names and env.name in (HUB, USER) and not request.force:
-        raise TljhError(
+        raise Refused(
             f"removing jupyterhub from the {env.name} environment breaks TLJH",
             hint="pass --force if that is really what you want",
-            exit_code=ExitCode.REFUSED,
         )
-    with _locked(layout, [env.name], request.lock_timeout, notify) as (state, recovered):
-        env = inspect_environment(env.name, layout)
-        installed = {canonical_name(d.name): d for d in env.distributions}
-        missing = sorted(names - installed.keys())
-        if missing:
-            raise TljhError(
-                f"not installed in the {env.name} environment: {', '.join(missing)}",
-                hint=f"see what is: tljh env packages --target {env.name}",
-            )
-        plan = [
-            PlannedChange(installed[n].name, installed[n].version, None, REMOVE, True) for n in sorted(names)
-        ]
-        with _installer_for(request, env) as (installer, _):
-            command = installer.uninstall_command([installed[n].name for n in sorted(names)])
-            change, run = _installer_change(layout, state, request, "uninstall", env, installer, command)
-            yield Prepared("uninstall", env, plan, change, run, recovered)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    env = inspect_environment(env.name, layout)
+    installed = {canonical_name(d.name): d for d in env.distributions}
+    missing = sorted(names - installed.keys())
+    if missing:
+        raise TljhError(
+            f"not installed in the {env.name} environment: {', '.join(missing)}",
+            hint=f"see what is: tljh env packages --target {env.name}",
+        )
+    plan = [PlannedChange(installed[n].name, installed[n].version, None, REMOVE, True) for n in sorted(names)]
+    breaks = policy.reverse_dependencies(env, names)
+    plan += [
+        PlannedChange(name, installed[canonical_name(name)].version, installed[canonical_name(name)].version,
+                      f"breaks: requires {requirement}", False)
+        for name, requirement in breaks
+    ]  # fmt: skip
+    policy.refuse_breaking_spawns(env, breaks, request.force)
+    with _installer_for(request, env, layout) as (installer, _):
+        command = installer.uninstall_command([installed[n].name for n in sorted(names)])
+        change, run = _installer_change(layout, request, "uninstall", env, installer, command)
+        yield Prepared(
+            "uninstall", env, plan, change, run, recovered, None, request.lock_timeout, notify, breaks=breaks
+        )
+
+
+def _packages(env: Environment) -> dict[str, str]:
+    return {d.name: d.version for d in env.distributions}
 
 
 def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
-    """Snapshot, run, normalise, verify, record; restore exactly on any failure. One change
-    may span several environments (an upgrade): they succeed or are restored together."""
+    """Lock, recover, check that nothing changed since the plan, snapshot, run, normalise,
+    verify, record; restore exactly on any failure. One change may span several
+    environments (an upgrade): they succeed or are restored together."""
     change = prepared.change
     assert change is not None and prepared.run is not None
+    if prepared.drift and not prepared.accept_drift:
+        raise Refused(
+            f"the {prepared.env.name} environment changed outside tljh-admin since its last change: "
+            + ", ".join(f"{c.name} {c.before or '-'} -> {c.after or '-'}" for c in prepared.drift)
+            + "; the rollback would undo that too",
+            hint="check the plan, then pass --accept-drift to roll back anyway",
+        )
+    layout = change.layout
     names = list(change.envs)
+    with locked_and_recovered(layout, names, prepared.lock_timeout, prepared.notify) as (state, recovered):
+        prepared.recovered.extend(recovered)
+        for name, planned in list(change.envs.items()):
+            now = inspect_environment(name, layout)
+            if _packages(now) != planned.packages:
+                raise Refused(
+                    f"the {name} environment changed since the plan was made; nothing was changed",
+                    hint="run the command again to see a new plan",
+                )
+            change.envs[name] = EnvState(now, change_areas(layout, now))
+        change.state = state
+        state.check_writable()
+        return _apply_locked(prepared, change, names, progress)
+
+
+def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress) -> Outcome:
     where = " and ".join(names)
     plural = "s were" if len(names) > 1 else " was"
     with sigterm_raises():
         try:
-            change.take_snapshots()
+            change.begin()
+        except (OSError, KeyboardInterrupt, Interrupted) as error:
+            with signals_deferred():
+                _abandon(change, error)
+            if isinstance(error, OSError):
+                raise state_error(error, "could not take the snapshot, nothing was changed") from None
+            raise TljhError(
+                "interrupted before anything was changed", exit_code=ExitCode.INTERRUPTED
+            ) from None
+        try:
             prepared.run(progress)
             after: dict[str, Environment] = {}
             world_writable_fixed = owner_fixed = 0
             for name in names:
                 # one inspection: chmod and chown do not change what is installed
                 after[name] = env = inspect_environment(name, change.layout)
-                fixed = normalize_permissions(_areas(env), env_owner(change.layout, env))
+                fixed = normalize_permissions(change_areas(change.layout, env), env_owner(change.layout, env))
                 world_writable_fixed += fixed.world_writable_fixed
                 owner_fixed += fixed.owner_fixed
             _verify_pin(prepared, after)
         except (KeyboardInterrupt, Interrupted):
-            change.restore()
-            change.finish(INTERRUPTED, None, "interrupted; restored")
+            with signals_deferred():
+                change.restore()
+                change.finish(INTERRUPTED, None, "interrupted; restored")
             raise TljhError(
                 f"interrupted: the {where} environment{plural} restored to how they were",
                 exit_code=ExitCode.INTERRUPTED,
             ) from None
         except InstallerFailed as failure:
-            change.restore()
-            entry = change.finish(FAILED, None, f"{failure}\n{failure.output}")
+            with signals_deferred():
+                change.restore()
+                entry = change.finish(FAILED, None, f"{failure}\n{failure.output}")
             raise TljhError(
                 f"{failure}; the {where} environment{plural} restored to how they were "
                 f"(change {entry['id']})",
@@ -284,12 +364,29 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
                 exit_code=ExitCode.CHANGE_FAILED,
             ) from None
         except BaseException as error:
-            change.restore()
-            change.finish(FAILED, None, f"{type(error).__name__}: {error}")
+            with signals_deferred():
+                change.restore()
+                change.finish(FAILED, None, f"{type(error).__name__}: {error}")
+            if isinstance(error, OSError):
+                raise state_error(
+                    error, f"the change failed; the {where} environment{plural} restored"
+                ) from None
             raise
-    packages = {name: {d.name: d.version for d in env.distributions} for name, env in after.items()}
+    packages = {name: _packages(env) for name, env in after.items()}
     entry = change.finish(OK, packages)
     return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed)
+
+
+def _abandon(change: Change, error: BaseException) -> None:
+    """The snapshot could not be completed: the environments were not touched. Record
+    that if the disk allows; remove the partial snapshot and the journal regardless."""
+    if change.change_id is None:
+        return
+    try:
+        change.abandon(f"{type(error).__name__}: {error}")
+    except OSError:
+        snapshot.discard(change.state.path("snapshots", str(change.change_id)))
+        change.state.drop_journal(change.change_id)
 
 
 def _verify_pin(prepared: Prepared, after: dict[str, Environment]) -> None:
@@ -319,44 +416,101 @@ def rollback_candidates(layout: Layout, target: str) -> list[dict]:
     return kept
 
 
+def _diff(now: dict[str, str], then: dict[str, str], requested: bool = False) -> list[PlannedChange]:
+    """What turns `now` into `then`, by canonical name."""
+    now_k = {canonical_name(n): (n, v) for n, v in now.items()}
+    then_k = {canonical_name(n): (n, v) for n, v in then.items()}
+    changes = []
+    for key in sorted(now_k.keys() | then_k.keys()):
+        old, new = now_k.get(key), then_k.get(key)
+        if old != new:
+            action = "install" if old is None else REMOVE if new is None else "change"
+            changes.append(PlannedChange((new or old)[0], old and old[1], new and new[1], action, requested))
+    return changes
+
+
+def drift_since_last_change(state: StateDir, target: str, now: dict[str, str]) -> list[PlannedChange]:
+    """Packages that differ from what tljh-admin recorded after its last change to `target`:
+    someone ran pip (or conda) by hand since. Shown as last-recorded -> now."""
+    for entry in reversed(state.history()):
+        recorded = entry.get("after", {}).get(target) if isinstance(entry.get("after"), dict) else None
+        if target in entry["envs"] and isinstance(recorded, dict):
+            return _diff(recorded, now)
+    return []
+
+
 @contextlib.contextmanager
 def prepare_rollback(
-    layout: Layout, target: str, to: int | None, lock_timeout: float, command: str, notify: Notify
+    layout: Layout,
+    target: str,
+    to: int | None,
+    lock_timeout: float,
+    command: str,
+    notify: Notify,
+    accept_drift: bool = False,
 ) -> Iterator[Prepared]:
     _check_target(target)
     env = inspect_environment(target, layout)
     policy.require_write_access(_write_paths(layout, env))
-    with _locked(layout, [target], lock_timeout, notify) as (state, recovered):
-        candidates = rollback_candidates(layout, target)
-        if not candidates:
-            raise TljhError(
-                f"no change to the {target} environment can be rolled back",
-                hint="see tljh env history; only the last few changes keep a snapshot",
-            )
-        chosen = candidates[0] if to is None else next((c for c in candidates if c["id"] == to), None)
-        if chosen is None:
-            raise TljhError(
-                f"change {to} to the {target} environment cannot be rolled back",
-                hint="choose one of: " + ", ".join(str(c["id"]) for c in candidates),
-            )
-        env = inspect_environment(target, layout)
-        now = {canonical_name(d.name): (d.name, d.version) for d in env.distributions}
-        then = {canonical_name(n): (n, v) for n, v in chosen["before"][target].items()}
-        plan = []
-        for key in sorted(now.keys() | then.keys()):
-            old = now.get(key)
-            new = then.get(key)
-            if old != new:
-                action = "install" if old is None else REMOVE if new is None else "change"
-                plan.append(PlannedChange((new or old)[0], old and old[1], new and new[1], action, False))
-        source = state.snapshot_dir(chosen["id"], target)
-        change = Change(
-            layout, state, state.next_id(), command, f"rollback to before {chosen['id']}", {}, "-"
+    recovered = recover_first(layout, [target], lock_timeout, notify)
+    state = StateDir.of(layout)
+    candidates = rollback_candidates(layout, target)
+    if not candidates:
+        raise TljhError(
+            f"no change to the {target} environment can be rolled back",
+            hint="see tljh env history; only the last few changes keep a snapshot",
         )
-        change.envs[target] = EnvState(env, _areas(env))
+    chosen = candidates[0] if to is None else next((c for c in candidates if c["id"] == to), None)
+    if chosen is None:
+        raise TljhError(
+            f"change {to} to the {target} environment cannot be rolled back",
+            hint="choose one of: " + ", ".join(str(c["id"]) for c in candidates),
+        )
+    env = inspect_environment(target, layout)
+    now = _packages(env)
+    plan = _diff(now, chosen["before"][target])
+    drift = drift_since_last_change(state, target, now)
+    source = state.snapshot_dir(chosen["id"], target)
+    change = Change(layout, state, None, command, f"rollback to before {chosen['id']}", {}, "-")
+    change.envs[target] = EnvState(env, _areas(env, layout))
 
-        def run(progress: Callable[[str], None]) -> None:
-            progress(f"restoring the files from before change {chosen['id']}")
-            snapshot.restore(source)
+    def run(progress: Callable[[str], None]) -> None:
+        progress(f"restoring the files from before change {chosen['id']}")
+        root, areas = allowed_areas(layout, target)
+        snapshot.restore(source, root, areas)
 
-        yield Prepared("rollback", env, plan, change, run, recovered)
+    yield Prepared(
+        "rollback", env, plan, change, run, recovered, None, lock_timeout, notify, drift, accept_drift
+    )
+
+
+# -- snapshot space -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    removed: tuple[int, ...]
+    freed_bytes: int
+    kept: tuple[int, ...]
+
+
+def prune(layout: Layout, keep: int | None, lock_timeout: float, save: bool = False) -> PruneResult:
+    """Remove all but the newest `keep` snapshots (settings.json's keep_snapshots when
+    None) under every environment's lock; with `save`, make `keep` the setting that every
+    later change prunes to."""
+    from tljh_admin.transaction import env_locks, prune_snapshots
+
+    if keep is not None and keep < 0:
+        raise TljhError("--keep must be 0 or more", hint="tljh env prune --keep 3")
+    policy.require_write_access([layout.state if os.path.isdir(layout.state) else layout.prefix])
+    state = StateDir.of(layout)
+    state.ensure()
+    with env_locks(state, ENV_NAMES, lock_timeout):
+        if save and keep is not None:
+            snapshot.write_json_atomic(
+                state.path("settings.json"), {**state.settings(), "keep_snapshots": keep}
+            )
+        usage = state.snapshot_usage()
+        removed = prune_snapshots(state, keep)
+    kept = tuple(sorted(set(usage) - set(removed)))
+    return PruneResult(tuple(removed), sum(usage.get(i, 0) for i in removed), kept)

@@ -8,6 +8,7 @@ first (a dry run that resolves for real) and then run with the same inputs.
 from __future__ import annotations
 
 import abc
+import contextlib
 import json
 import os
 import re
@@ -80,40 +81,11 @@ def find_uv() -> str:
 
 
 def pip_index_settings(environ: Mapping[str, str], env_root: str) -> dict[str, str]:
-    """The index settings pip would use: its config files, then PIP_* variables (pip's own
-    precedence). uv reads none of them, so they are handed to it explicitly."""
-    import configparser
+    """The index settings pip would use (policy.pip_index_settings); uv reads none of pip's
+    files, so they are handed to it explicitly."""
+    from tljh_admin.policy import pip_index_settings as settings
 
-    config_file = environ.get("PIP_CONFIG_FILE")
-    if config_file:
-        files = [config_file]
-    else:
-        home = os.path.expanduser("~")
-        files = [
-            "/etc/xdg/pip/pip.conf",
-            "/etc/pip.conf",
-            os.path.join(home, ".pip", "pip.conf"),
-            os.path.join(environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config")), "pip", "pip.conf"),
-            os.path.join(env_root, "pip.conf"),
-        ]
-    settings: dict[str, str] = {}
-    for path in files:
-        parser = configparser.RawConfigParser()
-        try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
-            continue
-        for section in ("global", "install"):
-            if parser.has_section(section):
-                settings.update({k: v for k, v in parser.items(section) if k in _INDEX_KEYS})
-    for key in _INDEX_KEYS:
-        value = environ.get("PIP_" + key.upper().replace("-", "_"))
-        if value is not None:
-            settings[key] = value
-    return settings
-
-
-_INDEX_KEYS = ("index-url", "extra-index-url", "find-links", "no-index", "cert")
+    return settings(environ, env_root)
 
 
 def uv_index_args(settings: Mapping[str, str]) -> list[str]:
@@ -126,6 +98,8 @@ def uv_index_args(settings: Mapping[str, str]) -> list[str]:
         args += ["--extra-index-url", url]
     for link in settings.get("find-links", "").split():
         args += ["--find-links", link]
+    for host in settings.get("trusted-host", "").split():
+        args += ["--allow-insecure-host", host]
     return args
 
 
@@ -181,37 +155,72 @@ class Installer(abc.ABC):
             )
         return proc
 
-    def run(self, command: list[str], log_path: str, progress: Progress) -> None:
-        """Run the installer, its output to a log and its last line to `progress`."""
-        with open(log_path, "a", encoding="utf-8") as log:
-            log.write(f"$ {' '.join(command)}\n")
-            log.flush()
-            proc = subprocess.Popen(
-                command,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.child_env,
-                cwd=self.workdir,
-                text=True,
-                errors="replace",
-            )
-            tail: list[str] = []
-            try:
-                assert proc.stdout is not None
-                for line in proc.stdout:
-                    log.write(line)
-                    stripped = line.strip()
-                    if stripped:
-                        progress(stripped)
-                        tail = [*tail[-14:], stripped]
-                code = proc.wait()
-            except BaseException:
-                proc.kill()
-                proc.wait()
-                raise
-        if code != 0:
-            raise InstallerFailed(f"{self.name} exited with status {code}", "\n".join(tail))
+    def run(self, command: list[str], log_path: str, progress: Progress, tracker=None) -> None:
+        """Run the installer, its output to a log and its last line to `progress`.
+
+        It runs as its own process group (and session: a Ctrl-C on the terminal reaches only
+        tljh, which decides). `tracker` (the Change) journals the group and marks the
+        child's environment, so that recovery after a kill -9 can end every process of it."""
+        run_logged(command, self.child_env, self.workdir, log_path, progress, tracker, self.name)
+
+
+def run_logged(command, child_env, cwd, log_path, progress: Progress, tracker=None, name="") -> None:
+    """The one way a change runs a program: own process group, output to the log, the
+    whole group killed and waited for if tljh is stopped. Raises InstallerFailed."""
+    extra = tracker.child_environment() if tracker is not None else {}
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    with os.fdopen(fd, "a", encoding="utf-8") as log:
+        log.write(f"$ {' '.join(command)}\n")
+        log.flush()
+        proc = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**child_env, **extra},
+            cwd=cwd,
+            text=True,
+            errors="replace",
+            start_new_session=True,
+        )
+        tail: list[str] = []
+        try:
+            if tracker is not None:
+                tracker.record_process(proc.pid)
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                stripped = line.strip()
+                if stripped:
+                    progress(stripped)
+                    tail = [*tail[-14:], stripped]
+            code = proc.wait()
+        except BaseException:
+            end_group(proc)
+            raise
+    if code != 0:
+        raise InstallerFailed(
+            f"{name or os.path.basename(command[0])} exited with status {code}", "\n".join(tail)
+        )
+
+
+def end_group(proc: subprocess.Popen) -> None:
+    """Kill the child's whole process group and wait until none of it is left."""
+    import signal
+    import time
+
+    from tljh_admin.transaction import change_processes
+
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 30
+    while change_processes([[proc.pid, 0]], "\0") and time.monotonic() < deadline:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            break
+        time.sleep(0.02)
 
 
 class PipInstaller(Installer):
@@ -264,6 +273,11 @@ class PipInstaller(Installer):
         )
         return Resolution(tuple(install), remove, requires)
 
+    def _pep668(self) -> list[str]:
+        # policy.require_system_allowed let only an explicit --break-system-packages this far;
+        # the plan's `--dry-run` is exempt from PEP 668, the real run is not
+        return ["--break-system-packages"] if self.env.externally_managed else []
+
     def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
         # pip compiles bytecode by default; --no-warn-script-location: bin/ is the env's own
         return [
@@ -272,11 +286,12 @@ class PipInstaller(Installer):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
+            *self._pep668(),
             *self.install_args(requirements, constraint_file, upgrade),
         ]
 
     def uninstall_command(self, names) -> list[str]:
-        return [*self._pip(), "uninstall", "--yes", *names]
+        return [*self._pip(), "uninstall", "--yes", *self._pep668(), *names]
 
 
 class UvInstaller(Installer):

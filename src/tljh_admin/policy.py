@@ -75,6 +75,8 @@ ESCAPING_OPTIONS = ("--user", "--target", "-t", "--prefix", "--root", "--src", "
 # Never valid in a requirement, always meaningful to a shell. (`;`, quotes, `<`, `>` and
 # parentheses are legal in markers and specifiers; packaging judges those.)
 _SHELL_TEXT = re.compile(r"[`$|&\\{}\n\r]")
+# what pip takes as a local file, not a project name, when an argument ends with it
+_ARCHIVE_SUFFIXES = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".zip", ".tar")
 
 
 def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -84,6 +86,83 @@ def scrubbed_environment(environ: Mapping[str, str]) -> dict[str, str]:
     env["PIP_USER"] = "0"  # overrides `user = true` in a pip.conf
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"
+    return env
+
+
+# Installer settings an admin's configuration may carry into a change: where packages come
+# from and how to reach it. Everything else (target, prefix, root, user, src, requirement,
+# constraint, editable, ...) could send the install elsewhere or widen it.
+PIP_INDEX_KEYS = (
+    "index-url", "extra-index-url", "find-links", "no-index", "cert", "client-cert",
+    "trusted-host", "timeout", "retries", "proxy",
+)  # fmt: skip
+UV_INDEX_VARIABLES = frozenset(
+    {"UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS",
+     "UV_NO_INDEX", "UV_HTTP_TIMEOUT", "UV_NATIVE_TLS", "UV_CACHE_DIR", "UV_NO_CACHE", "UV_LINK_MODE",
+     "UV_CONCURRENT_DOWNLOADS", "UV_CONCURRENT_INSTALLS", "UV_OFFLINE", "UV_INSECURE_HOST"}
+)  # fmt: skip
+
+
+def pip_config_files(environ: Mapping[str, str], env_root: str) -> list[str]:
+    """The configuration files pip would read for `env_root`'s interpreter, in its order."""
+    if environ.get("PIP_CONFIG_FILE"):
+        return [environ["PIP_CONFIG_FILE"]]
+    home = os.path.expanduser("~")
+    xdg_dirs = environ.get("XDG_CONFIG_DIRS", "/etc/xdg").split(":")
+    return [
+        *(os.path.join(d, "pip", "pip.conf") for d in xdg_dirs if d),
+        "/etc/pip.conf",
+        os.path.join(home, ".pip", "pip.conf"),
+        os.path.join(environ.get("XDG_CONFIG_HOME", os.path.join(home, ".config")), "pip", "pip.conf"),
+        os.path.join(env_root, "pip.conf"),
+    ]
+
+
+def pip_index_settings(environ: Mapping[str, str], env_root: str) -> dict[str, str]:
+    """The index settings pip would use: its config files, then PIP_* variables (pip's own
+    precedence); only the keys of PIP_INDEX_KEYS, whitespace-joined where they are lists."""
+    import configparser
+
+    settings: dict[str, str] = {}
+    for path in pip_config_files(environ, env_root):
+        parser = configparser.RawConfigParser()
+        try:
+            parser.read(path, encoding="utf-8")
+        except (configparser.Error, OSError, UnicodeDecodeError):
+            continue
+        for section in ("global", "install"):
+            if parser.has_section(section):
+                settings.update(
+                    {k: " ".join(v.split()) for k, v in parser.items(section) if k in PIP_INDEX_KEYS}
+                )
+    for key in PIP_INDEX_KEYS:
+        value = environ.get("PIP_" + key.upper().replace("-", "_"))
+        if value is not None:
+            settings[key] = value
+    return settings
+
+
+def isolated_environment(environ: Mapping[str, str], env_root: str, workdir: str) -> dict[str, str]:
+    """The installer child's environment, isolated from every configuration file: pip and
+    uv config files may set target, prefix, root, user, src, requirement or constraint
+    just as variables can, and read them from places root does not watch (~/.config,
+    /etc/xdg, the env root, uv.toml in the working folder). Refusing would make an admin
+    edit shared files to use tljh; instead the child reads no config file at all
+    (PIP_CONFIG_FILE=/dev/null, UV_NO_CONFIG) and gets only the index settings of those
+    files (PIP_INDEX_KEYS) as PIP_* variables. It runs in `workdir`, an empty folder."""
+    settings = pip_index_settings(environ, env_root)
+    env = scrubbed_environment(environ)
+    for key in list(env):
+        pip_other = key.startswith("PIP_") and key[4:].lower().replace("_", "-") not in PIP_INDEX_KEYS
+        if pip_other or (key.startswith("UV_") and key not in UV_INDEX_VARIABLES):
+            del env[key]
+    env.update({"PIP_" + key.upper().replace("-", "_"): value for key, value in settings.items()})
+    env["PIP_CONFIG_FILE"] = os.devnull  # pip: /dev/null means "read no configuration file"
+    env["UV_NO_CONFIG"] = "1"
+    env["PYTHONNOUSERSITE"] = "1"
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    env["PIP_NO_INPUT"] = "1"
+    env["PWD"] = workdir
     return env
 
 
@@ -107,6 +186,17 @@ def parse_requirement(text: str, origin: str = "argument"):
 
     stripped = text.strip()
     where = f" ({origin})" if origin != "argument" else ""
+    if origin != "argument":
+        try:
+            return parse_requirement(stripped)
+        except TljhError as error:
+            # never echo a line of the file: `-r /etc/shadow` must not print its first line
+            raise _refuse(f"{origin} is not a plain requirement", error.hint, error.exit_code) from None
+    if stripped.lower().endswith(_ARCHIVE_SUFFIXES):
+        raise _refuse(
+            f"{stripped!r} is a file name, not a package name",
+            "install released packages by name; put a private wheel on an index and use PIP_INDEX_URL",
+        )
     if not stripped:
         raise _refuse(f"empty requirement{where}", "name a package, e.g. numpy or 'numpy>=2,<3'")
     if stripped.startswith("-"):
@@ -283,3 +373,77 @@ def require_write_access(paths: Iterable[str]) -> None:
                 "run with sudo (TLJH's environments belong to root)",
                 ExitCode.PERMISSION_DENIED,
             )
+
+
+# What a user's server needs to start (jupyterhub-singleuser and the server it runs) and
+# what the hub needs to run: an uninstall that breaks one of these is refused unless forced.
+SPAWN_NEEDS = {
+    USER: frozenset(
+        canonical_name(n)
+        for n in ("jupyterhub", "jupyterlab", "notebook", "nbclassic", "jupyter_server", "ipykernel")
+    ),
+    HUB: frozenset({"jupyterhub", "the-littlest-jupyterhub"}),
+}
+
+
+def reverse_dependencies(env: Environment, removing: Iterable[str]) -> list[tuple[str, str]]:
+    """Installed distributions (not removed themselves) whose Requires-Dist, for this
+    environment's Python, names a package being removed: (name, requirement), by name."""
+    from tljh_admin.envs.requirements import _only_for_extras, _parse, marker_environment, requires_of
+
+    removing = {canonical_name(n) for n in removing}
+    markers = marker_environment(env)
+    found = []
+    for dist in env.distributions:
+        if canonical_name(dist.name) in removing:
+            continue
+        for text in requires_of(dist):
+            if _only_for_extras(text):
+                continue
+            requirement = _parse(text)
+            if requirement is None or canonical_name(requirement.name) not in removing:
+                continue
+            if requirement.marker is not None and not requirement.marker.evaluate(markers):
+                continue
+            found.append((dist.name, str(requirement)))
+            break
+    return sorted(found, key=lambda item: canonical_name(item[0]))
+
+
+def refuse_breaking_spawns(env: Environment, breaks: list[tuple[str, str]], force: bool) -> None:
+    """An uninstall must not break what the hub or users' servers need to start."""
+    needed = SPAWN_NEEDS.get(env.name, frozenset())
+    hit = [name for name, _ in breaks if canonical_name(name) in needed or "authenticator" in name.lower()]
+    if hit and not force:
+        raise _refuse(
+            f"this would break {', '.join(hit)} in the {env.name} environment "
+            "(they require what is removed); "
+            + ("the hub" if env.name == HUB else "users' servers")
+            + " could no longer start",
+            "pass --force to remove it anyway",
+            ExitCode.REFUSED,
+        )
+
+
+def refuse_moving_hub_jupyterhub(plan, requires: Mapping[str, tuple[str, ...]]) -> None:
+    """Rule 4 from the hub's side: a hub install that moves the hub's jupyterhub would leave
+    the user env's behind. Refused, not followed: moving both is what `tljh upgrade` does,
+    with TLJH's own plan, and a change to one env that rewrites the other is a surprise."""
+    moved = [c for c in plan if canonical_name(c.name) == "jupyterhub" and c.before != c.after]
+    if not moved:
+        return
+    change = moved[0]
+    def names_jupyterhub(line: str) -> bool:
+        return canonical_name(re.split(r"[\s;<>=!~\[(]", line, maxsplit=1)[0]) == "jupyterhub"
+
+    needers = sorted(
+        name for name, lines in requires.items() if name != "jupyterhub" and any(map(names_jupyterhub, lines))
+    )
+    why = f" (needed by {', '.join(needers)})" if needers else ""
+    raise _refuse(
+        f"this would move the hub's jupyterhub from {change.before or 'none'} "
+        f"to {change.after or 'none'}{why}; "
+        "the user environment's jupyterhub must stay the same version",
+        "use `tljh upgrade` to move both together, or pin the hub's version (jupyterhub==X)",
+        ExitCode.REFUSED,
+    )

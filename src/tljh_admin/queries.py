@@ -26,5 +26,9 @@ def change_history(layout: Layout, target: str | None) -> list[dict]:
 
     if target is not None and target not in ENV_NAMES:
         raise unknown_target(target)
-    entries = StateDir.of(layout).history()
-    return [e for e in entries if target is None or target in e["envs"]]
+    state = StateDir.of(layout)
+    entries = state.history()
+    usage = state.snapshot_usage()  # bytes each kept snapshot holds on its own
+    return [
+        {**e, "snapshot_bytes": usage.get(e["id"])} for e in entries if target is None or target in e["envs"]
+    ]

@@ -87,6 +87,7 @@ HISTORY_KEYS = (
     "after",
     "result",
     "detail",
+    "snapshot_bytes",
 )
 
 

@@ -1,15 +1,26 @@
-"""Snapshots of the parts of an environment an installer writes, and exact restores.
+"""Snapshots of an environment, and exact restores.
 
-A snapshot is a hard-link farm: every file of the environment's install areas linked into
-PREFIX/state/tljh-admin/snapshots/<id>/<env>/, plus a manifest of folders and symlinks with
-their mode, owner and mtime. Linking costs no data, and it is enough because pip and uv never
-rewrite a file in place: they unlink it and write a new one, so the farm keeps the old bytes.
-Restoring puts the very same inodes back, so contents, modes and mtimes come back identical,
-without the package index.
+A snapshot is a hard-link farm: every entry of the environment's change areas linked into
+PREFIX/state/tljh-admin/snapshots/<id>/<env>/files/<absolute path>, folders and symlinks
+carrying the originals' mode, owner and mtime. Linking costs no data, and it is enough
+because pip, uv and conda never rewrite a file in place: they unlink it and write a new one,
+so the farm keeps the old bytes. Restoring puts the very same inodes back, so contents,
+modes and mtimes come back identical, without the package index.
+
+The change areas of a PREFIX environment are its whole folder, less the few top-level
+folders its kind names as never written by a change (conda's package cache): a wheel's
+`.data/data` and `.data/headers` and a conda package may write anywhere under the root,
+lib/ included. `cp -al` of a whole CPython user env takes tens of milliseconds.
+
+The manifest is written last, atomically, with the number of entries in the farm: a
+snapshot without one, or whose farm does not hold that many entries, is incomplete and is
+never restored from. Every path in a manifest must lie inside the environment it belongs to
+(`allowed`, computed by the caller from the layout, not from the manifest).
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -18,26 +29,33 @@ import stat
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from tljh_admin.errors import Refused
+
 MANIFEST = "manifest.json"
 FILES = "files"
-
-# Top-level entries of an environment no installer writes into; skipped to keep snapshots
-# fast (the standard library, conda's own records and package cache).
-_NOT_INSTALL_AREAS = {"lib", "lib64", "conda-meta", "pkgs", "pyvenv.cfg", "ssl", "man", "compiler_compat"}
+#: manifest format; 1 had no completeness record
+MANIFEST_VERSION = 2
 
 
 @dataclass(frozen=True)
 class Areas:
-    """Where an installer may write in one environment: whole folders under `root`, plus
-    the site folders (which live under the skipped lib/)."""
+    """Where a change may write in one environment: whole folders (for PREFIX envs, the
+    root itself), less top-level names of the root that no change writes (`skip`)."""
 
     root: str
     folders: tuple[str, ...]
     #: top-level names present before the change; anything new at top level is the change's
     top_level: frozenset[str]
+    skip: frozenset[str] = frozenset()
 
 
-def install_areas(env_root: str, site_dirs: Iterable[str], system: bool = False) -> Areas:
+class SnapshotUnusable(Refused):
+    """A snapshot that is incomplete, damaged, or points outside its environment."""
+
+
+def install_areas(
+    env_root: str, site_dirs: Iterable[str], system: bool = False, skip: Iterable[str] = ()
+) -> Areas:
     if system:
         # The OS interpreter: only what `pip install` as root writes (dist-packages, the
         # scheme's bin/), never /usr as a whole.
@@ -46,11 +64,8 @@ def install_areas(env_root: str, site_dirs: Iterable[str], system: bool = False)
             scheme_root = os.path.dirname(os.path.dirname(os.path.dirname(folders[0])))
             folders.append(os.path.join(scheme_root, "bin"))
         return Areas(root="", folders=tuple(folders), top_level=frozenset())
-    names = set(os.listdir(env_root))
-    folders = [os.path.join(env_root, n) for n in sorted(names - _NOT_INSTALL_AREAS)]
-    folders = [f for f in folders if os.path.isdir(f) and not os.path.islink(f)]
-    folders += [s for s in site_dirs if not any(s.startswith(f + os.sep) for f in folders)]
-    return Areas(root=env_root, folders=tuple(folders), top_level=frozenset(names))
+    names = frozenset(os.listdir(env_root))
+    return Areas(root=env_root, folders=(env_root,), top_level=names, skip=frozenset(skip))
 
 
 def _meta(st: os.stat_result) -> list[int]:
@@ -59,53 +74,110 @@ def _meta(st: os.stat_result) -> list[int]:
 
 def _link_or_copy(src: str, dst: str) -> None:
     try:
-        os.link(src, dst)
+        os.link(src, dst, follow_symlinks=False)
     except OSError as error:
         if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
             raise
-        shutil.copy2(src, dst)  # another file system, or links refused: keep a real copy
+        shutil.copy2(src, dst, follow_symlinks=False)  # another file system: keep a real copy
+
+
+def _entries(folder: str, skip: frozenset[str]) -> list[str]:
+    return sorted(n for n in os.listdir(folder) if n not in skip)
 
 
 def take(areas: Areas, dest: str) -> None:
-    """Mirror every area into `dest`/files/<absolute path> as a hard-link farm whose folders
-    and symlinks carry the originals' mode, owner and mtime (`cp -al`, in C: the farm is
-    the manifest), and record the areas and the env root's own metadata."""
+    """Mirror every area into `dest`/files/<absolute path> (`cp -al`, in C), then write the
+    manifest, last and atomically, with the farm's entry count."""
     files_root = os.path.join(dest, FILES)
     for area in areas.folders:
-        if not os.path.isdir(area):
+        if not os.path.isdir(area) or os.path.islink(area):
             continue
         mirror = files_root + area
-        os.makedirs(os.path.dirname(mirror), exist_ok=True)
-        if not _cp_al(area, mirror):
-            _link_tree(area, mirror)
-    manifest = {"areas": list(areas.folders), "root": areas.root, "top_level": sorted(areas.top_level)}
+        skip = areas.skip if area == areas.root else frozenset()
+        os.makedirs(os.path.dirname(mirror), mode=0o700, exist_ok=True)
+        if not _cp_al(area, mirror, _entries(area, skip)):
+            _link_tree(area, mirror, skip)
+        _copy_folder_meta(area, mirror)
+    count = sum(1 for _ in _walk_farm(files_root, areas.folders))
+    manifest = {
+        "version": MANIFEST_VERSION,
+        "areas": list(areas.folders),
+        "root": areas.root,
+        "top_level": sorted(areas.top_level),
+        "skip": sorted(areas.skip),
+        "entries": count,
+        "complete": True,
+    }
     if areas.root:
         manifest["root_meta"] = _meta(os.lstat(areas.root))
-    with open(os.path.join(dest, MANIFEST), "w") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
+    write_json_atomic(os.path.join(dest, MANIFEST), manifest)
 
 
-def _cp_al(source: str, target: str) -> bool:
+def write_json_atomic(path: str, data: dict) -> None:
+    """tmp (never following a symlink) + fsync + rename + fsync of the folder."""
+    tmp = path + ".tmp"
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a stale one from a killed writer
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, sort_keys=True)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with_suppressed_unlink(tmp)
+        raise
+    os.replace(tmp, path)
+    fsync_dir(os.path.dirname(path))
+
+
+def with_suppressed_unlink(path: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+
+
+def fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _cp_al(source: str, target: str, names: list[str]) -> bool:
     import subprocess
 
     if not shutil.which("cp"):
         return False
+    os.makedirs(target, mode=0o700, exist_ok=True)
+    if not names:
+        return True
     proc = subprocess.run(
-        ["cp", "-a", "-l", "--no-target-directory", source, target],
+        ["cp", "-a", "-l", "-t", target, "--", *(os.path.join(source, n) for n in names)],
         capture_output=True,
         stdin=subprocess.DEVNULL,
     )
     if proc.returncode != 0:
+        if b"No space left" in proc.stderr:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), target)
         shutil.rmtree(target, ignore_errors=True)
         return False
     return True
 
 
-def _link_tree(source: str, target: str) -> None:
+def _copy_folder_meta(source: str, mirror: str) -> None:
+    st = os.lstat(source)
+    os.chown(mirror, st.st_uid, st.st_gid)
+    os.chmod(mirror, stat.S_IMODE(st.st_mode))
+    os.utime(mirror, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _link_tree(source: str, target: str, skip: frozenset[str]) -> None:
     """The same as `cp -al`, in Python, falling back to copies across file systems."""
     for folder, dirs, files in os.walk(source):
+        if folder == source:
+            dirs[:] = [d for d in dirs if d not in skip]
+            files = [f for f in files if f not in skip]
         mirror = target + folder[len(source) :]
         os.makedirs(mirror, exist_ok=True)
         for name in files + [d for d in dirs if os.path.islink(os.path.join(folder, d))]:
@@ -115,42 +187,56 @@ def _link_tree(source: str, target: str) -> None:
             else:
                 _link_or_copy(path, os.path.join(mirror, name))
     for folder, _dirs, _files in os.walk(source, topdown=False):
-        st = os.lstat(folder)
         mirror = target + folder[len(source) :]
-        os.chown(mirror, st.st_uid, st.st_gid)
-        os.chmod(mirror, stat.S_IMODE(st.st_mode))
-        os.utime(mirror, ns=(st.st_atime_ns, st.st_mtime_ns))
+        if os.path.isdir(mirror) and not os.path.islink(mirror):
+            _copy_folder_meta(folder, mirror)
 
 
-def _recorded(files_root: str, areas: list[str]):
-    """What the farm says: folders with their metadata, files with their inodes, symlinks."""
-    folders: dict[str, list[int]] = {}
-    files: dict[str, os.stat_result] = {}
-    symlinks: dict[str, str] = {}
+def _walk_farm(files_root: str, areas: Iterable[str]):
+    """(farm path, lstat) of every entry under the mirrored areas, folders included."""
     for area in areas:
         mirror_area = files_root + area
         if not os.path.isdir(mirror_area):
             continue
         for mirror, dirs, names in os.walk(mirror_area):
-            folder = mirror[len(files_root) :]
-            folders[folder] = _meta(os.lstat(mirror))
             for name in names + dirs:
                 path = os.path.join(mirror, name)
-                st = os.lstat(path)
-                if stat.S_ISLNK(st.st_mode):
-                    symlinks[os.path.join(folder, name)] = os.readlink(path)
-                elif stat.S_ISREG(st.st_mode):
-                    files[os.path.join(folder, name)] = st
-    return folders, files, symlinks
+                yield path, os.lstat(path)
 
 
-def _current(areas_folders: Iterable[str]) -> tuple[dict[str, os.stat_result], set[str]]:
+def _recorded(files_root: str, areas: list[str]):
+    """What the farm says: folders with their metadata, files with their inodes, symlinks,
+    and how many entries it holds."""
+    folders: dict[str, list[int]] = {}
+    files: dict[str, os.stat_result] = {}
+    symlinks: dict[str, str] = {}
+    count = 0
+    for area in areas:
+        mirror_area = files_root + area
+        if os.path.isdir(mirror_area):
+            folders[area] = _meta(os.lstat(mirror_area))
+    for path, st in _walk_farm(files_root, areas):
+        count += 1
+        real = path[len(files_root) :]
+        if stat.S_ISLNK(st.st_mode):
+            symlinks[real] = os.readlink(path)
+        elif stat.S_ISDIR(st.st_mode):
+            folders[real] = _meta(st)
+        elif stat.S_ISREG(st.st_mode):
+            files[real] = st
+    return folders, files, symlinks, count
+
+
+def _current(areas_folders: Iterable[str], root: str, skip: set[str]):
     entries: dict[str, os.stat_result] = {}
     folders: set[str] = set()
     for area in areas_folders:
-        if not os.path.isdir(area):
+        if not os.path.isdir(area) or os.path.islink(area):
             continue
         for folder, dirs, files in os.walk(area):
+            if folder == root:
+                dirs[:] = [d for d in dirs if d not in skip]
+                files = [f for f in files if f not in skip]
             folders.add(folder)
             for name in files + dirs:
                 path = os.path.join(folder, name)
@@ -160,26 +246,73 @@ def _current(areas_folders: Iterable[str]) -> tuple[dict[str, os.stat_result], s
     return entries, folders
 
 
-def restore(dest: str) -> None:
-    """Make the install areas exactly what `dest` recorded: remove what the change added,
-    put back every file it removed or replaced, and reset folders' mode, owner and mtime."""
-    with open(os.path.join(dest, MANIFEST)) as f:
-        manifest = json.load(f)
-    if manifest.get("kind") == "whole-env":  # a rebuild kept the whole old env (rebuild.py)
-        from tljh_admin.rebuild import restore_saved
+def _inside(path: str, allowed: Iterable[str]) -> bool:
+    return any(path == a or path.startswith(a.rstrip(os.sep) + os.sep) for a in allowed)
 
-        restore_saved(dest)
-        return
+
+def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> dict:
+    """The manifest of a complete snapshot whose every path lies inside the environment:
+    `allowed_root` (its folder, "" for the system interpreter) and `allowed_areas` (where
+    a change may write in it). Paths must have no symlinked component. Anything else is
+    refused before a single file is touched."""
+    path = os.path.join(dest, MANIFEST)
+
+    def unusable(why: str) -> SnapshotUnusable:
+        return SnapshotUnusable(
+            f"the snapshot in {dest} cannot be used: {why}; nothing was restored from it",
+            hint="see `tljh doctor`; check the environment by hand before removing that folder",
+        )
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        with os.fdopen(fd, encoding="utf-8") as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise unusable("it is incomplete (no manifest: the process was stopped while taking it)") from None
+    except (OSError, ValueError, UnicodeDecodeError) as error:
+        raise unusable(f"its manifest is unreadable ({type(error).__name__})") from None
+    if not isinstance(manifest, dict) or manifest.get("complete") is not True:
+        raise unusable("its manifest does not say it is complete")
+    areas, root = manifest.get("areas"), manifest.get("root")
+    top, skip = manifest.get("top_level", []), manifest.get("skip", [])
+    if not (isinstance(areas, list) and all(isinstance(a, str) for a in areas) and isinstance(root, str)):
+        raise unusable("its manifest is malformed")
+    if not (isinstance(top, list) and isinstance(skip, list) and isinstance(manifest.get("entries"), int)):
+        raise unusable("its manifest is malformed")
+    if any(not isinstance(n, str) or not n or "/" in n or n in (".", "..") for n in [*top, *skip]):
+        raise unusable("its manifest names entries that are not plain file names")
+    allowed = [allowed_root] if allowed_root else list(allowed_areas)
+    if root != allowed_root:
+        raise unusable(f"it belongs to {root or 'the system interpreter'}, not {allowed_root or 'it'}")
+    for area in [*areas, *([root] if root else [])]:
+        if not os.path.isabs(area) or os.path.normpath(area) != area or os.path.realpath(area) != area:
+            raise unusable(f"{area} is not a plain absolute path (a symlink or '..' in it)")
+        if not _inside(area, allowed):
+            raise unusable(f"{area} lies outside the environment")
+    return manifest
+
+
+def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
+    """Make the change areas exactly what `dest` recorded: remove what the change added,
+    put back every file it removed or replaced, and reset folders' mode, owner and mtime.
+    The snapshot is checked first (manifest, paths, entry count); nothing is touched when
+    it fails."""
+    manifest = read_manifest(dest, allowed_root, allowed_areas)
     files_root = os.path.join(dest, FILES)
-    recorded_folders, recorded_files, symlinks = _recorded(files_root, manifest["areas"])
-
-    # New top-level entries of the environment (e.g. a share/ the change created).
+    recorded_folders, recorded_files, symlinks, count = _recorded(files_root, manifest["areas"])
+    if count != manifest["entries"]:
+        raise SnapshotUnusable(
+            f"the snapshot in {dest} is damaged: {count} entries where its manifest recorded "
+            f"{manifest['entries']}; nothing was restored from it",
+            hint="see `tljh doctor`; check the environment by hand before removing that folder",
+        )
     root = manifest["root"]
-    if root:
-        for name in set(os.listdir(root)) - set(manifest["top_level"]):
+    skip = set(manifest["skip"])
+    if root:  # new top-level entries of the environment (e.g. a share/ the change created)
+        for name in set(os.listdir(root)) - set(manifest["top_level"]) - skip:
             _remove(os.path.join(root, name))
 
-    entries, folders = _current(manifest["areas"])
+    entries, folders = _current(manifest["areas"], root, skip)
 
     # 1. what the change added: entries and folders that were not there
     for path in entries.keys() - recorded_files.keys() - symlinks.keys():
@@ -188,7 +321,7 @@ def restore(dest: str) -> None:
         shutil.rmtree(folder, ignore_errors=True)
     # 2. folders that went missing
     for folder in sorted(recorded_folders, key=len):
-        if not os.path.isdir(folder):
+        if not os.path.isdir(folder) or os.path.islink(folder):
             if os.path.lexists(folder):
                 os.unlink(folder)
             os.makedirs(folder, exist_ok=True)
@@ -198,7 +331,7 @@ def restore(dest: str) -> None:
         if now is not None and (now.st_ino, now.st_dev) == (recorded.st_ino, recorded.st_dev):
             continue
         if now is not None or os.path.lexists(path):
-            os.unlink(path)
+            _remove(path)
         _link_or_copy(files_root + path, path)
     # 4. symlinks
     for path, target in symlinks.items():
@@ -210,7 +343,7 @@ def restore(dest: str) -> None:
     # 5. folders' metadata last, deepest first, since every change above touched mtimes
     for folder in sorted(recorded_folders, key=len, reverse=True):
         _reset_folder(folder, recorded_folders[folder])
-    if root:  # the env root's own mtime changes when top-level entries come and go
+    if root and "root_meta" in manifest:  # the env root's own mtime changes with its entries
         _reset_folder(root, manifest["root_meta"])
 
 
@@ -218,10 +351,10 @@ def _reset_folder(folder: str, meta: list[int]) -> None:
     mode, uid, gid, mtime_ns = meta
     st = os.lstat(folder)
     if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(folder, uid, gid)
+        os.chown(folder, uid, gid, follow_symlinks=False)
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(folder, mode)
-    os.utime(folder, ns=(mtime_ns, mtime_ns))
+    os.utime(folder, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
 
 
 def _remove(path: str) -> None:
@@ -233,3 +366,30 @@ def _remove(path: str) -> None:
 
 def discard(dest: str) -> None:
     shutil.rmtree(dest, ignore_errors=True)
+
+
+def unique_bytes(snapshots_root: str) -> dict[str, int]:
+    """Disk space each snapshot holds on its own: bytes of files whose every link lies in
+    the snapshot folder (the rest are shared with the live environment or other snapshots,
+    counted once, for the newest snapshot holding them). Keyed by snapshot folder name."""
+    seen: dict[tuple[int, int], list] = {}
+    try:
+        names = sorted((n for n in os.listdir(snapshots_root) if n.isdigit()), key=int, reverse=True)
+    except FileNotFoundError:
+        return {}
+    usage = dict.fromkeys(names, 0)
+    for name in names:
+        for folder, _dirs, files in os.walk(os.path.join(snapshots_root, name)):
+            for file in files:
+                st = os.lstat(os.path.join(folder, file))
+                if not stat.S_ISREG(st.st_mode):
+                    continue
+                key = (st.st_dev, st.st_ino)
+                if key in seen:
+                    seen[key][1] += 1
+                else:
+                    seen[key] = [name, 1, st.st_nlink, st.st_blocks * 512]
+    for owner, links, nlink, size in seen.values():
+        if links >= nlink:
+            usage[owner] += size
+    return usage

@@ -4,16 +4,23 @@ after, and an exact restore when it fails, is interrupted, or was killed last ti
 
 State lives in PREFIX/state/tljh-admin/ (root-only, like TLJH's own state/):
   locks/<env>.lock         flock'ed while a change runs
-  journal/<id>.json        a change in flight; left behind only by a killed process
+  journal/<id>.json        a change in flight; left behind only by a killed process. Its
+                           O_EXCL creation allocates the change id, across all environments.
   snapshots/<id>/<env>/    the pre-change state (see snapshot.py)
-  history.jsonl            one line per finished change
+  history.jsonl            one line per finished change (readers skip a torn last line)
   logs/<id>.log            the installer's full output
+  scratch/                 the installers' work folders (plans, constraints)
+
+The folder is checked before every use (root-owned, private, no symlink in it or in
+PREFIX/state) and every file in it is opened without following symlinks: a state folder a
+user could write to would let that user steer root's deletes and chmods.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import errno
 import fcntl
 import json
 import os
@@ -26,15 +33,27 @@ from dataclasses import dataclass, field
 
 from tljh_admin import snapshot
 from tljh_admin.envs.model import Environment
-from tljh_admin.errors import ExitCode, TljhError
-from tljh_admin.layout import ENV_NAMES, Layout
+from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
+from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout
 
 #: how long a change waits for another change to the same environment to finish
 DEFAULT_LOCK_TIMEOUT = 600.0
-#: snapshots kept per environment for `tljh env rollback` (older ones are pruned)
+#: snapshots kept for `tljh env rollback` when settings.json says nothing (older ones are pruned)
 KEEP_SNAPSHOTS = 10
+#: how long recovery waits for the processes of a killed change to go after SIGKILL
+PROCESS_EXIT_TIMEOUT = 30.0
 
 OK, FAILED, INTERRUPTED, RESTORED = "ok", "failed", "interrupted", "restored-after-kill"
+#: killed while the snapshot was being taken: nothing had been changed yet
+ABANDONED = "abandoned"
+#: journal phases, in order
+SNAPSHOTTING, RUNNING = "snapshotting", "running"
+#: the variable every installer process of a change carries (its children inherit it), so
+#: that recovery can find them even if they left the process group
+CHANGE_MARKER = "TLJH_ADMIN_CHANGE"
+SUBFOLDERS = ("locks", "journal", "snapshots", "logs", "scratch")
+
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 Notify = Callable[[str], None]
 
@@ -47,68 +66,269 @@ class Interrupted(Exception):
     """SIGTERM, turned into an exception so that the change can be undone."""
 
 
+def _state_hint(folder: str) -> str:
+    import shlex
+
+    quoted = shlex.quote(folder)
+    return (
+        f"check who changed it; if it is a symlink, remove it; else: sudo chown root:root {quoted} "
+        f"&& sudo chmod 700 {quoted}"
+    )
+
+
+@dataclass(frozen=True)
+class BadJournal:
+    name: str
+    reason: str
+
+
 @dataclass
 class StateDir:
     root: str
+    layout: Layout | None = None
 
     @classmethod
     def of(cls, layout: Layout) -> StateDir:
-        return cls(layout.admin_state)
+        return cls(layout.admin_state, layout)
 
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
+    # -- safety of the folder ------------------------------------------------------------
+    def _chain(self) -> list[str]:
+        """PREFIX/state, the tool's folder and its subfolders: every folder root relies on."""
+        return [os.path.dirname(self.root), self.root, *(self.path(s) for s in SUBFOLDERS)]
+
+    def problems(self, owner: int | None = None) -> list[str]:
+        """Why this state folder must not be trusted (empty when it can be): a symlink, not a
+        folder, another owner, or writable by group or others. Missing folders are fine."""
+        return [why for _, why in self._problems(owner)]
+
+    def _problems(self, owner: int | None) -> list[tuple[str, str]]:
+        owner = os.geteuid() if owner is None else owner
+        found = []
+        for folder in self._chain():
+            try:
+                st = os.lstat(folder)
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                found.append((folder, f"{folder} cannot be checked: {error.strerror}"))
+                continue
+            if stat.S_ISLNK(st.st_mode):
+                found.append((folder, f"{folder} is a symlink (to {os.readlink(folder)})"))
+            elif not stat.S_ISDIR(st.st_mode):
+                found.append((folder, f"{folder} is not a folder"))
+            elif st.st_uid != owner:
+                found.append((folder, f"{folder} belongs to uid {st.st_uid}, not {owner}"))
+            elif st.st_mode & 0o022:
+                who = "others" if st.st_mode & 0o002 else "its group"
+                found.append((folder, f"{folder} is writable by {who}"))
+        return found
+
+    def check_safe(self) -> None:
+        found = self._problems(None)
+        if found:
+            folder, why = found[0]
+            raise Refused(f"tljh-admin's state folder is not safe to use: {why}", hint=_state_hint(folder))
+
     def ensure(self) -> None:
-        for sub in ("locks", "journal", "snapshots", "logs"):
-            os.makedirs(self.path(sub), mode=0o700, exist_ok=True)
-        os.chmod(self.root, 0o700)
+        """Create the folders root-owned and 0700 whatever the umask, then check them all."""
+        self.check_safe()  # before creating anything inside a folder someone else controls
+        for folder in self._chain():
+            try:
+                os.mkdir(folder, 0o700)
+            except FileExistsError:
+                continue
+            except PermissionError:
+                raise PermissionDenied(
+                    f"this user cannot create {folder}", hint="run with sudo (TLJH's state belongs to root)"
+                ) from None
+            fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | _NOFOLLOW)
+            try:
+                os.fchmod(fd, 0o700)  # mkdir's mode is masked by the umask
+            finally:
+                os.close(fd)
+        self.check_safe()
+
+    def _open(self, path: str, flags: int, mode: int = 0o600) -> int:
+        return os.open(path, flags | _NOFOLLOW, mode)
 
     # -- history -----------------------------------------------------------------------
     def history(self) -> list[dict]:
+        """Every finished change; a torn or garbled line (a write cut short) is skipped."""
+        path = self.path("history.jsonl")
         try:
-            with open(self.path("history.jsonl"), encoding="utf-8") as f:
-                return [json.loads(line) for line in f if line.strip()]
+            fd = self._open(path, os.O_RDONLY)
         except FileNotFoundError:
             return []
+        except PermissionError:
+            raise PermissionDenied(
+                f"this user cannot read tljh-admin's history in {self.root}", hint="run with sudo"
+            ) from None
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise Refused(f"{path} is a symlink; it is not read", hint=_state_hint(self.root)) from None
+            raise
+        entries = []
+        with os.fdopen(fd, "rb") as f:
+            for raw in f:
+                try:
+                    entry = json.loads(raw)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and _well_formed_entry(entry):
+                    entries.append(entry)
+        return entries
 
     def append_history(self, entry: dict) -> None:
-        with open(self.path("history.jsonl"), "a", encoding="utf-8") as f:
-            f.write(json.dumps(entry, sort_keys=True) + "\n")
-            f.flush()
-            os.fsync(f.fileno())
+        """Append one line; a torn last line left by a killed writer is ended first, so it
+        stays one skipped line and never swallows this one."""
+        fd = self._open(self.path("history.jsonl"), os.O_RDWR | os.O_APPEND | os.O_CREAT)
+        try:
+            size = os.fstat(fd).st_size
+            torn = size > 0 and os.pread(fd, 1, size - 1) != b"\n"
+            os.write(fd, (b"\n" if torn else b"") + json.dumps(entry, sort_keys=True).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
-    def next_id(self) -> int:
+    def check_writable(self) -> None:
+        """Before a change starts: the history can be appended to (not immutable, not a
+        symlink). A change whose ending cannot be recorded is not started."""
+        path = self.path("history.jsonl")
+        try:
+            os.close(self._open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT))
+        except OSError as error:
+            raise Refused(
+                f"cannot write tljh-admin's history {path}: {error.strerror}; nothing was changed",
+                hint="see `lsattr` (immutable?) and `df` (full?) for that file",
+            ) from None
+
+    # -- ids -----------------------------------------------------------------------------
+    def _highest_id(self) -> int:
         used = [e["id"] for e in self.history()]
-        used += [int(n.split(".")[0]) for n in _listdir(self.path("journal")) if n.split(".")[0].isdigit()]
-        used += [int(n) for n in _listdir(self.path("snapshots")) if n.isdigit()]
-        return max(used, default=0) + 1
+        for folder in ("journal", "snapshots"):
+            for name in _listdir(self.path(folder)):
+                stem = name.split(".")[0]
+                if stem.isdigit():
+                    used.append(int(stem))
+        return max(used, default=0)
+
+    def reserve_id(self) -> int:
+        """A change id no other change has, across every environment: whoever creates
+        journal/<id>.json (O_EXCL) owns it; the other takes the next number."""
+        change_id = self._highest_id() + 1
+        while True:
+            try:
+                fd = self._open(
+                    self.path("journal", f"{change_id}.json"), os.O_WRONLY | os.O_CREAT | os.O_EXCL
+                )
+            except FileExistsError:
+                change_id += 1
+                continue
+            os.close(fd)
+            snapshot.fsync_dir(self.path("journal"))
+            return change_id
+
+    # kept for callers that only want a number to show; it reserves like reserve_id
+    next_id = reserve_id
 
     # -- journal -----------------------------------------------------------------------
+    def scan_journals(self) -> tuple[list[dict], list[BadJournal]]:
+        """Journals of unfinished changes, and the ones that cannot be trusted (garbage,
+        symlinks, paths that are not this prefix's environments). An empty journal is a
+        reservation: its change never started."""
+        valid: list[dict] = []
+        bad: list[BadJournal] = []
+        try:
+            names = sorted(os.listdir(self.path("journal")))
+        except FileNotFoundError:
+            return valid, bad
+        except PermissionError:
+            raise PermissionDenied(
+                f"this user cannot read tljh-admin's journals in {self.root}", hint="run with sudo"
+            ) from None
+        for name in names:
+            stem, _, ext = name.partition(".")
+            if ext != "json":
+                continue
+            try:
+                fd = self._open(self.path("journal", name), os.O_RDONLY)
+                with os.fdopen(fd, "rb") as f:
+                    raw = f.read()
+            except FileNotFoundError:
+                continue  # finished meanwhile
+            except OSError as error:
+                bad.append(BadJournal(name, "a symlink" if error.errno == errno.ELOOP else error.strerror))
+                continue
+            if not raw.strip() and stem.isdigit():
+                valid.append({"id": int(stem), "reserved": True, "envs": {}})
+                continue
+            try:
+                journal = json.loads(raw)
+            except ValueError:
+                bad.append(BadJournal(name, "not valid JSON"))
+                continue
+            reason = self._journal_problem(journal, stem)
+            if reason:
+                bad.append(BadJournal(name, reason))
+            else:
+                valid.append(journal)
+        return valid, bad
+
+    def _journal_problem(self, journal, stem: str) -> str | None:
+        if (
+            not isinstance(journal, dict)
+            or not isinstance(journal.get("id"), int)
+            or str(journal["id"]) != stem
+        ):
+            return "its id does not match its name"
+        envs = journal.get("envs")
+        if not isinstance(envs, dict) or not envs or not set(envs) <= set(ENV_NAMES):
+            return "it names no known environment"
+        if not isinstance(journal.get("before"), dict) or journal.get("phase") not in (SNAPSHOTTING, RUNNING):
+            return "it is incomplete"
+        if not all(
+            isinstance(p, list) and len(p) == 2 and all(isinstance(n, int) for n in p)
+            for p in journal.get("processes", [])
+        ):
+            return "its process list is malformed"
+        if self.layout is not None:
+            for name, root in envs.items():
+                expected = self.layout.env_root(name)
+                if name != SYSTEM and (
+                    not isinstance(root, str) or os.path.realpath(root) != os.path.realpath(expected)
+                ):
+                    return f"its {name} environment is {root!r}, not {expected}"
+        return None
+
     def journals(self) -> list[dict]:
-        found = []
-        for name in sorted(_listdir(self.path("journal"))):
-            if name.endswith(".json"):
-                with contextlib.suppress(OSError, ValueError), open(self.path("journal", name)) as f:
-                    found.append(json.load(f))
-        return found
+        """Journals of unfinished changes that can be acted on (see scan_journals)."""
+        return [j for j in self.scan_journals()[0] if not j.get("reserved")]
+
+    def quarantine(self, bad: BadJournal) -> str:
+        """Move an untrusted journal aside (renaming never follows a symlink): it is
+        reported, never acted on."""
+        source = self.path("journal", bad.name)
+        target = source + ".invalid"
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(source, target)
+        return target
+
+    def quarantined(self) -> list[str]:
+        return sorted(n for n in _listdir(self.path("journal")) if n.endswith(".invalid"))
 
     def write_journal(self, entry: dict) -> None:
-        path = self.path("journal", f"{entry['id']}.json")
-        tmp = path + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(entry, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        _fsync_dir(self.path("journal"))
+        snapshot.write_json_atomic(self.path("journal", f"{entry['id']}.json"), entry)
 
     def in_progress(self, journal: dict) -> bool:
         """Whether a living process still holds a lock of the journal's environments (a
         change running right now, not one left unfinished). Reads only: no lock file is made."""
         for env in journal["envs"]:
             try:
-                fd = os.open(self.path("locks", f"{env}.lock"), os.O_RDONLY)
-            except FileNotFoundError:
+                fd = self._open(self.path("locks", f"{env}.lock"), os.O_RDONLY)
+            except OSError:
                 continue
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -122,36 +342,56 @@ class StateDir:
     def drop_journal(self, change_id: int) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(self.path("journal", f"{change_id}.json"))
+        with contextlib.suppress(FileNotFoundError):
+            snapshot.fsync_dir(self.path("journal"))
 
     def close(self, journal: dict, result: str, after: dict[str, dict[str, str]], detail: str) -> dict:
         """End a change: its history entry, no journal, and its snapshot kept only when there
         is something to roll back (a change that ended `ok`)."""
         entry = {**journal, "time": now_iso(), "target": ",".join(journal["envs"])}
         entry.update(after=after, result=result, detail=detail)
-        entry.pop("pid", None)
+        for private in ("pid", "processes", "phase", "marker"):
+            entry.pop(private, None)
         self.append_history(entry)
-        self.drop_journal(journal["id"])
         if result != OK:
             snapshot.discard(self.path("snapshots", str(journal["id"])))
+        self.drop_journal(journal["id"])
         return entry
 
     def snapshot_dir(self, change_id: int, env: str) -> str:
         return self.path("snapshots", str(change_id), env)
 
+    # -- settings and space -------------------------------------------------------------
+    def settings(self) -> dict:
+        """settings.json: {"keep_snapshots": N}. Absent or unreadable: the defaults."""
+        try:
+            fd = self._open(self.path("settings.json"), os.O_RDONLY)
+            with os.fdopen(fd, "rb") as f:
+                found = json.load(f)
+        except (OSError, ValueError):
+            return {"keep_snapshots": KEEP_SNAPSHOTS}
+        keep = found.get("keep_snapshots") if isinstance(found, dict) else None
+        return {"keep_snapshots": keep if isinstance(keep, int) and keep >= 0 else KEEP_SNAPSHOTS}
+
+    def snapshot_usage(self) -> dict[int, int]:
+        """Bytes each kept snapshot holds on its own (not shared with the live envs)."""
+        try:
+            return {int(k): v for k, v in snapshot.unique_bytes(self.path("snapshots")).items()}
+        except PermissionError:
+            raise PermissionDenied(
+                f"this user cannot read {self.path('snapshots')}", hint="run with sudo"
+            ) from None
+
+
+def _well_formed_entry(entry: dict) -> bool:
+    return isinstance(entry.get("id"), int) and isinstance(entry.get("envs"), dict) and "result" in entry
+
 
 def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return []
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def who() -> str:
@@ -173,46 +413,78 @@ def now_iso() -> str:
 
 
 @contextlib.contextmanager
-def env_locks(state: StateDir, envs: list[str], timeout: float, notify: Notify = _quiet) -> Iterator[None]:
+def env_locks(state: StateDir, envs, timeout: float, notify: Notify = _quiet) -> Iterator[None]:
     """Hold each environment's lock (in a fixed order, so two changes cannot deadlock)."""
     handles = []
     try:
-        for name in sorted(envs, key=ENV_NAMES.index):
-            handles.append(_acquire(state.path("locks", f"{name}.lock"), name, timeout, notify))
+        for name in sorted(set(envs), key=ENV_NAMES.index):
+            handles.append(_acquire(state, state.path("locks", f"{name}.lock"), name, timeout, notify))
         yield
     finally:
-        for handle in reversed(handles):
-            fcntl.flock(handle, fcntl.LOCK_UN)
-            handle.close()
+        for fd in reversed(handles):
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
 
 
-def _acquire(path: str, env: str, timeout: float, notify: Notify):
-    handle = open(path, "a+")  # noqa: SIM115 - held open for the lock's lifetime
+def _acquire(state: StateDir, path: str, env: str, timeout: float, notify: Notify) -> int:
     try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fd = state._open(path, os.O_RDWR | os.O_CREAT)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise Refused(f"{path} is a symlink; it is not followed", hint=_state_hint(state.root)) from None
+        raise
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        handle.seek(0)
-        holder = handle.read().strip() or "another tljh command"
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another tljh command"
         notify(f"waiting for {holder} to finish with the {env} environment (up to {timeout:.0f} s)")
         deadline = time.monotonic() + timeout
         while True:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
                 if time.monotonic() >= deadline:
-                    handle.close()
-                    raise TljhError(
+                    os.close(fd)
+                    raise Locked(
                         f"the {env} environment is still locked by {holder} after {timeout:.0f} s",
                         hint="wait for it to finish, or raise --lock-timeout",
-                        exit_code=ExitCode.LOCKED,
                     ) from None
                 time.sleep(0.1)
-    handle.seek(0)
-    handle.truncate()
-    handle.write(f"pid {os.getpid()} ({who()}, since {now_iso()})")
-    handle.flush()
-    return handle
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} ({who()}, since {now_iso()})".encode(), 0)
+    return fd
+
+
+def envs_to_lock(state: StateDir, targets) -> set[str]:
+    """The targets, plus every environment of an unfinished change touching them (a killed
+    upgrade of hub and user must be recovered, whole, before a change to either)."""
+    needed = set(targets)
+    journals = state.journals()
+    while True:
+        more = {e for j in journals if set(j["envs"]) & needed for e in j["envs"]} - needed
+        if not more:
+            return needed
+        needed |= more
+
+
+@contextlib.contextmanager
+def locked_and_recovered(
+    layout: Layout, targets, timeout: float, notify: Notify = _quiet
+) -> Iterator[tuple[StateDir, list[dict]]]:
+    """Lock `targets` (and whatever an unfinished change touching them spans), recover
+    every unfinished change on them, and yield the state folder and what was recovered."""
+    state = StateDir.of(layout)
+    state.ensure()
+    while True:
+        needed = envs_to_lock(state, targets)
+        with env_locks(state, needed, timeout, notify):
+            if envs_to_lock(state, needed) != needed:
+                continue  # a change spanning more envs was left meanwhile: lock those too
+            clean_stale_scratch(state)
+            recovered = recover_unfinished(state, needed, notify)
+            yield state, recovered
+            return
 
 
 # -- interruption -----------------------------------------------------------------------
@@ -232,6 +504,120 @@ def sigterm_raises() -> Iterator[None]:
         signal.signal(signal.SIGTERM, previous)
 
 
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[list[int]]:
+    """SIGINT and SIGTERM are noted, not acted on, while a restore runs: a second Ctrl-C
+    must not leave a half-restored environment. Yields the signals that arrived."""
+    arrived: list[int] = []
+
+    def note(signum, frame):
+        arrived.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield arrived
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+# -- processes of a change ----------------------------------------------------------------
+
+
+def process_start(pid: int) -> int | None:
+    """The start time of a process (clock ticks since boot), to tell it from a later
+    process that reuses its number; None when it is gone or a zombie."""
+    fields = _proc_stat(pid)
+    return None if fields is None or fields[0] == "Z" else int(fields[19])
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    return raw[raw.rfind(")") + 2 :].split()  # fields from `state` on: the name may hold spaces
+
+
+def change_processes(processes: list[list[int]], marker: str) -> list[int]:
+    """Living processes of a change: members of the process groups it recorded (when the
+    group's leader is the recorded one, or gone), or carrying its marker variable."""
+    found = []
+    groups = {pgid: start for pgid, start in processes}
+    needle = f"{CHANGE_MARKER}={marker}\0".encode()
+    for name in _listdir("/proc"):
+        if not name.isdigit() or int(name) == os.getpid():
+            continue
+        fields = _proc_stat(int(name))
+        if fields is None or fields[0] == "Z":
+            continue
+        pgid = int(fields[2])
+        if pgid in groups:
+            leader_start = process_start(pgid)
+            if leader_start is None or leader_start == groups[pgid]:
+                found.append(int(name))
+                continue
+        try:
+            with open(f"/proc/{name}/environ", "rb") as f:
+                if needle in f.read() + b"\0":
+                    found.append(int(name))
+        except OSError:
+            continue
+    return found
+
+
+def end_processes(processes: list[list[int]], marker: str, timeout: float = PROCESS_EXIT_TIMEOUT) -> int:
+    """SIGKILL every living process of a change and wait until /proc shows none. Returns
+    how many there were."""
+    deadline = time.monotonic() + timeout
+    killed: set[int] = set()
+    while True:
+        alive = change_processes(processes, marker)
+        if not alive:
+            return len(killed)
+        for pid in alive:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+            killed.add(pid)
+        if time.monotonic() > deadline:
+            raise ChangeFailed(
+                f"processes {', '.join(map(str, alive))} of an unfinished change would not end",
+                hint="end them (sudo kill -9 PID), then run the command again",
+            )
+        time.sleep(0.02)
+
+
+def scratch_folder(state: StateDir | None) -> str:
+    """A private work folder for one command's installer runs: under the state folder
+    when this user can write there (cleaned by the next command if this one is killed),
+    else in the temporary folder (a dry run without root)."""
+    import tempfile
+
+    if state is not None and os.access(state.path("scratch"), os.W_OK):
+        return tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=state.path("scratch"))
+    return tempfile.mkdtemp(prefix=f"tljh-admin-{os.getpid()}-")
+
+
+def clean_stale_scratch(state: StateDir) -> None:
+    """Remove work folders of commands that are gone (killed with -9), in the state folder
+    and in /tmp (only our own, real folders; rmtree never follows symlinks)."""
+    import shutil
+    import tempfile
+
+    for parent, prefix in ((state.path("scratch"), ""), (tempfile.gettempdir(), "tljh-admin-")):
+        for name in _listdir(parent):
+            if not name.startswith(prefix):
+                continue
+            pid = name[len(prefix) :].split("-")[0]
+            if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
+                continue
+            path = os.path.join(parent, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
+                shutil.rmtree(path, ignore_errors=True)
+
+
 # -- permissions ------------------------------------------------------------------------
 
 
@@ -239,13 +625,15 @@ def sigterm_raises() -> Iterator[None]:
 class PermissionReport:
     world_writable_fixed: int = 0
     owner_fixed: int = 0
+    readable_fixed: int = 0
 
 
 def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> PermissionReport:
-    """TLJH's `chown -R root:root` + `chmod -R o-w`, limited to where installers write:
-    nothing world-writable, everything owned by the environment's owner. Symlinks are left
-    alone (their mode means nothing and chown would follow them). GNU find picks out the
-    few paths to fix; walking in Python would stat every file."""
+    """TLJH's `chown -R root:root` + `chmod -R o-w`, and what users' servers need to run:
+    nothing world-writable, everything readable by all (a+r; a+x on folders and on files
+    with any x bit), everything owned by the environment's owner. Symlinks are left alone.
+    GNU find picks out the few paths to fix; each is opened without following a symlink and
+    fixed through its descriptor, so a path swapped for a symlink meanwhile is not touched."""
     report = PermissionReport()
     uid, gid = owner
     folders = [f for f in areas.folders if os.path.isdir(f)]
@@ -253,17 +641,28 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
         return report
     for path in _offending_paths(folders, uid, gid):
         try:
-            st = os.lstat(path)
-        except FileNotFoundError:
-            continue
-        if stat.S_ISLNK(st.st_mode):
-            continue
-        if (st.st_uid, st.st_gid) != (uid, gid):
-            os.chown(path, uid, gid)
-            report.owner_fixed += 1
-        if st.st_mode & stat.S_IWOTH:
-            os.chmod(path, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
-            report.world_writable_fixed += 1
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
+        except OSError:
+            continue  # gone, a symlink now, or not openable (a socket): nothing to fix
+        try:
+            st = os.fstat(fd)
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                continue
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.fchown(fd, uid, gid)
+                report.owner_fixed += 1
+            mode = stat.S_IMODE(st.st_mode)
+            wanted = (mode & ~stat.S_IWOTH) | 0o444
+            if stat.S_ISDIR(st.st_mode) or mode & 0o111:
+                wanted |= 0o111
+            if wanted != mode:
+                os.fchmod(fd, wanted)
+                if mode & stat.S_IWOTH:
+                    report.world_writable_fixed += 1
+                else:
+                    report.readable_fixed += 1
+        finally:
+            os.close(fd)
     return report
 
 
@@ -272,7 +671,12 @@ def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
     import subprocess
 
     if shutil.which("find"):
-        test = ["(", "-perm", "-o+w", "-o", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), ")"]
+        test = [
+            "(", "-perm", "-o+w", "-o", "!", "-perm", "-a+r", "-o", "!", "-uid", str(uid),
+            "-o", "!", "-gid", str(gid),
+            "-o", "-type", "d", "!", "-perm", "-a+x",
+            "-o", "-type", "f", "-perm", "/111", "!", "-perm", "-a+x", ")",
+        ]  # fmt: skip
         proc = subprocess.run(
             ["find", *folders, *test, "!", "-type", "l", "-print0"],
             capture_output=True,
@@ -284,7 +688,14 @@ def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
         for folder, _dirs, files in os.walk(area):
             for path in [folder, *(os.path.join(folder, n) for n in files)]:
                 st = os.lstat(path)
-                if st.st_mode & stat.S_IWOTH or (st.st_uid, st.st_gid) != (uid, gid):
+                mode = stat.S_IMODE(st.st_mode)
+                needs_x = stat.S_ISDIR(st.st_mode) or mode & 0o111
+                if (
+                    mode & stat.S_IWOTH
+                    or mode & 0o444 != 0o444
+                    or (needs_x and mode & 0o111 != 0o111)
+                    or (st.st_uid, st.st_gid) != (uid, gid)
+                ):
                     found.append(path)
     return found
 
@@ -292,11 +703,33 @@ def _offending_paths(folders: list[str], uid: int, gid: int) -> list[str]:
 def env_owner(layout: Layout, env: Environment) -> tuple[int, int]:
     """Who new files belong to: the prefix's owner for hub and user (TLJH's `chown -R
     root:root` on the prefix), the site folder's owner for the system python."""
-    from tljh_admin.layout import SYSTEM
-
     path = layout.prefix if env.name != SYSTEM else (env.site_dirs[0] if env.site_dirs else env.root)
     st = os.stat(path)
     return st.st_uid, st.st_gid
+
+
+def change_areas(layout: Layout, env: Environment) -> snapshot.Areas:
+    """Where a change to `env` may write, as its kind says (envs/backends.py), with real
+    paths: a restore checks every path of a snapshot against these."""
+    from tljh_admin.envs.backends import backend_for
+
+    backend = backend_for(env.name, layout)
+    skip = backend.untouched if backend is not None else frozenset()
+    if env.name == SYSTEM:
+        return snapshot.install_areas("", [os.path.realpath(s) for s in env.site_dirs], system=True)
+    return snapshot.install_areas(os.path.realpath(env.root), (), skip=skip)
+
+
+def allowed_areas(layout: Layout, name: str) -> tuple[str, tuple[str, ...]]:
+    """(root, areas) a snapshot of environment `name` may name: computed from the layout,
+    never from the snapshot."""
+    from tljh_admin.envs import inspect_environment
+
+    if name == SYSTEM:
+        areas = change_areas(layout, inspect_environment(SYSTEM, layout))
+        return "", areas.folders
+    root = os.path.realpath(layout.env_root(name))
+    return root, (root,)
 
 
 # -- the change itself ------------------------------------------------------------------
@@ -314,16 +747,23 @@ class EnvState:
 
 @dataclass
 class Change:
-    """One change in flight: which envs, its id, and what was there before."""
+    """One change in flight: which envs, its id, and what was there before. The id is
+    reserved (journal created with O_EXCL) when the change begins, under its locks."""
 
     layout: Layout
     state: StateDir
-    change_id: int
+    change_id: int | None
     command: str
     kind: str
     envs: dict[str, EnvState]
     installer: str
     started: str = field(default_factory=now_iso)
+    phase: str = SNAPSHOTTING
+    processes: list[list[int]] = field(default_factory=list)
+
+    @property
+    def marker(self) -> str:
+        return f"{self.state.root}#{self.change_id}"
 
     def journal_entry(self) -> dict:
         return {
@@ -336,51 +776,122 @@ class Change:
             "started": self.started,
             "envs": {name: s.env.root for name, s in self.envs.items()},
             "before": {name: s.packages for name, s in self.envs.items()},
+            "phase": self.phase,
+            "processes": self.processes,
+            "marker": self.marker,
         }
 
-    def take_snapshots(self) -> None:
+    # what an installer run needs from the change (installers.Installer.run)
+    def child_environment(self) -> dict[str, str]:
+        return {CHANGE_MARKER: self.marker}
+
+    def record_process(self, pid: int) -> None:
+        """The installer started as its own process group `pid`: journal it, so that
+        recovery after a kill -9 ends that group before restoring."""
+        self.processes.append([pid, process_start(pid) or 0])
+        self.state.write_journal(self.journal_entry())
+
+    def begin(self) -> None:
+        """Reserve an id, journal the change, then snapshot every env; the journal says
+        `running` only once every snapshot is complete."""
+        self.change_id = self.state.reserve_id()
+        self.state.write_journal(self.journal_entry())
         for name, env_state in self.envs.items():
             dest = self.state.snapshot_dir(self.change_id, name)
             os.makedirs(dest, mode=0o700)
             snapshot.take(env_state.areas, dest)
+        self.phase = RUNNING
         self.state.write_journal(self.journal_entry())
+
+    # the old name: begin() does both now
+    take_snapshots = begin
+
+    def abandon(self, detail: str) -> dict:
+        """The change never touched an environment (the snapshot could not be taken)."""
+        return self.state.close(self.journal_entry(), ABANDONED, self._before(), detail)
 
     def restore(self) -> None:
         for name in self.envs:
-            snapshot.restore(self.state.snapshot_dir(self.change_id, name))
+            root, areas = allowed_areas(self.layout, name)
+            snapshot.restore(self.state.snapshot_dir(self.change_id, name), root, areas)
+
+    def _before(self) -> dict[str, dict[str, str]]:
+        return {n: s.packages for n, s in self.envs.items()}
 
     def finish(self, result: str, after: dict[str, dict[str, str]] | None, detail: str = "") -> dict:
-        before = {n: s.packages for n, s in self.envs.items()}
-        entry = self.state.close(self.journal_entry(), result, after if after is not None else before, detail)
+        entry = self.state.close(
+            self.journal_entry(), result, after if after is not None else self._before(), detail
+        )
         prune_snapshots(self.state)
         return entry
 
 
-def prune_snapshots(state: StateDir, keep: int = KEEP_SNAPSHOTS) -> None:
+def prune_snapshots(state: StateDir, keep: int | None = None) -> list[int]:
+    """Keep the newest `keep` snapshots (settings.json's keep_snapshots by default);
+    returns the ids whose snapshots were removed."""
+    keep = state.settings()["keep_snapshots"] if keep is None else keep
     ids = sorted((int(n) for n in _listdir(state.path("snapshots")) if n.isdigit()), reverse=True)
-    in_flight = {j["id"] for j in state.journals()}
-    for old in ids[keep:]:
-        if old not in in_flight:
-            snapshot.discard(state.path("snapshots", str(old)))
+    in_flight = {j["id"] for j in state.scan_journals()[0]}
+    removed = []
+    for old in ids:
+        if old in in_flight:
+            continue
+        if keep > 0:
+            keep -= 1
+            continue
+        snapshot.discard(state.path("snapshots", str(old)))
+        removed.append(old)
+    return removed
 
 
-def recover_unfinished(state: StateDir, envs: list[str], notify: Notify = _quiet) -> list[dict]:
+def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[dict]:
     """Restore changes a killed process left half done. Call with the envs' locks held: a
-    journal whose locks we hold has no living owner."""
+    journal whose locks we hold has no living owner. Untrusted journals are set aside and
+    reported, never acted on; a snapshot that fails its checks stops the command."""
+    valid, bad = state.scan_journals()
+    for journal in bad:
+        where = state.quarantine(journal)
+        notify(f"ignored an untrusted journal ({journal.reason}); moved to {where}; check the envs by hand")
     recovered = []
-    for journal in state.journals():
+    for journal in valid:
+        if journal.get("reserved"):
+            snapshot.discard(state.path("snapshots", str(journal["id"])))
+            state.drop_journal(journal["id"])  # an id reserved by a process killed right then
+            continue
         if not set(journal["envs"]) <= set(envs):
-            continue  # another env's change, or one spanning more envs: whoever locks them all recovers it
+            continue  # another env's change: whoever locks all its envs recovers it
+        ended = end_processes(journal.get("processes", []), journal.get("marker", ""))
+        if ended:
+            notify(f"ended {ended} process(es) still running for change {journal['id']}")
+        if journal["phase"] == SNAPSHOTTING:
+            entry = state.close(
+                journal, ABANDONED, journal["before"], "killed while taking the snapshot; nothing had changed"
+            )
+            recovered.append(entry)
+            continue
         notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
+        targets = []
         for name in journal["envs"]:
+            root, areas = allowed_areas(state.layout, name) if state.layout else ("", ())
             dest = state.snapshot_dir(journal["id"], name)
-            if os.path.exists(os.path.join(dest, snapshot.MANIFEST)):
-                snapshot.restore(dest)
-        entry = state.close(
-            journal,
-            RESTORED,
-            journal["before"],
-            "the process was killed during the change; restored by the next command",
-        )
+            snapshot.read_manifest(dest, root, areas)  # every env's snapshot checked before any restore
+            targets.append((dest, root, areas))
+        with signals_deferred():
+            for dest, root, areas in targets:
+                snapshot.restore(dest, root, areas)
+            entry = state.close(
+                journal,
+                RESTORED,
+                journal["before"],
+                "the process was killed during the change; restored by the next command",
+            )
         recovered.append(entry)
     return recovered
+
+
+def state_error(error: OSError, doing: str) -> TljhError:
+    """An OS error while writing state (full disk, read-only), as one line."""
+    return ChangeFailed(
+        f"{doing}: {error.strerror or error}{f' ({error.filename})' if error.filename else ''}",
+        hint="free disk space in the prefix (df -h), then run the command again",
+    )

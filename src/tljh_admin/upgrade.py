@@ -15,19 +15,18 @@ import contextlib
 import os
 import shutil
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, tljh
-from tljh_admin.changes import Prepared, _areas, _locked, _write_paths
+from tljh_admin.changes import Prepared, _areas, _can_write_state, _write_paths, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
-from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes
+from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes, run_logged
 from tljh_admin.layout import HUB, USER, Layout
-from tljh_admin.transaction import Change, EnvState
+from tljh_admin.transaction import Change, EnvState, StateDir, scratch_folder
 
 # RequirementsSource.kind values
 INSTALLED_TLJH, GIVEN_FILE, SHIPPED = "installed-tljh", "file", "shipped"
@@ -125,8 +124,9 @@ def prepare_upgrade(
     command: str,
     notify: Callable[[str], None],
 ) -> Iterator[tuple[UpgradePlan, Prepared | None]]:
-    """Lock hub and user, resolve both steps with the real resolver, and yield the plan
-    (and, when nothing blocks it, a Prepared change that applies it)."""
+    """Recover any unfinished change to hub or user, resolve both steps with the real
+    resolver, and yield the plan (and, when nothing blocks it, a Prepared change that
+    applies it: apply() takes both locks and checks that neither env moved meanwhile)."""
     hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
     source, notes = requirements_source(hub, hub_requirements)
     requirement_lines = policy.read_requirement_file(source.path)
@@ -137,12 +137,16 @@ def prepare_upgrade(
     if blockers:
         yield plan, None
         return
-    with _locked(layout, [HUB, USER], lock_timeout, notify) as (state, recovered):
+    recovered = recover_first(layout, [HUB, USER], lock_timeout, notify)
+    state = StateDir.of(layout)
+    if True:  # the block of the former lock, kept to keep this diff small
         hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
-        workdir = tempfile.mkdtemp(prefix="tljh-admin-")
+        workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
         try:
-            child_env = policy.scrubbed_environment(os.environ)
-            hub_installer = make_installer(installer_name, hub, child_env, workdir)
+            child_env = policy.isolated_environment(os.environ, user.root, workdir)
+            hub_installer = make_installer(
+                installer_name, hub, policy.isolated_environment(os.environ, hub.root, workdir), workdir
+            )
             user_installer = make_installer(installer_name, user, child_env, workdir)
             hub_resolution = _resolve_step(HUB, hub_installer, requirement_lines, upgrade=True)
             plan.changes[HUB] = plan_changes(hub, hub_resolution, frozenset())
@@ -173,27 +177,35 @@ def prepare_upgrade(
                     PlannedChange(name, have, f">={minimum}", "upgrade", True)
                     for name, have, minimum in _conda_below_minimum(user)
                 ]
-            change = Change(layout, state, state.next_id(), command, "upgrade", {}, installer_name)
-            change.envs[HUB] = EnvState(hub, _areas(hub))
-            change.envs[USER] = EnvState(user, _areas(user))
+            change = Change(layout, state, None, command, "upgrade", {}, installer_name)
+            change.envs[HUB] = EnvState(hub, _areas(hub, layout))
+            change.envs[USER] = EnvState(user, _areas(user, layout))
             installers = {HUB: hub_installer, USER: user_installer}
 
             def run(progress: Callable[[str], None]) -> None:
-                log = state.path("logs", f"{change.change_id}.log")
+                log = change.state.path("logs", f"{change.change_id}.log")
                 for step in plan.steps:
                     progress(step.description)
                     try:
                         if step.command[0].endswith(("mamba", "conda")):
-                            _run_plain(list(step.command), child_env, log)
+                            run_logged(list(step.command), child_env, workdir, log, progress, change)
                         else:
-                            installers[step.env].run(list(step.command), log, progress)
+                            installers[step.env].run(list(step.command), log, progress, tracker=change)
                     except InstallerFailed as failure:
                         raise InstallerFailed(
                             f"the {step.env} step ({step.description}) failed", failure.output
                         ) from None
 
             prepared = Prepared(
-                "upgrade", hub, [], change, run, recovered, f"jupyterhub=={plan.hub_jupyterhub_after}"
+                "upgrade",
+                hub,
+                [],
+                change,
+                run,
+                recovered,
+                f"jupyterhub=={plan.hub_jupyterhub_after}",
+                lock_timeout,
+                notify,
             )
             yield plan, prepared
         finally:
@@ -239,16 +251,6 @@ def _conda_step(user: Environment) -> Step | None:
     specs = [f"{name}>={minimum}" for name, _, minimum in below]
     command = (tool, "install", "--yes", "--prefix", user.root, "-c", "conda-forge", *specs)
     return Step(USER, "raise " + " and ".join(specs) + " with " + os.path.basename(tool), command)
-
-
-def _run_plain(command: list[str], env: dict[str, str], log_path: str) -> None:
-    with open(log_path, "a", encoding="utf-8") as log:
-        log.write(f"$ {' '.join(command)}\n")
-        proc = subprocess.run(
-            command, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL
-        )
-    if proc.returncode != 0:
-        raise InstallerFailed(f"{os.path.basename(command[0])} exited with status {proc.returncode}", "")
 
 
 def restart_hub(systemd_running: bool, run=subprocess.run) -> str:

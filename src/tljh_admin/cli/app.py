@@ -228,6 +228,11 @@ def _run_prepared(prepared, title: str, dry_run: bool, yes: bool) -> None:
         render.message(f"nothing to change in the {prepared.env.name} environment")
         raise typer.Exit(0)
     render.plan_table(title, prepared.plan)
+    for drift in prepared.drift:
+        render.message(
+            f"changed outside tljh-admin since its last change: {drift.name} "
+            f"{drift.before or '-'} -> {drift.after or '-'} (the rollback undoes this too)"
+        )
     if dry_run:
         render.message("dry run: nothing was changed")
         raise typer.Exit(0)
@@ -352,6 +357,10 @@ def env_rollback(
     ] = None,
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
+    accept_drift: Annotated[
+        bool,
+        typer.Option("--accept-drift", help="Roll back even what changed outside tljh-admin since."),
+    ] = False,
     lock_timeout: LockTimeoutOption = 600.0,
 ) -> None:
     """Put an environment back exactly as it was before a change, from the snapshot: no
@@ -361,7 +370,7 @@ def env_rollback(
     _require_interaction(yes, dry_run)
     layout = _options(ctx).layout()
     with changes.prepare_rollback(
-        layout, target.value, to, lock_timeout, _command_line(), render.message
+        layout, target.value, to, lock_timeout, _command_line(), render.message, accept_drift
     ) as prepared:
         _run_prepared(prepared, f"roll back {target.value}: {prepared.change.kind}", dry_run, yes)
 
@@ -383,6 +392,35 @@ def env_history(
         render.print_json(history_document(layout, entries))
     else:
         render.history_table(entries)
+        held = [e["snapshot_bytes"] for e in entries if e.get("snapshot_bytes") is not None]
+        if held:
+            render.message(
+                f"{len(held)} snapshot(s) for rollback hold {sum(held) / 2**20:.1f} MiB on their own;"
+                " tljh env prune --keep N frees them"
+            )
+
+
+@env_app.command("prune")
+def env_prune(
+    ctx: typer.Context,
+    keep: Annotated[
+        int | None,
+        typer.Option("--keep", metavar="N", help="Keep the newest N snapshots [default: the saved setting]."),
+    ] = None,
+    save: Annotated[
+        bool, typer.Option("--save", help="Make --keep the number every later change keeps.")
+    ] = False,
+    lock_timeout: LockTimeoutOption = 600.0,
+) -> None:
+    """Remove old rollback snapshots (they live in PREFIX/state, which TLJH's docs say to back up)."""
+    from tljh_admin import changes
+
+    result = changes.prune(_options(ctx).layout(), keep, lock_timeout, save)
+    render.message(
+        f"removed {len(result.removed)} snapshot(s), freed {result.freed_bytes / 2**20:.1f} MiB;"
+        f" {len(result.kept)} kept"
+        + (f" (changes {', '.join(map(str, result.kept))})" if result.kept else "")
+    )
 
 
 @app.command("doctor")

@@ -74,8 +74,18 @@ SPEC = _node(
                     [TARGET_ONE, DRY_RUN, YES, FORCE, ALLOW_SYSTEM, BREAK_SYSTEM, INSTALLER, LOCK],
                     argument="installed_packages",
                 ),
-                "rollback": _node([TARGET_ONE, (("--to",), True, "history_ids"), DRY_RUN, YES, LOCK]),
+                "rollback": _node(
+                    [
+                        TARGET_ONE,
+                        (("--to",), True, "history_ids"),
+                        DRY_RUN,
+                        YES,
+                        (("--accept-drift",), False, None),
+                        LOCK,
+                    ]
+                ),
                 "history": _node([TARGET_ONE, JSON]),
+                "prune": _node([(("--keep",), True, None), (("--save",), False, None), LOCK]),
             },
         ),
         "doctor": _node(

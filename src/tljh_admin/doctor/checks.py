@@ -433,11 +433,39 @@ def pip_over_conda(ctx: Context, name: str) -> list[Finding]:
 
 
 def unfinished_change(ctx: Context, name: str) -> list[Finding]:
+    """Unfinished changes, and the state they would be recovered from: an unsafe state
+    folder, untrusted journals set aside, and the disk space snapshots hold."""
+    from tljh_admin.errors import PermissionDenied
     from tljh_admin.transaction import StateDir
 
     state = StateDir.of(ctx.layout)
-    found = []
-    for journal in state.journals():
+    found = [
+        Finding(FAILED, f"tljh-admin's state folder is not safe: {why}", state.root,
+                "make it root-owned and private (sudo chown root:root; sudo chmod 700); check who changed it")
+        for why in state.problems(owner=0)
+    ]  # fmt: skip
+    if found:
+        return found  # nothing in it is read while it is unsafe
+    try:
+        valid, bad = state.scan_journals()
+        usage = state.snapshot_usage()
+    except PermissionDenied:
+        return _skipped("tljh-admin's state is readable by root only; run with sudo")
+    for journal in bad:
+        found.append(
+            Finding(FAILED, f"journal {journal.name} is not trusted ({journal.reason}); it is not acted on",
+                    state.path("journal", journal.name),
+                    "check the environments by hand (tljh env packages), then remove that file")
+        )  # fmt: skip
+    for quarantined in state.quarantined():
+        found.append(
+            Finding(WARNING, f"an untrusted journal was set aside: {quarantined}",
+                    state.path("journal", quarantined),
+                    "check the environments by hand (tljh env packages), then remove that file")
+        )  # fmt: skip
+    for journal in valid:
+        if journal.get("reserved"):
+            continue
         envs = sorted(journal["envs"])
         if state.in_progress(journal):
             found.append(
@@ -462,6 +490,12 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
                 Fix(f"restore the files from before change {journal['id']}", restore),
             )
         )
+    if usage:
+        total = sum(usage.values())
+        found.append(
+            Finding(OK, f"{len(usage)} snapshot(s) for rollback hold {total / 2**20:.1f} MiB on their own",
+                    state.path("snapshots"), "tljh env prune --keep N frees them")
+        )  # fmt: skip
     return found
 
 

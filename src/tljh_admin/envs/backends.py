@@ -95,6 +95,9 @@ class Backend:
     """Inspection shared by every kind; subclasses say where things live."""
 
     kind = ""
+    #: top-level folders of the environment no change writes into: left out of snapshots
+    #: (the kind's say over its change areas; transaction.change_areas snapshots the rest)
+    untouched: frozenset[str] = frozenset()
 
     def __init__(self, name: str, root: str, interpreter: str):
         self.name = name
@@ -221,6 +224,8 @@ class VenvBackend(Backend):
 
 
 class CondaBackend(Backend):
+    # conda's package cache: conda fills it, but an environment's state does not depend on it
+    untouched = frozenset({"pkgs"})
     kind = CONDA
 
     def conda_records(self) -> list[CondaRecord]:
