@@ -27,7 +27,7 @@ from tests.support.prefixes import hermetic_env, run
 from tljh_admin import changes, plugins, rebuild
 from tljh_admin.errors import ChangeFailed, Refused
 from tljh_admin.layout import resolve_layout
-from tljh_admin.transaction import StateDir, env_locks
+from tljh_admin.transaction import StateDir
 
 OLD_CPYTHON = oldhub.find_old_cpython()
 pytestmark = pytest.mark.skipif(OLD_CPYTHON is None, reason="needs a CPython 3.10 build (pyenv) to cut off")
@@ -263,15 +263,15 @@ def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, index):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(prefix.glob("hub.rebuild-*")), "the kill came too late to test anything"
-    installer = state.journals()[0]["rebuild"]["pgid"]
+    (journal,) = state.journals()
+    installers = [pgid for pgid, _ in journal["processes"]]
 
-    # the next command that locks the hub undoes it (and stops the orphaned installer)
-    with env_locks(state, ["hub"], 10.0):
-        recovered = rebuild.recover_rebuilds(layout, "hub", lambda _: None)
+    # the next command that touches the hub ends the orphaned installer and undoes it all
+    recovered = changes.recover_first(layout, ["hub"], 10.0, lambda _: None)
     assert [e["result"] for e in recovered] == ["restored-after-kill"]
     assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
     assert not list(prefix.glob("hub.rebuild-*"))
-    assert _zombie_or_gone(installer)
+    assert all(_zombie_or_gone(pid) for pid in installers)
 
 
 def _zombie_or_gone(pid: int) -> bool:

@@ -30,36 +30,44 @@ import json
 import os
 import re
 import shutil
-import signal
 import stat
 import subprocess
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, tljh
+from tljh_admin.changes import recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.backends import CONDA, STANDALONE, VENV, VenvBackend
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.requirements import broken_requirements
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ChangeFailed, Refused, ResolutionFailed, Stopped, UsageError
-from tljh_admin.installers import PIP, UV, find_uv, pip_index_settings, uv_index_args
+from tljh_admin.installers import (
+    PIP,
+    UV,
+    InstallerFailed,
+    find_uv,
+    pip_index_settings,
+    run_logged,
+    uv_index_args,
+)
 from tljh_admin.layout import HUB, SYSTEM, USER, Layout, interpreter_in, unknown_target
 from tljh_admin.plugins import installed_plugins
 from tljh_admin.transaction import (
     FAILED,
     INTERRUPTED,
     OK,
-    RESTORED,
+    Change,
+    EnvState,
     Interrupted,
     StateDir,
-    env_locks,
+    change_areas,
     env_owner,
-    now_iso,
-    recover_unfinished,
+    locked_and_recovered,
+    scratch_folder,
+    signals_deferred,
     sigterm_raises,
-    who,
 )
 
 Progress = Callable[[str], None]
@@ -72,10 +80,6 @@ INDEX, VCS, ARCHIVE, DIRECTORY, EDITABLE = "index", "vcs", "archive", "directory
 
 # PlannedDist.action values
 SAME, CHANGED, ADDED, DROPPED = "same", "changed", "added", "dropped"
-
-# Where the old environment is kept inside the change's snapshot folder.
-SAVED_ENV = "env"
-SNAPSHOT_KIND = "whole-env"
 
 # linux/fs.h: renameat2() flag that swaps two paths in one step.
 _RENAME_EXCHANGE = 2
@@ -681,26 +685,31 @@ def _check(layout: Layout, target: str) -> Environment:
     return env
 
 
-def _paths(layout: Layout, target: str, change_id: int) -> tuple[str, str, str]:
+def build_path(layout: Layout, target: str, change_id: int) -> str:
+    """Where the new env is built: beside the old one, on the same file system, so that the
+    swap is one rename. Derived from the layout and the id, never read from state."""
     root = layout.env_root(target)
     assert root is not None
-    state = StateDir.of(layout)
-    return root, f"{root}.rebuild-{change_id}", os.path.join(state.snapshot_dir(change_id, target), SAVED_ENV)
+    return f"{root}.rebuild-{change_id}"
 
 
 # -- building --------------------------------------------------------------------------------
 
 
-def _make_venv(
-    python: str, dest: str, prompt: str, child_env: dict[str, str], cwd: str, log: str | None
-) -> None:
+def _make_venv(python: str, dest: str, prompt: str, work: _Work, tracker=None) -> None:
     # the prompt is the final folder's name, not the build folder's (activate scripts show it)
-    proc = _run([python, "-m", "venv", "--prompt", prompt, dest], child_env, cwd, log)
-    if proc.returncode != 0:
+    command = [python, "-m", "venv", "--prompt", prompt, dest]
+    try:
+        run_logged(command, work.child_env, work.workdir, work.log, _quiet, tracker, "venv")
+    except InstallerFailed as failure:
         raise ChangeFailed(
-            f"{python} -m venv failed: {_tail(proc.stderr or proc.stdout, 1)}",
+            f"{python} -m venv failed: {_tail(failure.output, 1)}",
             hint="on Debian/Ubuntu: apt install python3-venv",
-        )
+        ) from None
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def _install_command(installer: str, python: str, req_file: str, cons_file: str, env: dict[str, str]):
@@ -711,33 +720,6 @@ def _install_command(installer: str, python: str, req_file: str, cons_file: str,
         python, "-m", "pip", "install", "--no-compile", "--progress-bar", "off",
         "--no-warn-script-location", "-r", req_file, "-c", cons_file,
     ]  # fmt: skip
-
-
-def _run_installer(
-    command: list[str], child_env: dict[str, str], cwd: str, log: str, on_start
-) -> tuple[int, str]:
-    with open(log, "a", encoding="utf-8") as out:
-        out.write(f"$ {' '.join(command)}\n")
-        out.flush()
-        proc = subprocess.Popen(
-            command,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=child_env,
-            cwd=cwd,
-            start_new_session=True,
-        )
-        on_start(proc.pid)
-        try:
-            code = proc.wait()
-        except BaseException:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            raise
-    with open(log, encoding="utf-8", errors="replace") as f:
-        return code, _tail(f.read()[-20000:])
 
 
 def _relocate(build: str, final: str) -> None:
@@ -777,13 +759,11 @@ def _write_like(path: str, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-def _compile(python: str, build: str, final: str, site_dirs: tuple[str, ...], work: _Work) -> None:
+def _compile(python: str, build: str, final: str, site_dirs: tuple[str, ...], work: _Work, tracker) -> None:
     """Bytecode compiled where it is, recording the final path (tracebacks name real files);
     users cannot write __pycache__ in a root-owned env, so it is done now, as pip would."""
     command = [python, "-m", "compileall", "-q", "-f", "-j", "0", "-s", build, "-p", final, *site_dirs]
-    proc = _run(command, work.child_env, work.workdir, work.log)
-    if proc.returncode != 0:
-        raise _Failed("compiling the new env's bytecode failed", _tail(proc.stdout + proc.stderr))
+    run_logged(command, work.child_env, work.workdir, work.log, _quiet, tracker, "compileall")
 
 
 def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
@@ -792,11 +772,11 @@ def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
     uid, gid = owner
     fixed = 0
     for folder, dirs, files in os.walk(root):
-        for name in [*dirs, *files, None]:
+        for name in [*files, None]:
             path = folder if name is None else os.path.join(folder, name)
             st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode) or (name is not None and name in dirs):
-                continue  # folders are visited as `folder`
+            if stat.S_ISLNK(st.st_mode):
+                continue
             mode = stat.S_IMODE(st.st_mode)
             wanted = (mode | ((mode & 0o500) >> 3) | ((mode & 0o500) >> 6)) & ~stat.S_IWOTH
             if path == root:
@@ -807,6 +787,7 @@ def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
             if wanted != mode:
                 os.chmod(path, wanted)
                 fixed += 1
+        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
     return fixed
 
 
@@ -841,97 +822,21 @@ def exchange(a: str, b: str) -> None:
         raise OSError(code, os.strerror(code), a)
 
 
-def _swap_in(root: str, build: str) -> None:
+def _swap(root: str, build: str) -> None:
     try:
         exchange(root, build)
     except OSError as error:
         if error.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
-        # no RENAME_EXCHANGE on this file system: two renames; the journal covers the gap
+        # no RENAME_EXCHANGE on this file system: three renames; a kill in between is
+        # recovered from the snapshot like any other change
         aside = build + ".old"
         os.rename(root, aside)
         os.rename(build, root)
         os.rename(aside, build)
 
 
-def _inode(path: str) -> list[int] | None:
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
-        return None
-    return [st.st_dev, st.st_ino]
-
-
 # -- the change ------------------------------------------------------------------------------
-
-
-@dataclass
-class PreparedRebuild:
-    plan: RebuildPlan
-    apply: Callable[[Progress], RebuildOutcome] | None = None
-    recovered: list[dict] = field(default_factory=list)
-
-
-@contextlib.contextmanager
-def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -> Iterator[PreparedRebuild]:
-    """Guards, lock, recovery, the old env read from files, the new venv made, the plan.
-
-    With `dry_run` the new venv is made in a temporary folder outside PREFIX and removed:
-    nothing under PREFIX changes. Otherwise it is made beside the old env, under a journal,
-    and `apply` installs, checks and swaps it in."""
-    if request.installer not in (PIP, UV):
-        raise UsageError(f"unknown installer {request.installer!r}", hint="choose one of: pip, uv")
-    env = _check(layout, request.target)
-    new_python = python_facts(layout.system_python)
-    if request.dry_run:
-        workdir = tempfile.mkdtemp(prefix="tljh-admin-rebuild-")
-        try:
-            plan, _ = _plan(layout, request, env, new_python, os.path.join(workdir, "venv"), workdir, None)
-            yield PreparedRebuild(plan)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-        return
-    policy.require_write_access(
-        [os.path.dirname(env.root), env.root, layout.state if os.path.isdir(layout.state) else layout.prefix]
-    )
-    state = StateDir.of(layout)
-    state.ensure()
-    with env_locks(state, [request.target], request.lock_timeout, notify):
-        recovered = recover_rebuilds(layout, request.target, notify)
-        recovered += recover_unfinished(state, [request.target], notify)
-        env = _check(layout, request.target)
-        change_id = state.next_id()
-        root, build, saved = _paths(layout, request.target, change_id)
-        journal = {
-            "id": change_id,
-            "pid": os.getpid(),
-            "command": request.command,
-            "kind": KIND,
-            "installer": request.installer,
-            "who": who(),
-            "started": now_iso(),
-            "envs": {request.target: root},
-            "before": {request.target: {d.name: d.version for d in env.distributions}},
-            "rebuild": {"build": build, "saved": saved, "old_inode": _inode(root), "pgid": None},
-        }
-        state.write_journal(journal)
-        workdir = tempfile.mkdtemp(prefix="tljh-admin-rebuild-")
-        applied = False
-        try:
-            log = state.path("logs", f"{change_id}.log")
-            plan, work = _plan(layout, request, env, new_python, build, workdir, log)
-
-            def apply(progress: Progress) -> RebuildOutcome:
-                nonlocal applied
-                applied = True
-                return _apply(layout, state, journal, env, plan, work, progress)
-
-            yield PreparedRebuild(plan, apply, recovered)
-        finally:
-            shutil.rmtree(workdir, ignore_errors=True)
-            if not applied:  # planned only (declined, or the plan failed): leave no trace
-                shutil.rmtree(build, ignore_errors=True)
-                state.drop_journal(change_id)
 
 
 @dataclass
@@ -947,7 +852,49 @@ class _Work:
     reasons: dict[str, str] = field(default_factory=dict)
 
 
-def _plan(layout, request, env, new_python, build, workdir, log) -> tuple[RebuildPlan, _Work]:
+@dataclass
+class PreparedRebuild:
+    plan: RebuildPlan
+    apply: Callable[[Progress], RebuildOutcome] | None = None
+    recovered: list[dict] = field(default_factory=list)
+
+
+@contextlib.contextmanager
+def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -> Iterator[PreparedRebuild]:
+    """Guards, recovery of unfinished changes, the old env read from files, and (unless
+    `resolve_first` is off) the plan, resolved in a throwaway venv of the new Python in a
+    scratch folder. Nothing under PREFIX changes until `apply`, which locks, re-checks,
+    snapshots the old env, builds the new one beside it, checks and swaps it in."""
+    if request.installer not in (PIP, UV):
+        raise UsageError(f"unknown installer {request.installer!r}", hint="choose one of: pip, uv")
+    env = _check(layout, request.target)
+    new_python = python_facts(layout.system_python)
+    recovered: list[dict] = []
+    if not request.dry_run:
+        policy.require_write_access(
+            [
+                os.path.dirname(env.root),
+                env.root,
+                layout.state if os.path.isdir(layout.state) else layout.prefix,
+            ]
+        )
+        recovered = recover_first(layout, [request.target], request.lock_timeout, notify)
+        env = _check(layout, request.target)
+    workdir = scratch_folder(None if request.dry_run else StateDir.of(layout))
+    try:
+        plan, work = _plan(layout, request, env, new_python, workdir)
+        apply = None
+        if not request.dry_run:
+
+            def apply(progress: Progress) -> RebuildOutcome:
+                return _apply(layout, request, env, plan, work, progress, notify)
+
+        yield PreparedRebuild(plan, apply, recovered)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _plan(layout, request, env, new_python, workdir) -> tuple[RebuildPlan, _Work]:
     notes: list[str] = []
     had = read_installed(env)
     old_short = ".".join((env.python_version or "").split(".")[:2])
@@ -973,16 +920,12 @@ def _plan(layout, request, env, new_python, build, workdir, log) -> tuple[Rebuil
         notes=notes,
         plugins=installed_plugins(env) if request.target == HUB else [],
     )
+    child_env = policy.isolated_environment(os.environ, env.root, workdir)
     work = _Work(
-        had,
-        inputs,
-        policy.scrubbed_environment(os.environ),
-        build,
-        workdir,
-        log or os.path.join(workdir, "rebuild.log"),
+        had, inputs, child_env, os.path.join(workdir, "plan-venv"), workdir, os.path.join(workdir, "log")
     )
-    _make_venv(layout.system_python, build, os.path.basename(env.root), work.child_env, workdir, log)
     if request.resolve_first:
+        _make_venv(layout.system_python, work.build, os.path.basename(env.root), work)
         _resolve_into(plan, work)
     else:
         plan.requirements, plan.constraints = inputs.lines()
@@ -1010,86 +953,107 @@ def _sources(inputs: _Inputs) -> dict[str, str]:
     return {key: line.split(" @ ", 1)[-1].removeprefix("-e ") for key, line in inputs.direct.items()}
 
 
-def _apply(layout, state, journal, env, plan: RebuildPlan, work: _Work, progress) -> RebuildOutcome:
-    change_id = journal["id"]
-    root, build, saved = _paths(layout, plan.target, change_id)
-    python = interpreter_in(build)
-    resolver = _Resolver(python, work.child_env, work.workdir, plan.new_python, work.log)
-
-    def started(pid: int) -> None:
-        journal["rebuild"]["pgid"] = pid
-        state.write_journal(journal)
-
-    def install() -> tuple[int, str]:
-        req_file, cons_file = resolver.write_inputs(plan.requirements, plan.constraints, plan.installer)
-        progress(f"installing {len(plan.requirements)} requested projects with {plan.installer}")
-        command = _install_command(plan.installer, python, req_file, cons_file, work.child_env)
-        return _run_installer(command, work.child_env, work.workdir, work.log, started)
-
-    with sigterm_raises():
-        try:
-            code, output = install()
-            if code != 0 and not plan.resolved:
-                # the straight install failed: find out whether the plan needs relaxing
-                progress("the exact pins do not all install on the new Python: planning")
-                _resolve_into(plan, work)
-                code, output = install()
-            if code != 0:
-                raise _Failed(f"{plan.installer} failed to install the planned set", output)
-            new_env = VenvBackend(plan.target, build, python).inspect()
-            if not plan.resolved:
-                plan.items = _items(
-                    work.had,
-                    _env_versions(new_env),
-                    set(work.inputs.requested),
-                    work.reasons,
-                    _sources(work.inputs),
-                )
-                plan.resolved = True
-            if _drop_extras(plan, work, new_env, python):
-                new_env = VenvBackend(plan.target, build, python).inspect()
-            progress("checking the new env")
-            _verify(plan, new_env, python, work)
-            _relocate(build, root)
-            _compile(python, build, root, new_env.site_dirs, work)
-            root_st = os.lstat(root)
-            _normalise(build, env_owner(layout, env), stat.S_IMODE(root_st.st_mode))
-            os.lchown(build, root_st.st_uid, root_st.st_gid)
-            progress(f"swapping {root} for the new env")
-            journal["rebuild"]["pgid"] = None
-            state.write_journal(journal)
-            _swap_in(root, build)
-            os.makedirs(os.path.dirname(saved), mode=0o700, exist_ok=True)
-            os.rename(build, saved)
-            _write_manifest(saved, root, root_st)
-        except (KeyboardInterrupt, Interrupted):
-            _undo(layout, journal)
-            state.close(journal, INTERRUPTED, journal["before"], "interrupted; the old env is in place")
-            raise Stopped(f"interrupted: the {plan.target} environment is as it was") from None
-        except _Failed as failure:
-            _undo(layout, journal)
-            entry = state.close(journal, FAILED, journal["before"], f"{failure}\n{failure.output}")
-            raise ChangeFailed(
-                f"{failure}; the old {plan.target} environment is in place, unchanged (change {entry['id']})",
-                hint=f"the details:\n{failure.output}" if failure.output else f"see {work.log}",
-            ) from None
-        except BaseException as error:
-            _undo(layout, journal)
-            state.close(journal, FAILED, journal["before"], f"{type(error).__name__}: {error}")
-            raise
-    after = {plan.target: {d.name: d.version for d in inspect_environment(plan.target, layout).distributions}}
-    detail = f"rebuilt with Python {plan.new_python}; the old env is kept for rollback"
-    entry = state.close(journal, OK, after, detail)
-    return RebuildOutcome(change_id, plan, entry, saved)
-
-
 class _Failed(Exception):
     def __init__(self, message: str, output: str):
         super().__init__(message)
         self.output = output
 
 
-def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, python: str) -> bool:
+def _apply(layout, request, planned_env, plan: RebuildPlan, work: _Work, progress, notify) -> RebuildOutcome:
+    target = plan.target
+    with locked_and_recovered(layout, [target], request.lock_timeout, notify) as (state, _recovered):
+        env = inspect_environment(target, layout)
+        if _packages(env) != _packages(planned_env):
+            raise Refused(
+                f"the {target} environment changed since the plan was made; nothing was changed",
+                hint="run the command again to see a new plan",
+            )
+        state.check_writable()
+        change = Change(layout, state, None, request.command, KIND, {}, plan.installer)
+        change.envs[target] = EnvState(env, change_areas(layout, env))
+        with sigterm_raises():
+            try:
+                change.begin()  # the old env's snapshot: the rollback target
+            except (OSError, KeyboardInterrupt, Interrupted) as error:
+                with signals_deferred():
+                    change.abandon(f"{type(error).__name__}: {error}")
+                raise ChangeFailed("could not take the snapshot; nothing was changed") from None
+            work.log = state.path("logs", f"{change.change_id}.log")
+            work.build = build_path(layout, target, change.change_id)
+            swap: list[bool] = []
+            try:
+                _build_and_swap(layout, env, plan, work, change, progress, swap)
+            except BaseException as error:
+                with signals_deferred():
+                    if swap:  # the root may hold the new env: the snapshot puts the old one back
+                        change.restore()
+                    shutil.rmtree(work.build, ignore_errors=True)
+                    detail = f"{error}\n{getattr(error, 'output', '')}".strip()
+                    result = INTERRUPTED if isinstance(error, (KeyboardInterrupt, Interrupted)) else FAILED
+                    entry = change.finish(result, None, detail)
+                if result == INTERRUPTED:
+                    raise Stopped(f"interrupted: the {target} environment is as it was") from None
+                if isinstance(error, (_Failed, InstallerFailed)):
+                    raise ChangeFailed(
+                        f"{error}; the old {target} environment is in place (change {entry['id']})",
+                        hint=f"the details:\n{error.output}" if error.output else f"see {work.log}",
+                    ) from None
+                raise
+        after = {target: _packages(inspect_environment(target, layout))}
+        detail = f"rebuilt with Python {plan.new_python}; the old env is kept as the rollback snapshot"
+        entry = change.finish(OK, after, detail)
+        return RebuildOutcome(change.change_id, plan, entry, state.snapshot_dir(change.change_id, target))
+
+
+def _packages(env: Environment) -> dict[str, str]:
+    return {d.name: d.version for d in env.distributions}
+
+
+def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: Change, progress, swap) -> None:
+    root, build = os.path.realpath(env.root), work.build
+    python = interpreter_in(build)
+    progress(f"making a venv with {plan.python_command} in {build}")
+    _make_venv(layout.system_python, build, os.path.basename(root), work, change)
+    resolver = _Resolver(python, work.child_env, work.workdir, plan.new_python, work.log)
+
+    def install() -> None:
+        req_file, cons_file = resolver.write_inputs(plan.requirements, plan.constraints, plan.installer)
+        progress(f"installing {len(plan.requirements)} requested projects with {plan.installer}")
+        command = _install_command(plan.installer, python, req_file, cons_file, work.child_env)
+        run_logged(command, work.child_env, work.workdir, work.log, progress, change, plan.installer)
+
+    try:
+        install()
+    except InstallerFailed:
+        if plan.resolved:
+            raise
+        # the straight install failed: find out whether the plan needs relaxing
+        progress("the exact pins do not all install on the new Python: planning")
+        _resolve_into(plan, work)
+        install()
+    new_env = VenvBackend(plan.target, build, python).inspect()
+    if not plan.resolved:
+        plan.items = _items(
+            work.had, _env_versions(new_env), set(work.inputs.requested), work.reasons, _sources(work.inputs)
+        )
+        plan.resolved = True
+    if _drop_extras(plan, work, new_env, python, change):
+        new_env = VenvBackend(plan.target, build, python).inspect()
+    progress("checking the new env")
+    _verify(plan, new_env, python, work)
+    _relocate(build, root)
+    _compile(python, build, root, new_env.site_dirs, work, change)
+    root_st = os.lstat(root)
+    _normalise(build, env_owner(layout, env), stat.S_IMODE(root_st.st_mode))
+    os.lchown(build, root_st.st_uid, root_st.st_gid)
+    progress(f"swapping {root} for the new env")
+    swap.append(True)
+    _swap(root, build)
+    # `build` now holds the old env; its files live on in the snapshot (hard links)
+    shutil.rmtree(build, ignore_errors=True)
+
+
+def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, python: str, change) -> bool:
     """What the new venv's ensurepip brought that the old env did not have (setuptools on
     older Pythons) goes, so the new env holds the planned set and no more."""
     had = {canonical_name(d.name) for d in work.had}
@@ -1097,9 +1061,8 @@ def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, python: s
     extras = [d.name for d in new_env.distributions if canonical_name(d.name) not in had | planned]
     if not extras:
         return False
-    proc = _run([python, "-m", "pip", "uninstall", "--yes", *extras], work.child_env, work.workdir, work.log)
-    if proc.returncode != 0:
-        raise _Failed("removing what the new venv brought along failed", _tail(proc.stdout + proc.stderr))
+    command = [python, "-m", "pip", "uninstall", "--yes", *extras]
+    run_logged(command, work.child_env, work.workdir, work.log, _quiet, change, "pip")
     plan.notes.append(f"removed {', '.join(extras)}: the new venv brought it, the old env did not have it")
     return True
 
@@ -1117,88 +1080,15 @@ def _verify(plan: RebuildPlan, new_env: Environment, python: str, work: _Work) -
         )
 
 
-def _write_manifest(saved: str, root: str, root_st: os.stat_result) -> None:
-    manifest = {
-        "kind": SNAPSHOT_KIND,
-        "root": root,
-        "saved": SAVED_ENV,
-        "root_meta": [stat.S_IMODE(root_st.st_mode), root_st.st_uid, root_st.st_gid, root_st.st_mtime_ns],
-    }
-    path = os.path.join(os.path.dirname(saved), "manifest.json")
-    with open(path + ".tmp", "w") as f:
-        json.dump(manifest, f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(path + ".tmp", path)
-
-
-def restore_saved(snapshot_dir: str) -> None:
-    """Put a whole saved env back at its root (rollback after a rebuild): exchange the two
-    folders, then delete what was in place. The saved tree's own inodes come back, so its
-    files are byte-identical, modes and mtimes included."""
-    with open(os.path.join(snapshot_dir, "manifest.json")) as f:
-        manifest = json.load(f)
-    root = manifest["root"]
-    saved = os.path.join(snapshot_dir, manifest["saved"])
-    _swap_in(root, saved)  # saved now holds what was in place
-    shutil.rmtree(saved)
-    mode, uid, gid, mtime_ns = manifest["root_meta"]
-    os.lchown(root, uid, gid)
-    os.chmod(root, mode)
-    os.utime(root, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
-    os.unlink(os.path.join(snapshot_dir, "manifest.json"))
-
-
-def _kill_installer(journal: dict) -> None:
-    """A killed rebuild may have left its installer running: stop its process group, but
-    only when that group's leader is still our installer (its command names the build)."""
-    pgid = journal.get("rebuild", {}).get("pgid")
-    if not pgid:
-        return
-    try:
-        with open(f"/proc/{pgid}/cmdline", "rb") as f:
-            cmdline = f.read()
-    except OSError:
-        return
-    if os.fsencode(journal["rebuild"]["build"]) in cmdline:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pgid, signal.SIGKILL)
-
-
-def _undo(layout: Layout, journal: dict) -> None:
-    """Whatever step the rebuild reached, the old env ends up at its root and the new one
-    is gone. The old env is told by its inode, recorded before anything was made."""
-    (target,) = journal["envs"]
-    root, build, saved = _paths(layout, target, journal["id"])  # recomputed: never trust paths in state
-    _kill_installer(journal)
-    old = journal["rebuild"]["old_inode"]
-    if old is None or _inode(root) == old:
-        shutil.rmtree(build, ignore_errors=True)
-        return
-    for place in (build, saved):
-        if _inode(place) == old:
-            _swap_in(root, place)  # the old env back at root; `place` holds the new one
-            shutil.rmtree(place, ignore_errors=True)
-            manifest = os.path.join(os.path.dirname(saved), "manifest.json")
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(manifest)
-            return
-
-
-def recover(state: StateDir, layout: Layout, journal: dict) -> dict:
-    """Undo a rebuild whose process was killed; returns its history entry."""
-    _undo(layout, journal)
-    return state.close(
-        journal, RESTORED, journal["before"], "the process was killed during the rebuild; the old env is back"
-    )
-
-
-def recover_rebuilds(layout: Layout, target: str, notify: Progress) -> list[dict]:
-    """Recover killed rebuilds of `target` (call with its lock held)."""
-    state = StateDir.of(layout)
-    done = []
-    for journal in state.journals():
-        if journal.get("kind") == KIND and list(journal["envs"]) == [target]:
-            notify(f"undoing rebuild {journal['id']}, which was interrupted")
-            done.append(recover(state, layout, journal))
-    return done
+def remove_leftovers(layout: Layout, journal: dict) -> None:
+    """After a killed rebuild was recovered (the env root restored from its snapshot like any
+    change): the half-built (or swapped-out) venv beside it goes. Its path is derived from
+    the layout and the journal's id; a symlink there is removed, never followed."""
+    for target in journal.get("envs", {}):
+        if target not in (HUB, USER):
+            continue
+        path = build_path(layout, target, int(journal["id"]))
+        if os.path.islink(path):
+            os.unlink(path)
+        elif os.path.isdir(path):
+            shutil.rmtree(path, ignore_errors=True)

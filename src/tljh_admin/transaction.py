@@ -863,6 +863,10 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
         ended = end_processes(journal.get("processes", []), journal.get("marker", ""))
         if ended:
             notify(f"ended {ended} process(es) still running for change {journal['id']}")
+        if journal.get("kind") == "rebuild" and state.layout is not None:
+            from tljh_admin.rebuild import remove_leftovers  # the venv it was building beside the env
+
+            remove_leftovers(state.layout, journal)
         if journal["phase"] == SNAPSHOTTING:
             entry = state.close(
                 journal, ABANDONED, journal["before"], "killed while taking the snapshot; nothing had changed"
