@@ -1,8 +1,11 @@
-"""Regenerate what is derived from the Typer app: completions/ (bash, zsh, fish) and
-docs/cli.md. `--check` changes nothing and exits 1 when a file is stale (the test suite runs
-it).
+"""Regenerate what is derived from the Typer app (src/tljh_admin/cli/app.py, the one
+definition of the command line): the command tree that completion and the JSON fast path
+read (src/tljh_admin/cli/_spec.py), completions/ (bash, zsh, fish) and docs/cli.md.
+`--check` changes nothing and exits 1 when a file is stale (the test suite runs it).
 
-    .venv/bin/python scripts/generate.py [--check]
+After adding or changing a command or an option in app.py:
+
+    .venv/bin/python scripts/generate.py        # then commit what it wrote
 """
 
 from __future__ import annotations
@@ -16,6 +19,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 SHELLS = {"bash": "tljh.bash", "zsh": "_tljh", "fish": "tljh.fish"}
+
+
+# in a child, like the other outputs: the app is imported fresh, as the command would
+_EXTRACT = """
+import sys
+from tljh_admin.cli.app import app
+from tljh_admin.cli.specgen import extract, render_module
+sys.stdout.write(render_module(extract(app), sys.argv[1]))
+"""
 
 
 def typer_version() -> str:
@@ -34,6 +46,10 @@ def generated() -> dict[Path, str]:
         ).stdout.replace("__main__.py", "tljh")
         comment = f"#compdef tljh\n# {stamp}\n" if shell == "zsh" else f"# {stamp}\n"
         files[REPO / "completions" / name] = comment + script.replace("#compdef tljh\n", "", 1)
+    tree = subprocess.run(
+        [sys.executable, "-c", _EXTRACT, stamp], capture_output=True, text=True, check=True, env=env
+    ).stdout
+    files[REPO / "src" / "tljh_admin" / "cli" / "_spec.py"] = tree
     docs = subprocess.run(
         [sys.executable, "-m", "typer", "tljh_admin.cli.app", "utils", "docs", "--name", "tljh"],
         capture_output=True,

@@ -180,6 +180,10 @@ FAST_SHAPES = [
     ["doctor", "--json"],
     ["doctor", "--json", "--strict", "-t", "user", "--target=hub", "leftovers", "env-present"],
     ["doctor", "no-such-check", "--json"],
+    ["doctor", "--json", "Not_A_Check"],
+    ["doctor", "--list", "--json"],
+    ["doctor", "--json", "-t", "USER", "--fix", "--dry-run"],
+    ["env", "history", "--json", "--target=Hub"],
 ]
 
 
@@ -205,10 +209,12 @@ def test_fast_path_prints_what_the_typer_app_prints(tljh, prefix, argv):
         ["--prefix=", "env", "list", "--json"],
         ["--bogus", "x", "env", "list", "--json"],
         ["env", "list", "--json", "--help"],
-        ["doctor", "--json", "--fix"],
-        ["doctor", "--list", "--json"],
-        ["doctor", "--json", "Not_A_Check"],
         ["doctor", "--json", "--target", "user", "--target", "mars"],
+        ["doctor", "--json", "--lock-timeout", "soon"],
+        ["doctor", "--json", "--", "leftovers"],
+        ["--version", "env", "list", "--json"],
+        ["-q", "--quiet", "env", "list", "--json"],
+        ["env", "install", "-t", "user", "x", "--json"],
         ["doctor"],
         [],
     ],

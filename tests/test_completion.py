@@ -15,7 +15,7 @@ from tests.conftest import REPO
 from tests.support import prefixes
 from tests.support.cli import read_until_closed, tljh_argv
 from tests.support.listing import file_listing, listing_diff
-from tljh_admin.cli.completion import SPEC
+from tljh_admin.cli import spec
 from tljh_admin.cli.fast import DISABLE_VAR
 
 BIN = str(Path(sys.executable).parent)
@@ -45,19 +45,21 @@ def _corpus() -> list[str]:
     def walk(node: dict, path: list[str]) -> None:
         here = " ".join(path) + (" " if path else "")
         lines.extend([here, here + "-", here + "--"])
-        for names, takes_value, _ in node["options"]:
-            if takes_value and names[0] not in ("--prefix", "--system-python", "--lock-timeout"):
-                lines.append(f"{here}{names[0]} ")
+        for option in node["options"]:
+            if option["choices"] or option["complete"]:
+                lines.append(f"{here}{option['flags'][0]} ")
         for name, child in node["commands"].items():
             lines.append(here + name[:1])
             walk(child, [*path, name])
 
-    walk(SPEC, [])
+    walk(spec.tree(), [])
     return [
         *lines,
         "doctor world",
         "doctor leftovers ",
         "doctor --target=u",
+        "doctor --target U",
+        "env install -t hub --installer ",
         "env install --target user --dry-run -",
         "env uninstall --target user jupy",
         "env uninstall --target hub ",
@@ -254,3 +256,72 @@ def test_no_color_means_no_escape_codes(base_prefix, no_color):
     assert code == 0
     # on a colour terminal the table has escape codes; NO_COLOR removes every one of them
     assert ("\x1b[" in out.decode()) is (no_color == "")
+
+
+# -- one definition: the data completion and the fast path read follow the app ----------------
+
+# What a helper adding a command would write into app.py (a new command with a choice, a
+# repeatable option and a completer), and one option added to an existing command.
+_NEW_COMMAND = '''
+
+@env_app.command("rebuild")
+def env_rebuild(
+    ctx: typer.Context,
+    target: TargetOption,
+    mode: Annotated[Target, typer.Option("--mode", "-m", case_sensitive=False, help="test")] = Target.hub,
+    keep: Annotated[list[str] | None, typer.Option("--keep", help="test")] = None,
+    to: Annotated[int | None, typer.Option("--to", autocompletion=for_typer("history_ids"))] = None,
+    dry_run: DryRunFlag = False,
+) -> ExitCode:
+    return ExitCode.OK
+'''
+_STRICT = '    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,\n'
+_DEEP = '    deep: Annotated[bool, typer.Option("--deep/--shallow", help="test")] = False,\n'
+
+
+def _branch_of_the_app(tmp_path: Path) -> dict:
+    """app.py edited as a helper would, imported as its own module, and its tree extracted and
+    written out by the same code scripts/generate.py runs."""
+    import importlib.util
+
+    from tljh_admin.cli import specgen
+
+    source = (REPO / "src" / "tljh_admin" / "cli" / "app.py").read_text()
+    assert source.count(_STRICT) == 1
+    (tmp_path / "branch_app.py").write_text(source.replace(_STRICT, _STRICT + _DEEP) + _NEW_COMMAND)
+    found = importlib.util.spec_from_file_location("branch_app", tmp_path / "branch_app.py")
+    module = importlib.util.module_from_spec(found)
+    sys.modules["branch_app"] = module  # typing.get_type_hints resolves names through it
+    try:
+        found.loader.exec_module(module)
+        written = specgen.render_module(specgen.extract(module.app), "test")
+    finally:
+        del sys.modules["branch_app"]
+    namespace: dict = {}
+    exec(written, namespace)
+    return namespace["SPEC"]
+
+
+def test_options_added_to_the_app_reach_completion_and_the_fast_path(tmp_path):
+    from tljh_admin.cli import fast
+    from tljh_admin.cli.completion import completions
+
+    tree = _branch_of_the_app(tmp_path)
+    assert completions(["doctor"], "--de", root=tree) == ["--deep"]
+    assert completions(["doctor"], "--sh", root=tree) == ["--shallow"]
+    assert "rebuild" in completions(["env"], "", root=tree)
+    assert completions(["env", "rebuild"], "-", root=tree) == [
+        "--target", "-t", "--mode", "-m", "--keep", "--to", "--dry-run", "--help"
+    ]  # fmt: skip
+    assert completions(["env", "rebuild", "--mode"], "U", root=tree) == ["user"]
+    assert completions(["env", "rebuild", "--keep", "a"], "--k", root=tree) == ["--keep"]  # repeatable
+    (to,) = [o for o in tree["commands"]["env"]["commands"]["rebuild"]["options"] if o["name"] == "to"]
+    assert (to["type"], to["complete"]) == ("int", "history_ids")
+    # the fast path parses the new option from the tree; the shared body does not take it yet,
+    # so the Typer app answers
+    parsed = fast.parse(["doctor", "--json", "--deep", "-t", "USER"], root=tree)
+    assert parsed == (("doctor",), {}, {"json": True, "deep": True, "target": ["user"]})
+    assert "deep" not in fast._accepts(fast.RUNNERS[("doctor",)])
+    # and the real tree does not know --deep: nothing leaks from the branch
+    assert fast.parse(["doctor", "--json", "--deep"]) is None
+    assert spec.find_option(spec.tree()["commands"]["doctor"], "--deep") is None

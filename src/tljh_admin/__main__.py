@@ -1,6 +1,8 @@
 """Entry point for the `tljh` console script and `python -m tljh_admin`.
 
-The one place that turns errors into exit codes and one-line messages.
+The one place that turns errors into exit codes and one-line messages: TljhError subclasses
+carry their code; click's usage errors become one line with a hint that names a command
+that exists; Ctrl-C, end of input and a closed stdout end without a traceback.
 """
 
 from __future__ import annotations
@@ -10,38 +12,82 @@ import sys
 
 def main(argv: list[str] | None = None) -> None:
     args = sys.argv[1:] if argv is None else argv
-    from tljh_admin.errors import ExitCode, TljhError
+    from tljh_admin.cli import render
+    from tljh_admin.errors import Aborted, ExitCode, Stopped, TljhError
 
     try:
-        from tljh_admin.cli import fast
-
-        code = _complete() or fast.try_run(args)
-        if code is None:
-            from tljh_admin.cli.app import app
-
-            # standalone_mode=False: usage errors come back here, to be printed on one line
-            result = app(args=args, prog_name="tljh", standalone_mode=False)
-            code = result if isinstance(result, int) else 0
+        try:
+            code = _complete() or _fast(args)
+            if code is None:
+                code = _typer(args)
+        finally:
+            sys.stdout.flush()  # a closed pipe shows here at the latest, not at exit
     except TljhError as error:
-        from tljh_admin.cli import render
-
         render.print_error(error)
         code = int(error.exit_code)
     except KeyboardInterrupt:
-        sys.stderr.write("tljh: interrupted\n")
+        render.print_error(Stopped("interrupted"))
         code = int(ExitCode.INTERRUPTED)
-    except Exception as error:
-        if not _is_usage_error(error):
-            raise
-        from tljh_admin.cli import render
-
-        render.print_error(TljhError(error.format_message(), hint=_usage_hint(args)))
-        code = int(ExitCode.USAGE)
+    except EOFError:
+        render.print_error(Aborted("end of input"))
+        code = int(ExitCode.ABORTED)
+    except (BrokenPipeError, render.PipeClosed):
+        code = _pipe_closed()
     sys.exit(code)
 
 
+def _fast(args: list[str]) -> int | None:
+    from tljh_admin.cli import fast
+
+    return fast.try_run(args)
+
+
+def _typer(args: list[str]) -> int:
+    from tljh_admin.cli.app import app
+    from tljh_admin.errors import Aborted, ExitCode, Stopped
+
+    try:
+        # standalone_mode=False: errors come back here, to be printed on one line
+        result = app(args=args, prog_name="tljh", standalone_mode=False)
+    except Exception as error:
+        usage = _usage_error(error, args)
+        if usage is not None:
+            raise usage from None
+        if type(error).__name__ == "Abort":  # click's, from a prompt outside our own
+            cause = error.__cause__ or error.__context__
+            if isinstance(cause, KeyboardInterrupt):
+                raise Stopped("interrupted") from None
+            raise Aborted("aborted; nothing was changed") from None
+        raise
+    if result is None:
+        return int(ExitCode.OK)
+    return int(result)
+
+
+def _usage_error(error: Exception, args: list[str]):
+    """Click's usage errors (Typer re-raises them with standalone_mode=False), told by shape
+    so as not to import either Typer's private click copy or click."""
+    if not (hasattr(error, "format_message") and getattr(error, "exit_code", None) == 2):
+        return None
+    from tljh_admin.cli.usage import explain
+
+    return explain(error, args)
+
+
+def _pipe_closed() -> int:
+    """Send whatever is still buffered for stdout nowhere, so the interpreter's own flush at
+    exit cannot fail again, and end with the code the shell gives a tool SIGPIPE ends."""
+    import os
+
+    from tljh_admin.errors import ExitCode
+
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return int(ExitCode.PIPE_CLOSED)
+
+
 def _complete() -> int | None:
-    """Answer a TAB from the completion table (cli/completion.py) instead of Typer."""
+    """Answer a TAB from the extracted command tree (cli/completion.py) instead of Typer."""
     import os
 
     from tljh_admin.cli.fast import DISABLE_VAR
@@ -55,17 +101,6 @@ def _complete() -> int | None:
     if code is None:
         return None
     sys.exit(code)
-
-
-def _is_usage_error(error: Exception) -> bool:
-    """Click's usage errors (Typer re-raises them with standalone_mode=False), told by shape
-    so as not to import Typer's private click copy."""
-    return hasattr(error, "format_message") and getattr(error, "exit_code", None) == 2
-
-
-def _usage_hint(args: list[str]) -> str:
-    words = [a for a in args if not a.startswith("-")][:2]
-    return f"see `tljh {' '.join(words)} --help`".replace("  ", " ") if words else "see `tljh --help`"
 
 
 if __name__ == "__main__":

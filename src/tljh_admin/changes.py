@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, snapshot
+from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -27,7 +28,6 @@ from tljh_admin.installers import (
 )
 from tljh_admin.layout import ENV_NAMES, HUB, SYSTEM, USER, Layout, unknown_target
 from tljh_admin.transaction import (
-    DEFAULT_LOCK_TIMEOUT,
     FAILED,
     INTERRUPTED,
     OK,
@@ -61,8 +61,8 @@ class ChangeRequest:
     force: bool = False
     allow_system: bool = False
     break_system_packages: bool = False
-    installer: str = "pip"
-    lock_timeout: float = 600.0
+    installer: str = DEFAULT_INSTALLER
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     command: str = ""
 
 

@@ -14,6 +14,9 @@ class ExitCode(enum.IntEnum):
     OK = 0
     #: a report found a problem: a broken or missing environment, a failed check
     PROBLEMS_FOUND = 1
+    #: the admin gave no answer at a prompt (Ctrl-D, end of input): nothing was changed.
+    #: The same 1 click gives an abort; an alias of PROBLEMS_FOUND, not a new code.
+    ABORTED = 1
     #: the command line or its input is wrong (the same code click uses for usage errors)
     USAGE = 2
     #: the command needs rights the caller lacks (run with sudo)
@@ -27,8 +30,11 @@ class ExitCode(enum.IntEnum):
     #: the installer could not resolve the request (no such version, conflicts, index unreachable);
     #: nothing was changed
     RESOLUTION_FAILED = 7
-    #: stopped by Ctrl-C or SIGTERM
+    #: stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
     INTERRUPTED = 130
+    #: stdout was closed by the reader (`tljh env list --json | head -c 10`): 128 + SIGPIPE,
+    #: what the shell reports for any tool that SIGPIPE ends
+    PIPE_CLOSED = 141
 
 
 class TljhError(Exception):
@@ -89,6 +95,12 @@ class ResolutionFailed(TljhError):
 
 class IndexUnreachable(ResolutionFailed):
     """The package index (or conda channel) could not be reached; nothing changed."""
+
+
+class Aborted(TljhError):
+    """The admin ended the input at a prompt (Ctrl-D); nothing was changed."""
+
+    exit_code = ExitCode.ABORTED
 
 
 class Stopped(TljhError):

@@ -18,13 +18,11 @@ import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from tljh_admin.defaults import DEFAULT_INSTALLER, INSTALLERS, PIP, UV  # noqa: F401 (one list, shared)
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
 
-PIP, UV = "pip", "uv"
-INSTALLERS = (PIP, UV)
-DEFAULT_INSTALLER = PIP
 # `pip install --dry-run --report` appeared in pip 22.2.
 PIP_REPORT_MIN = (22, 2)
 

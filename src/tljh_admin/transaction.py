@@ -32,12 +32,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import snapshot
+from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
 from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout
 
-#: how long a change waits for another change to the same environment to finish
-DEFAULT_LOCK_TIMEOUT = 600.0
 #: snapshots kept for `tljh env rollback` when settings.json says nothing (older ones are pruned)
 KEEP_SNAPSHOTS = 10
 #: how long recovery waits for the processes of a killed change to go after SIGKILL

@@ -1,53 +1,74 @@
-"""The Typer application. Commands parse, call the logic, render, and exit; nothing else."""
+"""The Typer application: the one definition of the command line.
+
+Commands parse, call the logic, render, and return an exit code; nothing else. Completion,
+the JSON fast path and docs/cli.md are derived from this file by scripts/generate.py: after
+adding or changing a command or an option, run
+
+    .venv/bin/python scripts/generate.py
+
+and commit what it writes (cli/_spec.py, completions/, docs/cli.md). A test fails while they
+are stale.
+"""
 
 from __future__ import annotations
 
 import enum
 import os
-from typing import Annotated, NamedTuple
+from typing import Annotated
 
 import typer
+import typer.core
 
 from tljh_admin import __version__
-from tljh_admin.cli import complete, render
-from tljh_admin.errors import ExitCode
+from tljh_admin.cli import render
+from tljh_admin.cli.completion import for_typer
+from tljh_admin.cli.reports import GlobalOptions
+from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS
+from tljh_admin.errors import Aborted, ExitCode, Stopped
 from tljh_admin.layout import (
     DEFAULT_PREFIX,
     DEFAULT_SYSTEM_PYTHON,
+    ENV_NAMES,
     PREFIX_ENV_VAR,
     SYSTEM_PYTHON_ENV_VAR,
-    Layout,
-    resolve_layout,
 )
 
+# Choices come from the shared lists: the values are the names the logic uses.
+Target = enum.Enum("Target", {name: name for name in ENV_NAMES}, type=str)
+InstallerChoice = enum.Enum("InstallerChoice", {name: name for name in INSTALLERS}, type=str)
+DEFAULT_INSTALLER_CHOICE = InstallerChoice(DEFAULT_INSTALLER)
 
-class Target(str, enum.Enum):
-    hub = "hub"
-    user = "user"
-    system = "system"
 
+class Group(typer.core.TyperGroup):
+    """Ctrl-C, end of input and a closed stdout inside any command end as one line (or
+    quietly), the same on every Typer version: click would print a blank line and "Aborted!"
+    or exit 1 for all three."""
 
-class GlobalOptions(NamedTuple):
-    # plain strings: layout.resolve_layout checks them, with the same messages on every path
-    prefix: str | None
-    system_python: str | None
-
-    def layout(self) -> Layout:
-        return resolve_layout(self.prefix, self.system_python)
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except KeyboardInterrupt:
+            raise Stopped("interrupted") from None
+        except EOFError:
+            raise Aborted("end of input") from None
+        except BrokenPipeError:
+            raise render.PipeClosed() from None
 
 
 # rich_markup_mode=None keeps --help on click's plain formatter: no rich import on every
-# `tljh --help` or TAB, and plain text that docs/cli.md can be generated from.
+# `tljh --help`, and plain text that docs/cli.md is generated from.
 app = typer.Typer(
     name="tljh",
     help="Inspect, change, upgrade and diagnose The Littlest JupyterHub's Python environments.",
+    cls=Group,
     no_args_is_help=True,
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     add_completion=True,
 )
 env_app = typer.Typer(
-    help="The hub, user and system environments: list them and their packages.",
+    help="The hub, user and system environments: list, change, roll back.",
+    cls=Group,
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -89,88 +110,28 @@ def main(
         bool, typer.Option("--quiet", "-q", help="Only errors on stderr; data on stdout is unchanged.")
     ] = False,
 ) -> None:
-    render.set_quiet(quiet)
-    ctx.obj = GlobalOptions(prefix=prefix, system_python=system_python)
+    from tljh_admin.cli import reports
+
+    ctx.obj = reports.start(prefix, system_python, quiet)
 
 
 def _options(ctx: typer.Context) -> GlobalOptions:
     return ctx.find_root().obj
 
 
+def _examples(*lines: str) -> str:
+    """An --help epilog of example command lines, kept as written (\\b stops click rewrapping)."""
+    return "\b\nExamples:\n" + "\n".join(f"  {line}" for line in lines)
+
+
+# -- options shared by several commands -----------------------------------------------------
+
 JsonFlag = Annotated[bool, typer.Option("--json", help="Print a versioned JSON document (docs/json.md).")]
-
-
-@env_app.command("list")
-def env_list(ctx: typer.Context, json: JsonFlag = False) -> None:
-    """One row per environment: kind, status, Python version, distributions."""
-    from tljh_admin.queries import list_environments
-
-    layout = _options(ctx).layout()
-    envs, code = list_environments(layout)
-    if json:
-        from tljh_admin.report import env_list_document
-
-        render.print_json(env_list_document(layout, envs))
-    else:
-        render.environments_table(layout.prefix, envs)
-    raise typer.Exit(int(code))
-
-
-@env_app.command("packages")
-def env_packages(
-    ctx: typer.Context,
-    target: Annotated[Target, typer.Option("--target", "-t", help="Which environment.")],
-    json: JsonFlag = False,
-) -> None:
-    """The distributions installed in one environment, read from its files."""
-    from tljh_admin.queries import environment_packages
-
-    layout = _options(ctx).layout()
-    env, code = environment_packages(layout, target.value)
-    if json:
-        from tljh_admin.report import env_packages_document
-
-        render.print_json(env_packages_document(layout, env))
-    else:
-        render.packages_table(env)
-    raise typer.Exit(int(code))
-
-
-# -- completion: Typer's side of cli/complete.py ---------------------------------------------
-
-
-def _root_paths(ctx: typer.Context) -> tuple[str | None, str | None]:
-    root = ctx.find_root().params
-    return root.get("prefix"), root.get("system_python")
-
-
-def _target_of(ctx: typer.Context) -> str | None:
-    target = ctx.params.get("target")
-    if isinstance(target, list):
-        target = target[-1] if target else None
-    return getattr(target, "value", target)
-
-
-def _complete_packages(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
-    already = list(ctx.params.get("packages") or ())
-    return complete.installed_packages(*_root_paths(ctx), _target_of(ctx), already, incomplete)
-
-
-def _complete_checks(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
-    return complete.check_ids(list(ctx.params.get("check_ids") or ()), incomplete)
-
-
-def _complete_history(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:
-    return complete.history_ids(*_root_paths(ctx), _target_of(ctx), incomplete)
-
-
-class InstallerChoice(str, enum.Enum):
-    pip = "pip"
-    uv = "uv"
-
-
 TargetOption = Annotated[
-    Target, typer.Option("--target", "-t", metavar="hub|user|system", help="Which environment to change.")
+    Target,
+    typer.Option(
+        "--target", "-t", metavar="hub|user|system", case_sensitive=False, help="Which environment to change."
+    ),
 ]
 YesFlag = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask; needed when not on a terminal.")]
 DryRunFlag = Annotated[bool, typer.Option("--dry-run", help="Show the plan and stop.")]
@@ -206,55 +167,107 @@ def _command_line() -> str:
     return "tljh " + shlex.join(sys.argv[1:])
 
 
-def _require_interaction(yes: bool, dry_run: bool) -> None:
-    """A change asks first; without a terminal to ask on, --yes must say it."""
-    import sys
-
-    from tljh_admin.errors import TljhError
-
-    if not yes and not dry_run and not sys.stdin.isatty():
-        raise TljhError(
-            "this command changes an environment and there is no terminal to ask for confirmation",
-            hint="add --yes to go ahead, or --dry-run to see the plan",
-        )
+# -- reports ----------------------------------------------------------------------------------
 
 
-def _run_prepared(prepared, title: str, dry_run: bool, yes: bool) -> None:
-    from tljh_admin import changes
+@env_app.command("list")
+def env_list(ctx: typer.Context, json: JsonFlag = False) -> ExitCode:
+    """One row per environment: kind, status, Python version, distributions."""
+    from tljh_admin.cli import reports
 
-    for entry in prepared.recovered:
-        render.message(f"restored change {entry['id']} left unfinished by a killed tljh")
-    if not prepared.plan:
-        render.message(f"nothing to change in the {prepared.env.name} environment")
-        raise typer.Exit(0)
-    render.plan_table(title, prepared.plan)
-    for drift in prepared.drift:
-        render.message(
-            f"changed outside tljh-admin since its last change: {drift.name} "
-            f"{drift.before or '-'} -> {drift.after or '-'} (the rollback undoes this too)"
-        )
-    if dry_run:
-        render.message("dry run: nothing was changed")
-        raise typer.Exit(0)
-    if not yes and not typer.confirm("Go ahead?", default=False, err=True):
-        render.message("nothing was changed")
-        raise typer.Exit(0)
-    with render.progress(f"{prepared.kind} in the {prepared.env.name} environment") as progress:
-        outcome = changes.apply(prepared, progress)
-    fixed = ""
-    if outcome.world_writable_fixed or outcome.owner_fixed:
-        fixed = (
-            f"; fixed {outcome.world_writable_fixed} world-writable"
-            f" and {outcome.owner_fixed} wrongly owned paths"
-        )
-    render.message(f"done: change {outcome.change_id} ({render.summarize_changes(outcome.history)}){fixed}")
-    if prepared.env.name == "hub":
-        render.message("restart the hub for it to take effect: sudo systemctl restart jupyterhub")
+    return reports.env_list(_options(ctx), json=json)
+
+
+@env_app.command("packages")
+def env_packages(
+    ctx: typer.Context,
+    target: Annotated[
+        Target,
+        typer.Option(
+            "--target", "-t", metavar="hub|user|system", case_sensitive=False, help="Which environment."
+        ),
+    ],
+    json: JsonFlag = False,
+) -> ExitCode:
+    """The distributions installed in one environment, read from its files."""
+    from tljh_admin.cli import reports
+
+    return reports.env_packages(_options(ctx), target=target.value, json=json)
+
+
+@env_app.command("history")
+def env_history(
+    ctx: typer.Context,
+    target: Annotated[
+        Target | None,
+        typer.Option(
+            "--target", "-t", metavar="hub|user|system", case_sensitive=False, help="Only this environment."
+        ),
+    ] = None,
+    json: JsonFlag = False,
+) -> ExitCode:
+    """Every change tljh-admin made: who, when, what, and how it ended."""
+    from tljh_admin.cli import reports
+
+    return reports.env_history(_options(ctx), target=target.value if target else None, json=json)
+
+
+@app.command("doctor")
+def doctor(
+    ctx: typer.Context,
+    check_ids: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="[CHECK]...",
+            help="Run only these checks (see --list).",
+            autocompletion=for_typer("check_ids", already="check_ids"),
+        ),
+    ] = None,
+    target: Annotated[
+        list[Target] | None,
+        typer.Option(
+            "--target",
+            "-t",
+            metavar="ENV",
+            case_sensitive=False,
+            help="Only these environments (repeatable).",
+        ),
+    ] = None,
+    json: JsonFlag = False,
+    list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
+    fix: Annotated[bool, typer.Option("--fix", help="Apply the safe fixes, then check again.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: show the fixes only.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
+    """Diagnose the environments: every known way they break, with a fix hint each.
+    Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict)."""
+    from tljh_admin.cli import reports
+
+    return reports.doctor(
+        _options(ctx),
+        check_ids=check_ids,
+        target=[t.value for t in target] if target else None,
+        json=json,
+        list_checks=list_checks,
+        fix=fix,
+        dry_run=dry_run,
+        strict=strict,
+        lock_timeout=lock_timeout,
+    )
+
+
+# -- changes ----------------------------------------------------------------------------------
 
 
 @env_app.command(
     "install",
     context_settings={"ignore_unknown_options": True},  # option-like packages reach the policy check
+    epilog=_examples(
+        "sudo tljh env install --target user numpy 'pandas>=2'",
+        "sudo tljh env install --target user -r requirements.txt --dry-run",
+        "sudo tljh env install --target hub oauthenticator --installer uv",
+    ),
 )
 def env_install(
     ctx: typer.Context,
@@ -280,15 +293,15 @@ def env_install(
     ] = False,
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
-    installer: InstallerOption = InstallerChoice.pip,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
+    installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
     """Install packages into one environment, through its own interpreter, with a plan first,
     a snapshot, and an exact restore if anything fails."""
     from tljh_admin import changes
+    from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
-    _require_interaction(yes, dry_run)
-    layout = _options(ctx).layout()
+    require_interaction(yes, dry_run)
     request = changes.InstallRequest(
         target=target.value,
         packages=tuple(packages or ()),
@@ -302,32 +315,44 @@ def env_install(
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
-    with changes.prepare_install(layout, request, render.message) as prepared:
+    with changes.prepare_install(_options(ctx).layout(), request, render.message) as prepared:
         pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
-        _run_prepared(prepared, f"install into {target.value}{pin}", dry_run, yes)
+        proposal = plan_proposal(prepared, f"install into {target.value}{pin}")
+        return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
 
-@env_app.command("uninstall", context_settings={"ignore_unknown_options": True})
+@env_app.command(
+    "uninstall",
+    context_settings={"ignore_unknown_options": True},
+    epilog=_examples(
+        "sudo tljh env uninstall --target user numpy",
+        "sudo tljh env uninstall --target hub jupyterlab --dry-run",
+    ),
+)
 def env_uninstall(
     ctx: typer.Context,
     target: TargetOption,
     packages: Annotated[
         list[str],
-        typer.Argument(metavar="PKG...", help="Project names to remove.", autocompletion=_complete_packages),
+        typer.Argument(
+            metavar="PKG...",
+            help="Project names to remove.",
+            autocompletion=for_typer("installed_packages", already="packages"),
+        ),
     ],
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     force: Annotated[bool, typer.Option("--force", help="Allow removing jupyterhub.")] = False,
     allow_system: AllowSystemFlag = False,
     break_system_packages: BreakSystemFlag = False,
-    installer: InstallerOption = InstallerChoice.pip,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
+    installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
     """Remove packages from one environment, with a snapshot to roll back to."""
     from tljh_admin import changes
+    from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
-    _require_interaction(yes, dry_run)
-    layout = _options(ctx).layout()
+    require_interaction(yes, dry_run)
     request = changes.UninstallRequest(
         target=target.value,
         packages=tuple(packages),
@@ -338,11 +363,19 @@ def env_uninstall(
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
-    with changes.prepare_uninstall(layout, request, render.message) as prepared:
-        _run_prepared(prepared, f"uninstall from {target.value}", dry_run, yes)
+    with changes.prepare_uninstall(_options(ctx).layout(), request, render.message) as prepared:
+        proposal = plan_proposal(prepared, f"uninstall from {target.value}")
+        return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
 
-@env_app.command("rollback")
+@env_app.command(
+    "rollback",
+    epilog=_examples(
+        "tljh env history --target user",
+        "sudo tljh env rollback --target user",
+        "sudo tljh env rollback --target user --to 12 --dry-run",
+    ),
+)
 def env_rollback(
     ctx: typer.Context,
     target: TargetOption,
@@ -352,7 +385,7 @@ def env_rollback(
             "--to",
             metavar="ID",
             help="Restore the files from before this change (see history).",
-            autocompletion=_complete_history,
+            autocompletion=for_typer("history_ids"),
         ),
     ] = None,
     dry_run: DryRunFlag = False,
@@ -361,43 +394,19 @@ def env_rollback(
         bool,
         typer.Option("--accept-drift", help="Roll back even what changed outside tljh-admin since."),
     ] = False,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
     """Put an environment back exactly as it was before a change, from the snapshot: no
     package index needed."""
     from tljh_admin import changes
+    from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
-    _require_interaction(yes, dry_run)
-    layout = _options(ctx).layout()
+    require_interaction(yes, dry_run)
     with changes.prepare_rollback(
-        layout, target.value, to, lock_timeout, _command_line(), render.message, accept_drift
+        _options(ctx).layout(), target.value, to, lock_timeout, _command_line(), render.message, accept_drift
     ) as prepared:
-        _run_prepared(prepared, f"roll back {target.value}: {prepared.change.kind}", dry_run, yes)
-
-
-@env_app.command("history")
-def env_history(
-    ctx: typer.Context,
-    target: Annotated[Target | None, typer.Option("--target", "-t", help="Only this environment.")] = None,
-    json: JsonFlag = False,
-) -> None:
-    """Every change tljh-admin made: who, when, what, and how it ended."""
-    from tljh_admin.queries import change_history
-
-    layout = _options(ctx).layout()
-    entries = change_history(layout, target.value if target else None)
-    if json:
-        from tljh_admin.report import history_document
-
-        render.print_json(history_document(layout, entries))
-    else:
-        render.history_table(entries)
-        held = [e["snapshot_bytes"] for e in entries if e.get("snapshot_bytes") is not None]
-        if held:
-            render.message(
-                f"{len(held)} snapshot(s) for rollback hold {sum(held) / 2**20:.1f} MiB on their own;"
-                " tljh env prune --keep N frees them"
-            )
+        proposal = plan_proposal(prepared, f"roll back {target.value}: {prepared.change.kind}")
+        return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
 
 @env_app.command("prune")
@@ -410,8 +419,8 @@ def env_prune(
     save: Annotated[
         bool, typer.Option("--save", help="Make --keep the number every later change keeps.")
     ] = False,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
     """Remove old rollback snapshots (they live in PREFIX/state, which TLJH's docs say to back up)."""
     from tljh_admin import changes
 
@@ -421,59 +430,17 @@ def env_prune(
         f" {len(result.kept)} kept"
         + (f" (changes {', '.join(map(str, result.kept))})" if result.kept else "")
     )
+    return ExitCode.OK
 
 
-@app.command("doctor")
-def doctor(
-    ctx: typer.Context,
-    check_ids: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar="[CHECK]...",
-            help="Run only these checks (see --list).",
-            autocompletion=_complete_checks,
-        ),
-    ] = None,
-    target: Annotated[
-        list[Target] | None,
-        typer.Option("--target", "-t", metavar="ENV", help="Only these environments (repeatable)."),
-    ] = None,
-    json: JsonFlag = False,
-    list_checks: Annotated[bool, typer.Option("--list", help="List the checks and exit.")] = False,
-    fix: Annotated[bool, typer.Option("--fix", help="Apply the safe fixes, then check again.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="With --fix: show the fixes only.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 on warnings too.")] = False,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
-    """Diagnose the environments: every known way they break, with a fix hint each.
-    Exit 0 when nothing failed, 1 when a check failed (or warned, with --strict)."""
-    from tljh_admin import doctor as doc
-    from tljh_admin import report
-
-    if list_checks:
-        if json:
-            render.print_json(report.doctor_checks_document())
-        else:
-            render.doctor_checks(doc.REGISTRY)
-        raise typer.Exit(0)
-    checks = doc.select_checks(list(check_ids or ()))
-    layout = _options(ctx).layout()
-    targets = [t.value for t in target] if target else None
-    context = doc.Context(layout)
-    result = doc.run_doctor(context, checks, targets)
-    fixes: list = []
-    if fix:
-        from tljh_admin.cli.doctor_fix import fix_findings
-
-        fixes, result = fix_findings(layout, context, result, checks, targets, dry_run, lock_timeout)
-    if json:
-        render.print_json(report.doctor_document(layout, result, strict, fixes))
-    else:
-        render.doctor_report(result, strict, fixes)
-    raise typer.Exit(int(result.exit_code(strict)))
-
-
-@app.command("upgrade")
+@app.command(
+    "upgrade",
+    epilog=_examples(
+        "sudo tljh upgrade --dry-run",
+        "sudo tljh upgrade --restart",
+        "sudo tljh upgrade --hub-requirements hub-requirements.txt --json",
+    ),
+)
 def upgrade(
     ctx: typer.Context,
     hub_requirements: Annotated[
@@ -488,16 +455,16 @@ def upgrade(
     dry_run: DryRunFlag = False,
     yes: YesFlag = False,
     json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON and stop.")] = False,
-    installer: InstallerOption = InstallerChoice.pip,
+    installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
     restart: Annotated[bool, typer.Option("--restart", help="Restart the hub afterwards (systemd).")] = False,
-    lock_timeout: LockTimeoutOption = 600.0,
-) -> None:
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
     """Upgrade as TLJH's installer does (hub from its requirements; in the user env only
     jupyterhub, to the hub's new version), with a plan first and all-or-nothing."""
-    from tljh_admin import changes
     from tljh_admin import upgrade as up
+    from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
 
-    _require_interaction(yes, dry_run or json)
+    require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     with up.prepare_upgrade(
         layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message
@@ -506,25 +473,27 @@ def upgrade(
             from tljh_admin.report import upgrade_document
 
             render.print_json(upgrade_document(layout, plan))
-            raise typer.Exit(int(ExitCode.REFUSED) if plan.blockers else 0)
-        render.upgrade_plan(plan)
+            return ExitCode.REFUSED if plan.blockers else ExitCode.OK
         if plan.blockers:
-            raise typer.Exit(int(ExitCode.REFUSED))
-        if plan.empty:
-            render.message("everything is already up to date")
-            raise typer.Exit(0)
-        if dry_run:
-            render.message("dry run: nothing was changed")
-            raise typer.Exit(0)
-        if not yes and not typer.confirm("Upgrade?", default=False, err=True):
-            render.message("nothing was changed")
-            raise typer.Exit(0)
-        with render.progress("upgrading") as progress:
-            outcome = changes.apply(prepared, progress)
-    render.message(f"done: change {outcome.change_id} ({render.summarize_changes(outcome.history)})")
-    if restart:
-        from tljh_admin.doctor.context import SYSTEMD_RUNTIME
+            render.upgrade_plan(plan)
+            return ExitCode.REFUSED
 
-        render.message(up.restart_hub(os.path.isdir(SYSTEMD_RUNTIME)))
-    else:
-        render.message("restart the hub for the upgrade to take effect: sudo systemctl restart jupyterhub")
+        def after(_outcome) -> None:
+            if restart:
+                from tljh_admin.doctor.context import SYSTEMD_RUNTIME
+
+                render.message(up.restart_hub(os.path.isdir(SYSTEMD_RUNTIME)))
+            else:
+                render.message(
+                    "restart the hub for the upgrade to take effect: sudo systemctl restart jupyterhub"
+                )
+
+        proposal = Proposal(
+            prepared,
+            show=lambda: render.upgrade_plan(plan),
+            doing="upgrading",
+            nothing_to_do="everything is already up to date" if plan.empty else None,
+            question="Upgrade?",
+            after=after,
+        )
+        return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)

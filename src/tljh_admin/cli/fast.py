@@ -1,86 +1,112 @@
 """A fast path for the read-only JSON reports that scripts and CI call in loops.
 
-`tljh env list --json`, `tljh env packages --target X --json` and `tljh doctor --json
-[--target X] [--strict] [CHECK]...` are answered here without importing Typer, click,
-pydantic or rich (over 200 ms of imports on Typer 0.29, against a few ms of work). Only argv
-of exactly those shapes is taken; anything else, including every mistake in the command
-line, falls through to the Typer app, which stays the one definition of the CLI. A contract
-test runs each shape both ways and requires identical output and exit codes.
+`tljh env list --json`, `tljh env packages --target X --json`, `tljh env history --json` and
+`tljh doctor --json ...` are answered here without importing Typer, pydantic or rich (about
+200 ms of imports, against a few ms of work). argv is parsed against the command tree
+extracted from the Typer app (cli/_spec.py), and the same function the app calls
+(cli/reports.py) runs. Only argv whose meaning is certain is taken: any unknown or repeated
+option, a value that does not convert, `--help`, an eager option or a missing --json falls
+through to the Typer app, which owns every error message.
 """
 
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 
-from tljh_admin.layout import ENV_NAMES
+from tljh_admin.cli import reports, spec
 
 # Set to 0 to force the Typer app (the contract test does; so can anyone debugging).
 DISABLE_VAR = "TLJH_ADMIN_FASTPATH"
 
-_GLOBAL_VALUE_OPTIONS = ("--prefix", "--system-python")
-_CHECK_ID = re.compile(r"^[a-z][a-z0-9-]*$")
-
-# command words -> (flags it may have, whether --target may repeat / is required, positionals)
-_SHAPES = {
-    ("env", "list"): {"flags": (), "target": None, "positionals": False},
-    ("env", "packages"): {"flags": (), "target": "one", "positionals": False},
-    ("doctor",): {"flags": ("--strict",), "target": "many", "positionals": True},
+#: the commands this path may answer, by the shared body that runs them
+RUNNERS = {
+    ("env", "list"): reports.env_list,
+    ("env", "packages"): reports.env_packages,
+    ("env", "history"): reports.env_history,
+    ("doctor",): reports.doctor,
 }
 
 
-def _take_value(args: list[str], i: int, names: Sequence[str]) -> tuple[str, str, int] | None:
-    """(option, value, next index) when args[i] is one of `names` with a non-empty value."""
-    arg = args[i]
-    for name in names:
-        if arg == name and i + 1 < len(args) and args[i + 1] and not args[i + 1].startswith("-"):
-            return name, args[i + 1], i + 2
-        if arg.startswith(name + "=") and len(arg) > len(name) + 1:
-            return name, arg[len(name) + 1 :], i + 1
-    return None
+def _accepts(function) -> set[str]:
+    code = function.__code__
+    return set(code.co_varnames[: code.co_argcount + code.co_kwonlyargcount])
 
 
-def parse(argv: Sequence[str]) -> tuple[tuple[str, ...], dict] | None:
-    """(command words, options) for argv the fast path answers, else None."""
+def _parse_level(node: dict, args: list[str], i: int, values: dict, stop_at_command: bool):
+    """Options (and, below the root, positionals) of one node from args[i:].
+    Returns the next index, or None when the fast path must not answer."""
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            return None
+        if word.startswith("-") and len(word) > 1:
+            name, eq, inline = word.partition("=")
+            option = spec.find_option(node, name)
+            if option is None or option["eager"] or option["name"] == spec.HELP:
+                return None
+            if option["name"] in values and not option["multiple"]:
+                return None
+            if option["value"]:
+                if eq:
+                    raw, i = inline, i + 1
+                elif i + 1 < len(args) and not args[i + 1].startswith("-"):
+                    raw, i = args[i + 1], i + 2
+                else:
+                    return None
+                if not raw:
+                    return None
+                try:
+                    value = spec.convert(option, raw)
+                except ValueError:
+                    return None
+                if option["multiple"]:
+                    values.setdefault(option["name"], []).append(value)
+                else:
+                    values[option["name"]] = value
+            else:
+                if eq:
+                    return None
+                values[option["name"]] = name in option["flags"]
+                i += 1
+            continue
+        if stop_at_command:
+            return i
+        arguments = node["arguments"]
+        if len(arguments) != 1 or arguments[0]["nargs"] != -1 or arguments[0]["type"] != "str":
+            return None
+        values.setdefault(arguments[0]["name"], []).append(word)
+        i += 1
+    return None if stop_at_command else i
+
+
+def parse(argv: Sequence[str], root: dict | None = None) -> tuple[tuple[str, ...], dict, dict] | None:
+    """(command words, root values, command values) for argv the fast path answers, else None."""
     args = list(argv)
-    options: dict = {"targets": [], "flags": set(), "positionals": []}
-    i = 0
-    while i < len(args) and args[i].startswith("--"):
-        taken = _take_value(args, i, _GLOBAL_VALUE_OPTIONS)
-        if taken is None or taken[0] in options:
-            return None
-        options[taken[0]], i = taken[1], taken[2]
-    words = next((w for w in _SHAPES if tuple(args[i : i + len(w)]) == w), None)
-    if words is None:
+    node = spec.tree() if root is None else root
+    root_values: dict = {}
+    i = _parse_level(node, args, 0, root_values, stop_at_command=True)
+    if i is None:
         return None
-    shape = _SHAPES[words]
-    rest = args[i + len(words) :]
-    seen_json = False
-    j = 0
-    while j < len(rest):
-        arg = rest[j]
-        if arg == "--json" and not seen_json:
-            seen_json, j = True, j + 1
+    path: list[str] = []
+    while i < len(args) and node["commands"].get(args[i]) is not None:
+        node = node["commands"][args[i]]
+        path.append(args[i])
+        i += 1
+        if node["commands"]:  # a group: no options of its own besides --help
             continue
-        if arg in shape["flags"] and arg not in options["flags"]:
-            options["flags"].add(arg)
-            j += 1
-            continue
-        if shape["positionals"] and _CHECK_ID.match(arg):
-            options["positionals"].append(arg)
-            j += 1
-            continue
-        taken = _take_value(rest, j, ("--target", "-t")) if shape["target"] else None
-        if taken is None or taken[1] not in ENV_NAMES:
-            return None
-        if shape["target"] == "one" and options["targets"]:
-            return None
-        options["targets"].append(taken[1])
-        j = taken[2]
-    if not seen_json or (shape["target"] == "one" and not options["targets"]):
+        break
+    if tuple(path) not in RUNNERS or node["commands"]:
         return None
-    return words, options
+    values: dict = {}
+    if _parse_level(node, args, i, values, stop_at_command=False) is None:
+        return None
+    if values.get("json") is not True:
+        return None
+    for param in (*node["options"], *node["arguments"]):
+        if param.get("required") and param["name"] not in values:
+            return None
+    return tuple(path), root_values, values
 
 
 def try_run(argv: Sequence[str]) -> int | None:
@@ -90,29 +116,9 @@ def try_run(argv: Sequence[str]) -> int | None:
     parsed = parse(argv)
     if parsed is None:
         return None
-    words, options = parsed
-
-    from tljh_admin import report
-    from tljh_admin.cli import render
-    from tljh_admin.layout import resolve_layout
-
-    if words == ("doctor",):
-        from tljh_admin import doctor
-
-        checks = doctor.select_checks(options["positionals"])  # before the layout, as Typer does
-        layout = resolve_layout(options.get("--prefix"), options.get("--system-python"))
-        result = doctor.run_doctor(doctor.Context(layout), checks, options["targets"] or None)
-        strict = "--strict" in options["flags"]
-        render.print_json(report.doctor_document(layout, result, strict))
-        return int(result.exit_code(strict))
-
-    from tljh_admin import queries
-
-    layout = resolve_layout(options.get("--prefix"), options.get("--system-python"))
-    if words == ("env", "list"):
-        envs, code = queries.list_environments(layout)
-        render.print_json(report.env_list_document(layout, envs))
-    else:
-        env, code = queries.environment_packages(layout, options["targets"][0])
-        render.print_json(report.env_packages_document(layout, env))
-    return int(code)
+    words, root_values, values = parsed
+    runner = RUNNERS[words]
+    if not (root_values.keys() <= _accepts(reports.start) and values.keys() <= _accepts(runner)):
+        return None  # an option added to the app that the shared body does not take yet
+    options = reports.start(**root_values)
+    return int(runner(options, **values))

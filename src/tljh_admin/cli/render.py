@@ -20,6 +20,10 @@ if TYPE_CHECKING:
 _QUIET = False
 
 
+class PipeClosed(Exception):
+    """The reader of stdout went away (`| head`): stop quietly, as tools ended by SIGPIPE do."""
+
+
 def set_quiet(quiet: bool) -> None:
     """--quiet: messages and progress are dropped; data on stdout and errors are not."""
     global _QUIET

@@ -1,0 +1,119 @@
+"""The read-only commands, without Typer: the Typer app (cli/app.py) calls these with parsed
+values, and so does the JSON fast path (cli/fast.py) when argv is simple enough to parse from
+the extracted command tree. One body per command, so both paths print the same bytes.
+
+Each function takes the global options and then exactly the command's parameters, by the
+names they have in the app, with plain values (strings for choices, lists for repeatable
+options); it returns the exit code.
+"""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+from tljh_admin.cli import render
+from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT
+from tljh_admin.errors import ExitCode
+
+
+class GlobalOptions(namedtuple("GlobalOptions", "prefix system_python")):
+    """--prefix and --system-python as given: layout.resolve_layout checks them, with the
+    same messages on every path."""
+
+    __slots__ = ()
+
+    def layout(self):
+        from tljh_admin.layout import resolve_layout
+
+        return resolve_layout(self.prefix, self.system_python)
+
+
+def start(prefix: str | None = None, system_python: str | None = None, quiet: bool = False) -> GlobalOptions:
+    """The root command's options."""
+    render.set_quiet(quiet)
+    return GlobalOptions(prefix, system_python)
+
+
+def env_list(options: GlobalOptions, json: bool = False) -> ExitCode:
+    from tljh_admin.queries import list_environments
+
+    layout = options.layout()
+    envs, code = list_environments(layout)
+    if json:
+        from tljh_admin.report import env_list_document
+
+        render.print_json(env_list_document(layout, envs))
+    else:
+        render.environments_table(layout.prefix, envs)
+    return code
+
+
+def env_packages(options: GlobalOptions, target: str, json: bool = False) -> ExitCode:
+    from tljh_admin.queries import environment_packages
+
+    layout = options.layout()
+    env, code = environment_packages(layout, target)
+    if json:
+        from tljh_admin.report import env_packages_document
+
+        render.print_json(env_packages_document(layout, env))
+    else:
+        render.packages_table(env)
+    return code
+
+
+def env_history(options: GlobalOptions, target: str | None = None, json: bool = False) -> ExitCode:
+    from tljh_admin.queries import change_history
+
+    layout = options.layout()
+    entries = change_history(layout, target)
+    if json:
+        from tljh_admin.report import history_document
+
+        render.print_json(history_document(layout, entries))
+    else:
+        render.history_table(entries)
+        held = [e["snapshot_bytes"] for e in entries if e.get("snapshot_bytes") is not None]
+        if held:
+            render.message(
+                f"{len(held)} snapshot(s) for rollback hold {sum(held) / 2**20:.1f} MiB on their own;"
+                " tljh env prune --keep N frees them"
+            )
+    return ExitCode.OK
+
+
+def doctor(
+    options: GlobalOptions,
+    check_ids: list[str] | None = None,
+    target: list[str] | None = None,
+    json: bool = False,
+    list_checks: bool = False,
+    fix: bool = False,
+    dry_run: bool = False,
+    strict: bool = False,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
+    from tljh_admin import doctor as doc
+    from tljh_admin import report
+
+    if list_checks:
+        if json:
+            render.print_json(report.doctor_checks_document())
+        else:
+            render.doctor_checks(doc.REGISTRY)
+        return ExitCode.OK
+    checks = doc.select_checks(list(check_ids or ()))  # before the layout: a typo is named first
+    layout = options.layout()
+    targets = list(target) if target else None
+    context = doc.Context(layout)
+    result = doc.run_doctor(context, checks, targets)
+    fixes: list = []
+    if fix:
+        from tljh_admin.cli.doctor_fix import fix_findings
+
+        fixes, result = fix_findings(layout, context, result, checks, targets, dry_run, lock_timeout)
+    if json:
+        render.print_json(report.doctor_document(layout, result, strict, fixes))
+    else:
+        render.doctor_report(result, strict, fixes)
+    return result.exit_code(strict)

@@ -1,0 +1,77 @@
+"""The command line as plain data, for the code that must not import Typer: shell completion
+(cli/completion.py), the JSON fast path (cli/fast.py) and usage hints (__main__).
+
+The data (cli/_spec.py) is extracted from the Typer app by scripts/generate.py, never written
+by hand: the app in cli/app.py is the one definition. A node is
+    {"options": [option, ...], "arguments": [argument, ...], "commands": {name: node}}
+an option
+    {"name", "flags", "off_flags", "value" (takes one), "multiple", "required", "hidden",
+     "eager", "type", "choices", "case_sensitive", "default", "complete"}
+an argument
+    {"name", "nargs", "required", "type", "complete"}
+where "complete" names a completer in cli/completion.py.
+"""
+
+from __future__ import annotations
+
+#: the name the help option has in the tree (click calls it differently across versions)
+HELP = "help"
+
+
+def tree() -> dict:
+    from tljh_admin.cli._spec import SPEC
+
+    return SPEC
+
+
+def find_option(node: dict, word: str) -> dict | None:
+    for option in node["options"]:
+        if word in option["flags"] or word in option["off_flags"]:
+            return option
+    return None
+
+
+def choose(option: dict, value: str) -> str | None:
+    """The choice `value` means (case-folded when the option allows), None if none."""
+    for choice in option["choices"]:
+        if value == choice or (not option["case_sensitive"] and value.lower() == choice.lower()):
+            return choice
+    return None
+
+
+def convert(option: dict, value: str):
+    """A value of the option's type, or ValueError, as click would decide."""
+    if option["choices"] is not None:
+        chosen = choose(option, value)
+        if chosen is None:
+            raise ValueError(value)
+        return chosen
+    if option["type"] == "int":
+        return int(value)
+    if option["type"] == "float":
+        return float(value)
+    return value
+
+
+def command_path(args: list[str], root: dict | None = None) -> tuple[list[str], dict, str | None]:
+    """(the commands that exist along `args`, their node, the first word that is not a command
+    where one was expected, or None). Option values are skipped as click skips them."""
+    node = tree() if root is None else root
+    path: list[str] = []
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            break
+        if word.startswith("-") and len(word) > 1:
+            option = find_option(node, word.partition("=")[0])
+            i += 2 if option and option["value"] and "=" not in word else 1
+            continue
+        if not node["commands"]:
+            break
+        if word not in node["commands"]:
+            return path, node, word
+        path.append(word)
+        node = node["commands"][word]
+        i += 1
+    return path, node, None

@@ -1,0 +1,17 @@
+"""Names and defaults that the command line, the logic and the completion data share.
+
+Import them from here (the environment names from `layout`); never repeat them. This module
+imports nothing, so `tljh --help` and a TAB pay nothing for it.
+"""
+
+from __future__ import annotations
+
+#: the programs that install into a PREFIX environment. pip is TLJH's own installer
+#: (tljh/installer.py runs `python3 -m pip`); uv reads the same index settings.
+PIP, UV = "pip", "uv"
+INSTALLERS = (PIP, UV)
+DEFAULT_INSTALLER = PIP
+
+#: seconds a change waits for another change to the same environment to finish: TLJH's
+#: own upgrade (bootstrap.py) runs for minutes, so a short wait would only fail needlessly.
+DEFAULT_LOCK_TIMEOUT = 600.0
