@@ -15,17 +15,16 @@ import shutil
 import signal
 import stat
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from tests.support import oldhub
+from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tests.support.prefixes import hermetic_env, run
-from tljh_admin import changes, plugins, rebuild
-from tljh_admin.errors import ChangeFailed, Refused
+from tljh_admin import plugins, rebuild
 from tljh_admin.layout import resolve_layout
 from tljh_admin.transaction import StateDir
 
@@ -81,14 +80,6 @@ def prefix(world, tmp_path) -> Path:
     return dest
 
 
-@pytest.fixture
-def index(world, monkeypatch):
-    """The package index the rebuild sees: a local one (PIP_* variables reach the installer,
-    as an admin's index settings do)."""
-    for key, value in world.index_env().items():
-        monkeypatch.setenv(key, value)
-
-
 def _layout(prefix: Path, world: World):
     return resolve_layout(prefix, world.system_python)
 
@@ -115,53 +106,47 @@ def test_the_broken_hub_is_really_broken(world, prefix):
     assert "jupyterhub" in world.importable_before and "tljh" in world.importable_before
 
 
-def test_dry_run_shows_the_plan_and_changes_nothing(world, prefix, index):
+def test_dry_run_shows_the_plan_and_changes_nothing(world, prefix, tljh):
     before = file_listing(prefix)
-    layout = _layout(prefix, world)
-    request = rebuild.RebuildRequest("hub", dry_run=True)
-    with rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared:
-        plan = prepared.plan
+    result = tljh("--prefix", prefix, "env", "rebuild", "--target", "hub", "--json", env=world.index_env())
+    assert result.code == 0, result.stderr
     assert listing_diff(before, file_listing(prefix)) == []
 
-    items = {i.name: i for i in plan.items}
+    plan = result.json()
+    assert (plan["schema"], plan["version"]) == ("tljh-admin/rebuild-plan", 1)
+    items = {i["name"]: i for i in plan["packages"]}
     # pins that do not install on 3.11 moved to the nearest release that does (1.1, not 2.0)
-    assert (items["oldonly"].before, items["oldonly"].after, items["oldonly"].action) == (
-        "1.0",
-        "1.1",
-        "changed",
-    )
-    assert "<3.11" in items["oldonly"].reason
-    assert (items["cext"].before, items["cext"].after) == ("1.0", "1.1")
-    assert "3.11" in items["cext"].reason
+    assert (items["oldonly"]["before"], items["oldonly"]["after"]) == ("1.0", "1.1")
+    assert items["oldonly"]["action"] == "changed" and "<3.11" in items["oldonly"]["reason"]
+    assert (items["cext"]["before"], items["cext"]["after"]) == ("1.0", "1.1")
+    assert "3.11" in items["cext"]["reason"]
     # everything else stays at its version, from where it came
-    unchanged = {n for n, i in items.items() if i.action == rebuild.SAME}
+    unchanged = {n for n, i in items.items() if i["action"] == "same"}
     assert {"jupyterhub", "oauthenticator", "traitlets", "localpkg", "the-littlest-jupyterhub"} <= unchanged
-    assert world.commit in items["the-littlest-jupyterhub"].source
-    assert items["localpkg"].source.startswith("file://")
-    assert plan.old_python.startswith("3.10") and plan.new_python.startswith("3.11")
-    assert [p.name for p in plan.plugins] == ["demo"]
-    assert any("TLJH 2.0.1's own hub requirements" in note for note in plan.notes)
+    assert world.commit in items["the-littlest-jupyterhub"]["source"]
+    assert items["localpkg"]["source"].startswith("file://")
+    assert plan["old_python"].startswith("3.10") and plan["new_python"].startswith("3.11")
+    assert plan["plugins"] == ["demo"]
+    assert any("TLJH 2.0.1's own hub requirements" in note for note in plan["notes"])
 
     # the hub cannot run its own packages: plugins are listed from files, not evaluated
-    hub = rebuild.inspect_environment("hub", layout)
-    report = plugins.plugin_report(hub)
-    assert not report.evaluated and "3.10" in report.reason
-    assert report.plugins[0].hooks[:2] == (plugins.HUB_PIP, plugins.USER_PIP)
+    view = tljh("--prefix", prefix, "plugins", "--json")
+    assert view.code == 0, view.stderr
+    assert view.json()["evaluated"] is False and "3.10" in view.json()["reason"]
+    assert view.json()["plugins"][0]["hooks"][:2] == [plugins.HUB_PIP, plugins.USER_PIP]
 
 
-def test_rebuild_then_rollback(world, prefix, index):
-    """One real rebuild (the --yes path: install first, plan when a pin fails), every fact
-    the acceptance asks for, then a rollback to the old venv, byte for byte."""
+def test_rebuild_then_rollback(world, prefix, tljh):
+    """One real `env rebuild --yes` (install first, plan when a pin fails), every fact the
+    acceptance asks for, then `env rollback` to the old venv, byte for byte."""
     hub = prefix / "hub"
     old_listing = file_listing(hub, contents=True)
     old_requested = _requested(_site(hub))
     old_root = os.lstat(hub)
-    layout = _layout(prefix, world)
-    request = rebuild.RebuildRequest(
-        "hub", resolve_first=False, command="tljh env rebuild --target hub --yes"
-    )
-    with rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared:
-        outcome = prepared.apply(lambda _: None)
+    result = tljh("--prefix", prefix, "env", "rebuild", "--target", "hub", "--yes", env=world.index_env())
+    assert result.code == 0, result.stderr
+    assert "oldonly" in result.stdout and "requires Python <3.11" in result.stdout
+    assert "sudo tljh env rollback --target hub" in result.stderr
 
     env = hermetic_env()
     assert oldhub.hub_python_version(hub).startswith("3.11")
@@ -174,8 +159,7 @@ def test_rebuild_then_rollback(world, prefix, index):
     (tljh_info,) = site.glob("the_littlest_jupyterhub-*.dist-info")
     assert json.loads((tljh_info / "direct_url.json").read_text())["vcs_info"]["commit_id"] == world.commit
     assert not (site / "tljh" / "later.py").exists()  # the recorded commit, not the branch head
-    versions = {i.name: i.after for i in outcome.plan.items}
-    assert versions["oldonly"] == "1.1" and versions["cext"] == "1.1"
+    assert {p.name for p in site.glob("oldonly-*.dist-info")} == {"oldonly-1.1.dist-info"}
     writable = [
         p
         for p in file_listing(hub)
@@ -194,64 +178,50 @@ def test_rebuild_then_rollback(world, prefix, index):
     for path in [hub / "pyvenv.cfg", hub / "bin" / "activate", hub / "bin" / "localpkg-hello"]:
         assert ".rebuild-" not in path.read_text()
     assert not list(prefix.glob("hub.rebuild-*"))
-    entry = StateDir.of(layout).history()[-1]
+    entry = StateDir.of(_layout(prefix, world)).history()[-1]
     assert (entry["kind"], entry["result"]) == ("rebuild", "ok")
 
     # the rebuilt hub runs its plugins: what they contribute is known now
-    report = plugins.plugin_report(rebuild.inspect_environment("hub", layout))
-    assert report.evaluated, report.reason
-    assert report.contributions[plugins.HUB_PIP] == ("oauthenticator",)
-    assert report.contributions[plugins.USER_CONDA_CHANNELS] == ("bioconda",)
-    assert plugins.readded_by_plugins(report, "hub", {"oauthenticator", "traitlets"}) == {
-        "oauthenticator": ["demo"]
-    }
+    view = tljh("--prefix", prefix, "plugins", "--json").json()
+    assert view["evaluated"], view["reason"]
+    assert view["contributions"][plugins.HUB_PIP] == ["oauthenticator"]
+    assert view["contributions"][plugins.USER_CONDA_CHANNELS] == ["bioconda"]
+    lines, notes = plugins.upgrade_additions(rebuild.inspect_environment("hub", _layout(prefix, world)))
+    assert lines == ["oauthenticator"] and any("xarray" in n and "apt" not in n for n in notes)
+    gone = tljh("--prefix", prefix, "env", "uninstall", "--target", "hub", "oauthenticator", "--dry-run")
+    assert gone.code == 0, gone.stderr
+    assert "next TLJH upgrade brings back oauthenticator (plugin demo)" in gone.stderr
 
-    with changes.prepare_rollback(
-        layout, "hub", None, 10.0, "tljh env rollback --target hub", lambda _: None
-    ) as p:
-        changes.apply(p, lambda _: None)
+    back = tljh("--prefix", prefix, "env", "rollback", "--target", "hub", "--yes")
+    assert back.code == 0, back.stderr
     assert listing_diff(old_listing, file_listing(hub, contents=True)) == []
 
 
-def test_a_package_that_fails_to_install_leaves_the_old_hub(world, prefix, monkeypatch):
+def test_a_package_that_fails_to_install_leaves_the_old_hub(world, prefix, tljh):
     """The mirror now serves a fragile 1.0 that pip cannot install (after writing part of
     it): the rebuild fails, and the old venv is in place, unchanged."""
-    for key, value in world.index_env(broken=True).items():
-        monkeypatch.setenv(key, value)
     before = file_listing(prefix / "hub", contents=True)
-    layout = _layout(prefix, world)
-    request = rebuild.RebuildRequest("hub", resolve_first=False)
-    with (
-        pytest.raises(ChangeFailed, match="old hub environment is in place"),
-        rebuild.prepare_rebuild(layout, request, lambda _: None) as prepared,
-    ):
-        prepared.apply(lambda _: None)
+    result = tljh(
+        "--prefix", prefix, "env", "rebuild", "--target", "hub", "--yes", env=world.index_env(broken=True)
+    )
+    assert result.code == 6, result.stderr  # CHANGE_FAILED
+    assert "the old hub environment is in place" in result.stderr
     assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
     assert not list(prefix.glob("hub.rebuild-*"))
-    state = StateDir.of(layout)
+    state = StateDir.of(_layout(prefix, world))
     assert state.journals() == []
     assert state.history()[-1]["result"] == "failed"
 
 
-_KILLED_REBUILD = """
-import sys
-from tljh_admin import rebuild
-from tljh_admin.layout import resolve_layout
-layout = resolve_layout(sys.argv[1], sys.argv[2])
-with rebuild.prepare_rebuild(layout, rebuild.RebuildRequest("hub", resolve_first=False), print) as p:
-    p.apply(print)
-"""
-
-
-def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, index):
+def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, tljh):
     before = file_listing(prefix / "hub", contents=True)
-    layout = _layout(prefix, world)
-    state = StateDir.of(layout)
+    state = StateDir.of(_layout(prefix, world))
+    env = hermetic_env(TLJH_SYSTEM_PYTHON=str(world.system_python), **world.index_env())
     proc = subprocess.Popen(
-        [sys.executable, "-c", _KILLED_REBUILD, prefix, world.system_python],
+        tljh_argv("--prefix", prefix, "env", "rebuild", "--target", "hub", "--yes"),
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
-        env={**os.environ, **world.index_env()},
+        env=env,
     )
     # kill it while pip writes bigpkg's 3,000 files into the new venv
     deadline = time.monotonic() + 120
@@ -267,11 +237,12 @@ def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, index):
     installers = [pgid for pgid, _ in journal["processes"]]
 
     # the next command that touches the hub ends the orphaned installer and undoes it all
-    recovered = changes.recover_first(layout, ["hub"], 10.0, lambda _: None)
-    assert [e["result"] for e in recovered] == ["restored-after-kill"]
+    nxt = tljh("--prefix", prefix, "env", "rollback", "--target", "hub", "--dry-run")
+    assert f"restoring change {journal['id']}" in nxt.stderr, nxt.stderr
     assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
     assert not list(prefix.glob("hub.rebuild-*"))
     assert all(_zombie_or_gone(pid) for pid in installers)
+    assert state.history()[-1]["result"] == "restored-after-kill"
 
 
 def _zombie_or_gone(pid: int) -> bool:
@@ -282,14 +253,12 @@ def _zombie_or_gone(pid: int) -> bool:
         return True
 
 
-def test_a_conda_user_env_is_refused_with_the_conda_way(world, prefix, index):
+def test_a_conda_user_env_is_refused_with_the_conda_way(world, prefix, tljh):
     user = prefix / "user"
-    (user / "conda-meta").mkdir(parents=True)
+    (user / "conda-meta").mkdir(parents=True)  # an empty conda-meta/ is what marks a conda env
     (user / "bin").mkdir()
     before = file_listing(prefix)
-    with (
-        pytest.raises(Refused, match="upgrade its Python with conda"),
-        rebuild.prepare_rebuild(_layout(prefix, world), rebuild.RebuildRequest("user"), lambda _: None),
-    ):
-        pass
+    result = tljh("--prefix", prefix, "env", "rebuild", "--target", "user", "--yes", env=world.index_env())
+    assert result.code == 4, result.stderr  # REFUSED
+    assert "upgrade its Python with conda" in result.stderr
     assert listing_diff(before, file_listing(prefix)) == []

@@ -255,3 +255,53 @@ def report_document(report: PluginReport) -> dict:
         "reason": report.reason,
         "contributions": {h: list(v) for h, v in report.contributions.items()},
     }
+
+
+_HOOK_WORDS = {
+    APT: "apt packages",
+    HUB_PIP: "hub pip packages",
+    USER_CONDA_CHANNELS: "user conda channels",
+    USER_CONDA: "user conda packages",
+    USER_PIP: "user pip packages",
+}
+
+
+def upgrade_additions(hub: Environment) -> tuple[list[str], list[str]]:
+    """For `tljh upgrade`: the hub pip packages plugins have TLJH's installer upgrade with the
+    hub (added to the hub step, as run_plugin_actions does), and notes for the plan on the
+    rest, which only TLJH's installer applies (user conda/pip packages, apt)."""
+    from tljh_admin.errors import TljhError
+
+    report = plugin_report(hub)
+    if not report.plugins:
+        return [], []
+    names = ", ".join(p.name for p in report.plugins)
+    if not report.evaluated:
+        return [], [f"this plan is without plugins ({names}): {report.reason}"]
+    hub_lines, notes = [], []
+    for text in report.contributions.get(HUB_PIP, ()):
+        try:
+            hub_lines.append(str(policy.parse_requirement(text, origin="a TLJH plugin")))
+        except TljhError as error:
+            notes.append(f"a plugin's hub package is not used: {error.message}")
+    if hub_lines:
+        notes.append(f"plugins ({names}) add to the hub step, as TLJH does: {' '.join(hub_lines)}")
+    for hook in (USER_CONDA_CHANNELS, USER_CONDA, USER_PIP, APT):
+        if report.contributions.get(hook):
+            notes.append(
+                f"TLJH's installer re-applies {_HOOK_WORDS[hook]} from plugins ({names}): "
+                f"{' '.join(report.contributions[hook])}; tljh upgrade does not"
+            )
+    return hub_lines, notes
+
+
+def readd_warning(hub: Environment, target: str, names: set[str]) -> str | None:
+    """For `env uninstall`: a sentence when a plugin will put a removed package back."""
+    if target not in ("hub", "user"):
+        return None
+    report = plugin_report(hub)
+    back = readded_by_plugins(report, target, names)
+    if not back:
+        return None
+    parts = [f"{name} (plugin {', '.join(sorted(set(who)))})" for name, who in sorted(back.items())]
+    return f"the next TLJH upgrade brings back {'; '.join(parts)}: a TLJH plugin asks for it"

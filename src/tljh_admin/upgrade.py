@@ -18,7 +18,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tljh_admin import policy, tljh
+from tljh_admin import plugins, policy, tljh
 from tljh_admin.changes import Prepared, _areas, _can_write_state, _write_paths, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
@@ -130,6 +130,9 @@ def prepare_upgrade(
     hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
     source, notes = requirements_source(hub, hub_requirements)
     requirement_lines = policy.read_requirement_file(source.path)
+    plugin_lines, plugin_notes = plugins.upgrade_additions(hub)  # tljh/installer.py run_plugin_actions
+    requirement_lines = [*requirement_lines, *plugin_lines]
+    notes = [*notes, *plugin_notes]
     # no right to write is not a blocker to read about in a plan: it stops here, like install
     policy.require_write_access([*_write_paths(layout, hub), *_write_paths(layout, user)])
     blockers = _blockers(hub, user)
