@@ -35,7 +35,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tljh_admin import policy, tljh
+from tljh_admin import policy, snapshot, tljh
 from tljh_admin.changes import recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.backends import CONDA, STANDALONE, VENV, VenvBackend
@@ -58,6 +58,8 @@ from tljh_admin.transaction import (
     FAILED,
     INTERRUPTED,
     OK,
+    RESTORED,
+    RUNNING,
     Change,
     EnvState,
     Interrupted,
@@ -100,7 +102,19 @@ for name in sys.argv[1:]:
         failed[name] = f"{type(error).__name__}: {error}"
 print(json.dumps(failed))
 """
-_PYTHON_FACTS = "import json, sys; print(json.dumps([sys.version.split()[0], sys.implementation.name]))"
+# The interpreter's version, and the pip wheel its ensurepip would install (Debian keeps them
+# in /usr/share/python-wheels, named by ensurepip._WHEEL_PKG_DIR; CPython in ensurepip/_bundled).
+_PYTHON_FACTS = """\
+import glob, json, os, sys
+try:
+    import ensurepip
+    folder = getattr(ensurepip, "_WHEEL_PKG_DIR", None)
+    folder = folder or os.path.join(os.path.dirname(ensurepip.__file__), "_bundled")
+    wheels = sorted(glob.glob(os.path.join(folder, "pip-*.whl")))
+except ImportError:
+    wheels = []
+print(json.dumps([sys.version.split()[0], sys.implementation.name, wheels[-1] if wheels else ""]))
+"""
 
 
 @dataclass(frozen=True)
@@ -354,8 +368,17 @@ def _tail(text: str, lines: int = 12) -> str:
     return "\n".join(kept[-lines:])
 
 
-def python_facts(python: str) -> str:
-    """X.Y.Z of an interpreter, by running it (it is the one thing here that must run)."""
+@dataclass(frozen=True)
+class NewPython:
+    command: str
+    version: str
+    #: ensurepip's pip wheel: pip runs from it (`python pip.whl/pip`) to fill a venv made
+    #: without pip, so the venv's own pip is installed once, at the old env's version
+    pip_wheel: str
+
+
+def python_facts(python: str) -> NewPython:
+    """The interpreter to rebuild with, by running it (the one thing here that must run)."""
     try:
         proc = subprocess.run(
             [python, "-I", "-c", _PYTHON_FACTS], capture_output=True, text=True, stdin=subprocess.DEVNULL
@@ -370,10 +393,24 @@ def python_facts(python: str) -> str:
             f"the system python {python} does not run: {_tail(proc.stderr, 1)}",
             hint="pass --system-python PATH to a working python3",
         )
-    version, implementation = json.loads(proc.stdout)
+    version, implementation, wheel = json.loads(proc.stdout)
     if implementation != "cpython":
         raise UsageError(f"{python} is {implementation}, not CPython", hint="pass --system-python PATH")
-    return version
+    return NewPython(python, version, wheel if wheel and os.path.isfile(wheel) else "")
+
+
+def pip_command(venv: str, new: NewPython) -> list[str]:
+    """How to run pip for `venv`: its own once it has one, else ensurepip's wheel."""
+    python = interpreter_in(venv)
+    if new.pip_wheel and not _has_pip(venv):
+        return [python, os.path.join(new.pip_wheel, "pip")]
+    return [python, "-m", "pip"]
+
+
+def _has_pip(venv: str) -> bool:
+    import glob
+
+    return bool(glob.glob(os.path.join(glob.escape(venv), "lib", "python3*", "site-packages", "pip")))
 
 
 # -- the plan --------------------------------------------------------------------------------
@@ -382,8 +419,8 @@ def python_facts(python: str) -> str:
 class _Resolver:
     """Dry runs with the new venv's own pip, relaxing pins that do not fit the new Python."""
 
-    def __init__(self, python: str, child_env: dict[str, str], workdir: str, new_python: str, log: str):
-        self.python = python
+    def __init__(self, pip: list[str], child_env: dict[str, str], workdir: str, new_python: str, log: str):
+        self.pip = pip
         self.child_env = child_env
         self.workdir = workdir
         self.new_python = new_python
@@ -392,7 +429,7 @@ class _Resolver:
     def dry_run(self, requirements: list[str], constraints: list[str]):
         req_file, cons_file = self.write_inputs(requirements, constraints)
         report = os.path.join(self.workdir, "rebuild-report.json")
-        command = [self.python, "-m", "pip", "install", "--dry-run", "--quiet", "--ignore-installed"]
+        command = [*self.pip, "install", "--dry-run", "--quiet", "--ignore-installed"]
         command += ["--report", report, "-r", req_file, "-c", cons_file]
         proc = _run(command, self.child_env, self.workdir, self.log)
         if proc.returncode != 0:
@@ -696,14 +733,18 @@ def build_path(layout: Layout, target: str, change_id: int) -> str:
 # -- building --------------------------------------------------------------------------------
 
 
-def _make_venv(python: str, dest: str, prompt: str, work: _Work, tracker=None) -> None:
+def _make_venv(new: NewPython, dest: str, prompt: str, work: _Work, tracker=None) -> None:
+    """`python -m venv`, TLJH's own way to make the hub; without pip when pip can run from
+    ensurepip's wheel instead (the frozen set installs the old env's pip into it)."""
     # the prompt is the final folder's name, not the build folder's (activate scripts show it)
-    command = [python, "-m", "venv", "--prompt", prompt, dest]
+    command = [new.command, "-m", "venv", "--prompt", prompt, dest]
+    if new.pip_wheel:
+        command.insert(3, "--without-pip")
     try:
         run_logged(command, work.child_env, work.workdir, work.log, _quiet, tracker, "venv")
     except InstallerFailed as failure:
         raise ChangeFailed(
-            f"{python} -m venv failed: {_tail(failure.output, 1)}",
+            f"{new.command} -m venv failed: {_tail(failure.output, 1)}",
             hint="on Debian/Ubuntu: apt install python3-venv",
         ) from None
 
@@ -712,14 +753,26 @@ def _quiet(_: str) -> None:
     pass
 
 
-def _install_command(installer: str, python: str, req_file: str, cons_file: str, env: dict[str, str]):
+def _install_command(installer: str, pip: list[str], python: str, req_file: str, cons_file: str, env):
     if installer == UV:
         index = uv_index_args(pip_index_settings(env, os.path.dirname(os.path.dirname(python))))
-        return [find_uv(), "pip", "install", "--python", python, *index, "-r", req_file, "-c", cons_file]
+        return [
+            find_uv(), "pip", "install", "--python", python, "--compile-bytecode", *index,
+            "-r", req_file, "-c", cons_file,
+        ]  # fmt: skip
+    # pip compiles bytecode as it installs (users cannot write __pycache__ in a root-owned env);
+    # the build folder's name in the .pyc files is corrected by the import system on load
     return [
-        python, "-m", "pip", "install", "--no-compile", "--progress-bar", "off",
-        "--no-warn-script-location", "-r", req_file, "-c", cons_file,
-    ]  # fmt: skip
+        *pip,
+        "install",
+        "--progress-bar",
+        "off",
+        "--no-warn-script-location",
+        "-r",
+        req_file,
+        "-c",
+        cons_file,
+    ]
 
 
 def _relocate(build: str, final: str) -> None:
@@ -757,13 +810,6 @@ def _write_like(path: str, data: bytes) -> None:
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)
-
-
-def _compile(python: str, build: str, final: str, site_dirs: tuple[str, ...], work: _Work, tracker) -> None:
-    """Bytecode compiled where it is, recording the final path (tracebacks name real files);
-    users cannot write __pycache__ in a root-owned env, so it is done now, as pip would."""
-    command = [python, "-m", "compileall", "-q", "-f", "-j", "0", "-s", build, "-p", final, *site_dirs]
-    run_logged(command, work.child_env, work.workdir, work.log, _quiet, tracker, "compileall")
 
 
 def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
@@ -845,6 +891,7 @@ class _Work:
 
     had: list[InstalledDist]
     inputs: _Inputs
+    new: NewPython
     child_env: dict[str, str]
     build: str
     workdir: str
@@ -859,30 +906,47 @@ class PreparedRebuild:
     recovered: list[dict] = field(default_factory=list)
 
 
+@dataclass
+class _RebuildChange(Change):
+    """A Change whose snapshot is the old env itself, moved aside by the swap: the journal
+    also names the old root's inode (a rename keeps it) and whether the swap has begun, so
+    recovery can tell which folder holds the old env."""
+
+    old_inode: list[int] | None = None
+    swapping: bool = False
+
+    def journal_entry(self) -> dict:
+        return {
+            **super().journal_entry(),
+            "rebuild": {"old_inode": self.old_inode, "swapping": self.swapping},
+        }
+
+    def start(self) -> None:
+        """Reserve an id and journal the change (phase `snapshotting`: the env is untouched
+        until the swap, and recovery of that phase changes nothing in it)."""
+        self.change_id = self.state.reserve_id()
+        self.state.write_journal(self.journal_entry())
+
+
 @contextlib.contextmanager
 def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -> Iterator[PreparedRebuild]:
     """Guards, recovery of unfinished changes, the old env read from files, and (unless
     `resolve_first` is off) the plan, resolved in a throwaway venv of the new Python in a
     scratch folder. Nothing under PREFIX changes until `apply`, which locks, re-checks,
-    snapshots the old env, builds the new one beside it, checks and swaps it in."""
+    builds the new env beside the old one, checks it and swaps it in."""
     if request.installer not in (PIP, UV):
         raise UsageError(f"unknown installer {request.installer!r}", hint="choose one of: pip, uv")
     env = _check(layout, request.target)
-    new_python = python_facts(layout.system_python)
+    new = python_facts(layout.system_python)
     recovered: list[dict] = []
     if not request.dry_run:
-        policy.require_write_access(
-            [
-                os.path.dirname(env.root),
-                env.root,
-                layout.state if os.path.isdir(layout.state) else layout.prefix,
-            ]
-        )
+        state_or_prefix = layout.state if os.path.isdir(layout.state) else layout.prefix
+        policy.require_write_access([os.path.dirname(env.root), env.root, state_or_prefix])
         recovered = recover_first(layout, [request.target], request.lock_timeout, notify)
         env = _check(layout, request.target)
     workdir = scratch_folder(None if request.dry_run else StateDir.of(layout))
     try:
-        plan, work = _plan(layout, request, env, new_python, workdir)
+        plan, work = _plan(layout, request, env, new, workdir)
         apply = None
         if not request.dry_run:
 
@@ -894,15 +958,13 @@ def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _plan(layout, request, env, new_python, workdir) -> tuple[RebuildPlan, _Work]:
+def _plan(layout, request, env, new: NewPython, workdir) -> tuple[RebuildPlan, _Work]:
     notes: list[str] = []
     had = read_installed(env)
     old_short = ".".join((env.python_version or "").split(".")[:2])
     if env.kind == STANDALONE:
-        notes.append(
-            f"the {env.name} env is a CPython installation; it becomes a venv made by {layout.system_python}"
-        )
-    if old_short == ".".join(new_python.split(".")[:2]) and env.ok:
+        notes.append(f"the {env.name} env is a CPython installation; it becomes a venv made by {new.command}")
+    if old_short == ".".join(new.version.split(".")[:2]) and env.ok:
         notes.append(f"the {env.name} env already runs Python {old_short}: the same set is reinstalled")
     inputs = _inputs(request.target, env, had, layout, notes)
     importable = {n for d in had for n in d.importable} | ({"jupyterhub"} if request.target == HUB else set())
@@ -911,8 +973,8 @@ def _plan(layout, request, env, new_python, workdir) -> tuple[RebuildPlan, _Work
         root=env.root,
         kind=env.kind,
         old_python=env.python_version,
-        new_python=new_python,
-        python_command=layout.system_python,
+        new_python=new.version,
+        python_command=new.command,
         installer=request.installer,
         requirements=[],
         constraints=[],
@@ -921,11 +983,10 @@ def _plan(layout, request, env, new_python, workdir) -> tuple[RebuildPlan, _Work
         plugins=installed_plugins(env) if request.target == HUB else [],
     )
     child_env = policy.isolated_environment(os.environ, env.root, workdir)
-    work = _Work(
-        had, inputs, child_env, os.path.join(workdir, "plan-venv"), workdir, os.path.join(workdir, "log")
-    )
+    scratch_venv = os.path.join(workdir, "plan-venv")
+    work = _Work(had, inputs, new, child_env, scratch_venv, workdir, os.path.join(workdir, "log"))
     if request.resolve_first:
-        _make_venv(layout.system_python, work.build, os.path.basename(env.root), work)
+        _make_venv(new, work.build, os.path.basename(env.root), work)
         _resolve_into(plan, work)
     else:
         plan.requirements, plan.constraints = inputs.lines()
@@ -934,18 +995,17 @@ def _plan(layout, request, env, new_python, workdir) -> tuple[RebuildPlan, _Work
 
 def _resolve_into(plan: RebuildPlan, work: _Work) -> None:
     python = interpreter_in(work.build)
-    resolver = _Resolver(python, work.child_env, work.workdir, plan.new_python, work.log)
+    resolver = _Resolver(
+        pip_command(work.build, work.new), work.child_env, work.workdir, plan.new_python, work.log
+    )
     report = resolve(resolver, work.inputs, work.reasons)
     after = _env_versions(VenvBackend(plan.target, work.build, python).inspect())
     after.update(_report_versions(report))
     plan.items = _items(work.had, after, set(work.inputs.requested), work.reasons, _sources(work.inputs))
     # install exactly what was planned: every resolved version becomes a constraint
     plan.requirements, _ = work.inputs.lines()
-    plan.constraints = [
-        f"{name}=={version}"
-        for key, (name, version) in sorted(after.items())
-        if key not in work.inputs.direct
-    ]
+    direct = work.inputs.direct
+    plan.constraints = [f"{n}=={v}" for key, (n, v) in sorted(after.items()) if key not in direct]
     plan.resolved = True
 
 
@@ -969,25 +1029,21 @@ def _apply(layout, request, planned_env, plan: RebuildPlan, work: _Work, progres
                 hint="run the command again to see a new plan",
             )
         state.check_writable()
-        change = Change(layout, state, None, request.command, KIND, {}, plan.installer)
+        change = _RebuildChange(layout, state, None, request.command, KIND, {}, plan.installer)
         change.envs[target] = EnvState(env, change_areas(layout, env))
+        change.old_inode = _inode(os.path.realpath(env.root))
         with sigterm_raises():
-            try:
-                change.begin()  # the old env's snapshot: the rollback target
-            except (OSError, KeyboardInterrupt, Interrupted) as error:
-                with signals_deferred():
-                    change.abandon(f"{type(error).__name__}: {error}")
-                raise ChangeFailed("could not take the snapshot; nothing was changed") from None
+            change.start()
             work.log = state.path("logs", f"{change.change_id}.log")
             work.build = build_path(layout, target, change.change_id)
-            swap: list[bool] = []
             try:
-                _build_and_swap(layout, env, plan, work, change, progress, swap)
+                _build_and_swap(layout, env, plan, work, change, progress)
             except BaseException as error:
                 with signals_deferred():
-                    if swap:  # the root may hold the new env: the snapshot puts the old one back
+                    if change.phase == RUNNING:  # swapped and recorded: the snapshot is complete
                         change.restore()
-                    shutil.rmtree(work.build, ignore_errors=True)
+                    else:
+                        put_old_env_back(layout, change.journal_entry())
                     detail = f"{error}\n{getattr(error, 'output', '')}".strip()
                     result = INTERRUPTED if isinstance(error, (KeyboardInterrupt, Interrupted)) else FAILED
                     entry = change.finish(result, None, detail)
@@ -1009,17 +1065,26 @@ def _packages(env: Environment) -> dict[str, str]:
     return {d.name: d.version for d in env.distributions}
 
 
-def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: Change, progress, swap) -> None:
+def _inode(path: str) -> list[int] | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return [st.st_dev, st.st_ino]
+
+
+def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: _RebuildChange, progress) -> None:
     root, build = os.path.realpath(env.root), work.build
     python = interpreter_in(build)
     progress(f"making a venv with {plan.python_command} in {build}")
-    _make_venv(layout.system_python, build, os.path.basename(root), work, change)
-    resolver = _Resolver(python, work.child_env, work.workdir, plan.new_python, work.log)
+    _make_venv(work.new, build, os.path.basename(root), work, change)
 
     def install() -> None:
+        resolver = _Resolver([], work.child_env, work.workdir, plan.new_python, work.log)
         req_file, cons_file = resolver.write_inputs(plan.requirements, plan.constraints, plan.installer)
         progress(f"installing {len(plan.requirements)} requested projects with {plan.installer}")
-        command = _install_command(plan.installer, python, req_file, cons_file, work.child_env)
+        pip = pip_command(build, work.new)
+        command = _install_command(plan.installer, pip, python, req_file, cons_file, work.child_env)
         run_logged(command, work.child_env, work.workdir, work.log, progress, change, plan.installer)
 
     try:
@@ -1037,23 +1102,47 @@ def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: Change,
             work.had, _env_versions(new_env), set(work.inputs.requested), work.reasons, _sources(work.inputs)
         )
         plan.resolved = True
-    if _drop_extras(plan, work, new_env, python, change):
+    if _drop_extras(plan, work, new_env, change):
         new_env = VenvBackend(plan.target, build, python).inspect()
     progress("checking the new env")
     _verify(plan, new_env, python, work)
     _relocate(build, root)
-    _compile(python, build, root, new_env.site_dirs, work, change)
     root_st = os.lstat(root)
     _normalise(build, env_owner(layout, env), stat.S_IMODE(root_st.st_mode))
     os.lchown(build, root_st.st_uid, root_st.st_gid)
+
     progress(f"swapping {root} for the new env")
-    swap.append(True)
+    areas = change.envs[plan.target].areas
+    snapshot_dir = change.state.snapshot_dir(change.change_id, plan.target)
+    farm = os.path.join(snapshot_dir, snapshot.FILES)
+    mirror = farm + root
+    os.makedirs(os.path.dirname(mirror), mode=0o700)
+    change.swapping = True
+    change.state.write_journal(change.journal_entry())
     _swap(root, build)
-    # `build` now holds the old env; its files live on in the snapshot (hard links)
-    shutil.rmtree(build, ignore_errors=True)
+    # the old env becomes the change's snapshot as it is (same inodes): the farm layout of
+    # snapshot.py, with a manifest like snapshot.take's, so rollback and recovery need nothing new
+    os.rename(build, mirror)
+    snapshot.write_json_atomic(
+        os.path.join(snapshot_dir, snapshot.MANIFEST),
+        {
+            "version": snapshot.MANIFEST_VERSION,
+            "areas": list(areas.folders),
+            "root": areas.root,
+            "top_level": sorted(areas.top_level),
+            "skip": sorted(areas.skip),
+            "entries": sum(
+                1 for _ in snapshot.walk_farm(os.path.join(snapshot_dir, snapshot.FILES), areas.folders)
+            ),
+            "complete": True,
+            "root_meta": [stat.S_IMODE(root_st.st_mode), root_st.st_uid, root_st.st_gid, root_st.st_mtime_ns],
+        },
+    )
+    change.phase, change.swapping = RUNNING, False
+    change.state.write_journal(change.journal_entry())
 
 
-def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, python: str, change) -> bool:
+def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, change) -> bool:
     """What the new venv's ensurepip brought that the old env did not have (setuptools on
     older Pythons) goes, so the new env holds the planned set and no more."""
     had = {canonical_name(d.name) for d in work.had}
@@ -1061,7 +1150,7 @@ def _drop_extras(plan: RebuildPlan, work: _Work, new_env: Environment, python: s
     extras = [d.name for d in new_env.distributions if canonical_name(d.name) not in had | planned]
     if not extras:
         return False
-    command = [python, "-m", "pip", "uninstall", "--yes", *extras]
+    command = [*pip_command(work.build, work.new), "uninstall", "--yes", *extras]
     run_logged(command, work.child_env, work.workdir, work.log, _quiet, change, "pip")
     plan.notes.append(f"removed {', '.join(extras)}: the new venv brought it, the old env did not have it")
     return True
@@ -1080,15 +1169,53 @@ def _verify(plan: RebuildPlan, new_env: Environment, python: str, work: _Work) -
         )
 
 
-def remove_leftovers(layout: Layout, journal: dict) -> None:
-    """After a killed rebuild was recovered (the env root restored from its snapshot like any
-    change): the half-built (or swapped-out) venv beside it goes. Its path is derived from
-    the layout and the journal's id; a symlink there is removed, never followed."""
+def put_old_env_back(layout: Layout, journal: dict) -> None:
+    """Undo a rebuild that had not recorded its swap (journal phase `snapshotting`): find
+    the old env by its inode at the root, the build folder or the snapshot folder, put it
+    at the root, and remove the new one. Every path is derived from the layout and the id,
+    never read from state; a symlink is removed, never followed. Called by the rebuild on
+    failure and by recovery (transaction.recover_unfinished) after a kill."""
     for target in journal.get("envs", {}):
         if target not in (HUB, USER):
             continue
-        path = build_path(layout, target, int(journal["id"]))
-        if os.path.islink(path):
-            os.unlink(path)
-        elif os.path.isdir(path):
-            shutil.rmtree(path, ignore_errors=True)
+        root = os.path.realpath(layout.env_root(target))
+        build = build_path(layout, target, int(journal["id"]))
+        state = StateDir.of(layout)
+        mirror = os.path.join(state.snapshot_dir(int(journal["id"]), target), snapshot.FILES) + root
+        old = (journal.get("rebuild") or {}).get("old_inode")
+        if old is not None and _inode(root) != old:
+            for place in (build, mirror):
+                if _inode(place) == old and not os.path.islink(place):
+                    _swap(root, place)  # the old env back at the root; `place` holds the new one
+                    break
+        for leftover in (build, mirror):
+            if os.path.islink(leftover):
+                os.unlink(leftover)
+            elif os.path.isdir(leftover):
+                shutil.rmtree(leftover, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(os.path.join(state.snapshot_dir(int(journal["id"]), target), snapshot.MANIFEST))
+
+
+def recover_killed(state: StateDir, journal: dict, notify: Progress) -> dict | None:
+    """Recovery of a killed rebuild (transaction.recover_unfinished, its processes already
+    ended). Before the swap was recorded: put the old env back by hand and close the change;
+    returns its history entry. After: the generic restore from the snapshot (the old env
+    itself) does it; only a stray build folder is removed here, and None is returned."""
+    layout = state.layout
+    assert layout is not None
+    if journal.get("phase") != RUNNING:
+        notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
+        put_old_env_back(layout, journal)
+        detail = (
+            "the process was killed during the rebuild; the old env is back, put there by the next command"
+        )
+        return state.close(journal, RESTORED, journal["before"], detail)
+    for target in journal.get("envs", {}):
+        if target in (HUB, USER):
+            path = build_path(layout, target, int(journal["id"]))
+            if os.path.islink(path):
+                os.unlink(path)
+            elif os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+    return None

@@ -863,9 +863,12 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
         if ended:
             notify(f"ended {ended} process(es) still running for change {journal['id']}")
         if journal.get("kind") == "rebuild" and state.layout is not None:
-            from tljh_admin.rebuild import remove_leftovers  # the venv it was building beside the env
+            from tljh_admin.rebuild import recover_killed  # it built a venv beside the env, then swapped
 
-            remove_leftovers(state.layout, journal)
+            entry = recover_killed(state, journal, notify)
+            if entry is not None:
+                recovered.append(entry)
+                continue
         if journal["phase"] == SNAPSHOTTING:
             entry = state.close(
                 journal, ABANDONED, journal["before"], "killed while taking the snapshot; nothing had changed"
