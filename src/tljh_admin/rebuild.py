@@ -92,16 +92,28 @@ _NO_MATCH = re.compile(
     r"Could not find a version that satisfies the requirement (\S+) \(from versions: ([^)]*)\)"
 )
 _IGNORED_PYTHON = re.compile(r"Ignored the following versions that require a different python version: (.*)")
+# Imports the names before "--" (what the hub itself imports: jupyterhub's app, the
+# authenticators, spawners and plugins that were requested); finds the rest (their
+# dependencies, whose import the first group exercises anyway) without running them.
 _IMPORT_CHECK = """\
-import importlib, json, sys
+import importlib, importlib.util, json, sys
+split = sys.argv.index("--")
 failed = {}
-for name in sys.argv[1:]:
+for name in sys.argv[1:split]:
     try:
         importlib.import_module(name)
     except BaseException as error:  # any failure to import is what we report
         failed[name] = f"{type(error).__name__}: {error}"
+for name in sys.argv[split + 1:]:
+    try:
+        if importlib.util.find_spec(name) is None:
+            failed[name] = "not found by the new interpreter"
+    except BaseException as error:
+        failed[name] = f"{type(error).__name__}: {error}"
 print(json.dumps(failed))
 """
+# Packaging tools: found, not imported (pkg_resources scans every distribution when imported).
+_TOOLING = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel"})
 # The interpreter's version, and the pip wheel its ensurepip would install (Debian keeps them
 # in /usr/share/python-wheels, named by ensurepip._WHEEL_PKG_DIR; CPython in ensurepip/_bundled).
 _PYTHON_FACTS = """\
@@ -837,20 +849,24 @@ def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
     return fixed
 
 
-def _import_failures(python: str, names: list[str], child_env, cwd) -> dict[str, str]:
-    """Names the new interpreter cannot import. All in one process first; a name that fails
-    there is tried again alone, since one import can upset another (setuptools' distutils
-    shim after an earlier import of distutils) without either being broken."""
-    failed = _import_batch(python, names, child_env, cwd)
-    if len(names) > 1:
-        failed = {n: why for n, why in failed.items() if _import_batch(python, [n], child_env, cwd)}
+def _import_failures(python: str, imported: list[str], found: list[str], child_env, cwd) -> dict[str, str]:
+    """Names the new interpreter cannot import (or find). All in one process first; a name
+    that fails there is tried again alone, since one import can upset another without
+    either being broken."""
+    failed = _import_batch(python, imported, found, child_env, cwd)
+    if len(imported) + len(found) > 1:
+        failed = {
+            n: why
+            for n, why in failed.items()
+            if _import_batch(python, [n] if n in imported else [], [n] if n in found else [], child_env, cwd)
+        }
     return failed
 
 
-def _import_batch(python: str, names: list[str], child_env, cwd) -> dict[str, str]:
-    if not names:
+def _import_batch(python: str, imported: list[str], found: list[str], child_env, cwd) -> dict[str, str]:
+    if not imported and not found:
         return {}
-    proc = _run([python, "-c", _IMPORT_CHECK, *names], child_env, cwd)
+    proc = _run([python, "-c", _IMPORT_CHECK, *imported, "--", *found], child_env, cwd)
     if proc.returncode != 0 or not proc.stdout.strip():
         return {"(import check)": _tail(proc.stderr, 3)}
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -967,7 +983,8 @@ def _plan(layout, request, env, new: NewPython, workdir) -> tuple[RebuildPlan, _
     if old_short == ".".join(new.version.split(".")[:2]) and env.ok:
         notes.append(f"the {env.name} env already runs Python {old_short}: the same set is reinstalled")
     inputs = _inputs(request.target, env, had, layout, notes)
-    importable = {n for d in had for n in d.importable} | ({"jupyterhub"} if request.target == HUB else set())
+    entry = _hub_entry(env) if request.target == HUB else set()
+    importable = {n for d in had for n in d.importable} | entry
     plan = RebuildPlan(
         target=request.target,
         root=env.root,
@@ -991,6 +1008,15 @@ def _plan(layout, request, env, new: NewPython, workdir) -> tuple[RebuildPlan, _
     else:
         plan.requirements, plan.constraints = inputs.lines()
     return plan, work
+
+
+def _hub_entry(env: Environment) -> set[str]:
+    """What systemd's `python3 -m jupyterhub` imports: jupyterhub and, where the old env had
+    it, jupyterhub.app (the whole hub: tornado, SQLAlchemy, the handlers)."""
+    names = {"jupyterhub"}
+    if any(os.path.isfile(os.path.join(site, "jupyterhub", "app.py")) for site in env.site_dirs):
+        names.add("jupyterhub.app")
+    return names
 
 
 def _resolve_into(plan: RebuildPlan, work: _Work) -> None:
@@ -1161,7 +1187,11 @@ def _verify(plan: RebuildPlan, new_env: Environment, python: str, work: _Work) -
     if broken:
         lines = [f"{b.dist.name} {b.dist.version} requires {b.requirement} ({b.kind})" for b in broken]
         raise _Failed("the new env's requirements are not satisfied (pip check)", "\n".join(lines))
-    failures = _import_failures(python, plan.importable, work.child_env, work.workdir)
+    # the hub's own imports run (systemd starts `python3 -m jupyterhub`); the rest is found
+    requested = {n for d in work.had if d.requested for n in d.importable} | {"jupyterhub", "jupyterhub.app"}
+    imported = sorted(n for n in plan.importable if n in requested and n not in _TOOLING)
+    found = sorted(n for n in plan.importable if n not in imported)
+    failures = _import_failures(python, imported, found, work.child_env, work.workdir)
     if failures:
         raise _Failed(
             f"the new env cannot import {', '.join(sorted(failures))}",
