@@ -1102,6 +1102,8 @@ def _inode(path: str) -> list[int] | None:
 def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: _RebuildChange, progress) -> None:
     root, build = os.path.realpath(env.root), work.build
     python = interpreter_in(build)
+    if os.path.lexists(build):  # ids are reserved once; a folder there is not ours to reuse
+        raise _Failed(f"{build} already exists", "remove it (it is not a tljh-admin change in flight)")
     progress(f"making a venv with {plan.python_command} in {build}")
     _make_venv(work.new, build, os.path.basename(root), work, change)
 
