@@ -1062,6 +1062,12 @@ def _apply(layout, request, planned_env, plan: RebuildPlan, work: _Work, progres
             change.start()
             work.log = state.path("logs", f"{change.change_id}.log")
             work.build = build_path(layout, target, change.change_id)
+            if os.path.lexists(work.build):  # not this change's: never reused, never removed
+                change.abandon(f"{work.build} already exists")
+                raise Refused(
+                    f"{work.build} already exists; nothing was changed",
+                    hint="move it away (no tljh-admin change is using it), then run the command again",
+                )
             try:
                 _build_and_swap(layout, env, plan, work, change, progress)
             except BaseException as error:
@@ -1102,8 +1108,6 @@ def _inode(path: str) -> list[int] | None:
 def _build_and_swap(layout, env, plan: RebuildPlan, work: _Work, change: _RebuildChange, progress) -> None:
     root, build = os.path.realpath(env.root), work.build
     python = interpreter_in(build)
-    if os.path.lexists(build):  # ids are reserved once; a folder there is not ours to reuse
-        raise _Failed(f"{build} already exists", "remove it (it is not a tljh-admin change in flight)")
     progress(f"making a venv with {plan.python_command} in {build}")
     _make_venv(work.new, build, os.path.basename(root), work, change)
 
