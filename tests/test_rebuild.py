@@ -262,3 +262,41 @@ def test_a_conda_user_env_is_refused_with_the_conda_way(world, prefix, tljh):
     assert result.code == 4, result.stderr  # REFUSED
     assert "upgrade its Python with conda" in result.stderr
     assert listing_diff(before, file_listing(prefix)) == []
+
+
+def test_upgrade_version_moves_tljh_from_git_and_plans_from_its_own_list(world, tmp_path, tljh):
+    """`tljh upgrade --version v2.0.2` on a hub whose TLJH came from git: TLJH moves to that
+    tag from the same repository, and the plan follows v2.0.2's requirements-hub-env.txt
+    (jupyterhub>=5.3), in the hub and, pinned to the hub's, in the user env."""
+    prefix = tmp_path / "opt tljh"
+    prefix.mkdir()
+    links = [arg for folder in (world.wheelhouse, world.mine) for arg in ("--find-links", folder)]
+    for env, packages in (
+        ("hub", ["oauthenticator==17.1.0", "tljh-plugin-demo==1.0"]),
+        ("user", []),
+    ):
+        run([world.system_python, "-m", "venv", prefix / env])
+        pip = [prefix / env / "bin" / "python3", "-m", "pip", "install", "-q", "--no-index", *links]
+        run([*pip, "jupyterhub==5.2.1", *packages])
+    hub_pip = [prefix / "hub" / "bin" / "python3", "-m", "pip", "install", "-q", "--no-index", *links]
+    run([*hub_pip, f"git+file://{world.repo}@{world.commit}#egg=the-littlest-jupyterhub"])
+    (prefix / "state").mkdir(mode=0o700)
+
+    planned = tljh("--prefix", prefix, "upgrade", "--version", "v2.0.2", "--json", env=world.index_env())
+    assert planned.code == 0, planned.stderr
+    plan = planned.json()
+    assert plan["requirements"]["source"] == "tljh-version" and "v2.0.2" in plan["requirements"]["path"]
+    changes = {(c["env"], c["package"]): (c["current"], c["target"]) for c in plan["changes"]}
+    assert changes[("hub", "the-littlest-jupyterhub")] == ("2.0.1", "2.0.2")
+    assert changes[("hub", "jupyterhub")] == ("5.2.1", "5.3.0")
+    assert changes[("user", "jupyterhub")] == ("5.2.1", "5.3.0")
+    assert any("plugins (demo) add to the hub step" in note for note in plan["notes"])
+
+    done = tljh("--prefix", prefix, "upgrade", "--version", "v2.0.2", "--yes", env=world.index_env())
+    assert done.code == 0, done.stderr
+    tag = run(["git", "-C", world.repo, "rev-parse", "v2.0.2^{commit}"]).stdout.strip()
+    (info,) = _site(prefix / "hub").glob("the_littlest_jupyterhub-*.dist-info")
+    assert info.name == "the_littlest_jupyterhub-2.0.2.dist-info"
+    assert json.loads((info / "direct_url.json").read_text())["vcs_info"]["commit_id"] == tag
+    for env in ("hub", "user"):
+        assert list(_site(prefix / env).glob("jupyterhub-5.3.0.dist-info")), env

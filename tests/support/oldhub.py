@@ -168,7 +168,9 @@ def tljh_new_user_create(username):
 _BACKEND = """\
 import base64, hashlib, os, zipfile
 
-NAME, VERSION = "the-littlest-jupyterhub", "2.0.1"
+NAME = "the-littlest-jupyterhub"
+with open("VERSION") as f:
+    VERSION = f.read().strip()
 DIST = "the_littlest_jupyterhub"
 INFO = f"{DIST}-{VERSION}.dist-info"
 
@@ -218,6 +220,7 @@ def make_tljh_repo(dest: Path) -> tuple[Path, str]:
         "jupyterhub>=5.2.0,<5.3\noauthenticator>=17.1.0,<18\n"
     )
     (dest / "backend.py").write_text(_BACKEND)
+    (dest / "VERSION").write_text("2.0.1\n")
     (dest / "pyproject.toml").write_text(
         '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
     )
@@ -230,6 +233,13 @@ def make_tljh_repo(dest: Path) -> tuple[Path, str]:
     (dest / "tljh" / "later.py").write_text("LATER = True\n")
     run([*git, "add", "-A"])
     run([*git, "commit", "-q", "-m", "later"])
+    # a later release, tagged, with its own hub requirements: what `tljh upgrade --version` moves to
+    (dest / "VERSION").write_text("2.0.2\n")
+    (dest / "tljh" / "requirements-hub-env.txt").write_text(
+        "jupyterhub>=5.3,<6\noauthenticator>=17.1.0,<18\n"
+    )
+    run([*git, "commit", "-q", "-am", "TLJH 2.0.2"])
+    run([*git, "tag", "v2.0.2"])
     return dest, commit
 
 

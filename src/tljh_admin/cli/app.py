@@ -564,17 +564,28 @@ def upgrade(
     json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON and stop.")] = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
     restart: Annotated[bool, typer.Option("--restart", help="Restart the hub afterwards (systemd).")] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="X",
+            help="First move TLJH itself in the hub to X (a release, or a git tag/branch/commit when it "
+            "came from git), then plan from X's own hub requirements.",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     """Upgrade as TLJH's installer does (hub from its requirements; in the user env only
-    jupyterhub, to the hub's new version), with a plan first and all-or-nothing."""
+    jupyterhub, to the hub's new version), with a plan first and all-or-nothing.
+    Only the Python environments change: traefik, the systemd units and config migration
+    stay with TLJH's installer (sudo python3 -m tljh.installer)."""
     from tljh_admin import upgrade as up
     from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
 
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     with up.prepare_upgrade(
-        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message
+        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message, version
     ) as (plan, prepared):
         if json:
             from tljh_admin.report import upgrade_document
