@@ -578,7 +578,7 @@ def upgrade(
     """Upgrade as TLJH's installer does (hub from its requirements; in the user env only
     jupyterhub, to the hub's new version), with a plan first and all-or-nothing.
     Only the Python environments change: traefik, the systemd units and config migration
-    stay with TLJH's installer (sudo python3 -m tljh.installer)."""
+    stay with TLJH's installer (re-run its bootstrap.py for those)."""
     from tljh_admin import upgrade as up
     from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
 
