@@ -300,3 +300,39 @@ def test_upgrade_version_moves_tljh_from_git_and_plans_from_its_own_list(world, 
     assert json.loads((info / "direct_url.json").read_text())["vcs_info"]["commit_id"] == tag
     for env in ("hub", "user"):
         assert list(_site(prefix / env).glob("jupyterhub-5.3.0.dist-info")), env
+
+
+def test_a_standalone_user_env_becomes_a_venv_of_the_system_python(world, prefix, tljh):
+    """The user env as a plain CPython installation (pyenv's 3.12, linked in) holding
+    jupyterhub at the hub's version and numpy: rebuilt as a venv of the system python, with
+    the same requested set, jupyterhub still the hub's."""
+    source = Path(os.path.expanduser("~/.pyenv/versions/3.12.1"))
+    if not (source / "bin" / "python3.12").exists():
+        pytest.skip("needs pyenv's CPython 3.12.1 as a standalone user env")
+    user = prefix / "user"
+    run(["cp", "-a", "-l", source, user])  # hard links: nothing below is changed in place
+    links = [arg for folder in (world.wheelhouse, world.mine) for arg in ("--find-links", folder)]
+    run(
+        [
+            user / "bin" / "python3",
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-index",
+            *links,
+            "jupyterhub==5.2.1",
+            "numpy",
+        ]
+    )
+    site = user / "lib" / "python3.12" / "site-packages"
+    requested = _requested(site)
+
+    result = tljh("--prefix", prefix, "env", "rebuild", "--target", "user", "--yes", env=world.index_env())
+    assert result.code == 0, result.stderr
+    assert "becomes a venv" in result.stderr
+    assert (user / "pyvenv.cfg").is_file() and oldhub.hub_python_version(user).startswith("3.11")
+    new_site = _site(user)
+    assert _requested(new_site) == requested
+    assert list(new_site.glob("jupyterhub-5.2.1.dist-info")) and list(new_site.glob("numpy-*.dist-info"))
+    run([user / "bin" / "python3", "-c", "import jupyterhub, numpy"])
