@@ -219,12 +219,6 @@ def readded_by_plugins(report: PluginReport, target: str, names: set[str]) -> di
     return found
 
 
-def upgrade_reapplies(report: PluginReport) -> dict[str, tuple[str, ...]]:
-    """What TLJH's installer will re-apply from plugins on the next upgrade, by hook; empty
-    when nothing is contributed or when the plugins could not be evaluated (see `reason`)."""
-    return dict(report.contributions)
-
-
 def _requirement_name(text: str) -> str:
     from packaging.requirements import InvalidRequirement, Requirement
 
