@@ -18,7 +18,8 @@ editable or not). Then:
    moved, untouched, into the change's snapshot folder: the rollback target.
 
 A journal records the change before anything is created; a killed rebuild is undone by the
-next command (`recover`), whichever step it died in.
+next command (`recover_killed`, called by transaction.recover_unfinished), whichever step it
+died in.
 """
 
 from __future__ import annotations
@@ -138,11 +139,6 @@ class Origin:
     vcs: str = ""
     commit: str = ""
     subdirectory: str = ""
-
-    def describe(self) -> str:
-        if self.kind == VCS:
-            return f"{self.vcs}+{self.url}@{self.commit}"
-        return self.url or "the package index"
 
 
 @dataclass(frozen=True)
