@@ -11,9 +11,11 @@ editable or not). Then:
 2. the real resolver plans the same projects at the same versions (`pip install --dry-run
    --report`); a pin that does not install on the new Python is moved to the nearest version
    that does, and the plan says which and why; TLJH's hub requirements still hold;
-3. the installer fills the venv; paths in scripts and bytecode are made to name the final
-   folder; the new interpreter must import jupyterhub and every top-level package the old
-   env had; nothing is left world-writable; owner and modes are the old root's;
+3. the installer fills the venv; scripts and activation files are made to name the final
+   folder (bytecode needs nothing: the import system corrects its recorded path); the new
+   interpreter must import jupyterhub and every requested package and find every other
+   top-level package the old env had; nothing is left world-writable; owner and modes are
+   the old root's;
 4. the two folders are exchanged in one `renameat2(RENAME_EXCHANGE)`, and the old venv is
    moved, untouched, into the change's snapshot folder: the rollback target.
 
