@@ -225,3 +225,44 @@ def change_document(
         "result": outcome.result if outcome is not None else None,
         "notes": list(notes),
     }
+
+
+def rebuild_document(layout: Layout, plan) -> dict:
+    """`tljh env rebuild --json`: the plan (docs/json.md)."""
+    return {
+        "schema": "tljh-admin/rebuild-plan",
+        "version": SCHEMA_VERSION,
+        "prefix": str(layout.prefix),
+        "target": plan.target,
+        "root": plan.root,
+        "kind": plan.kind,
+        "old_python": plan.old_python,
+        "new_python": plan.new_python,
+        "python_command": plan.python_command,
+        "installer": plan.installer,
+        "resolved": plan.resolved,
+        "packages": [
+            {
+                "name": i.name,
+                "before": i.before,
+                "after": i.after,
+                "action": i.action,
+                "requested": i.requested,
+                "source": i.source,
+                "reason": i.reason,
+            }
+            for i in plan.items
+        ],
+        "importable": list(plan.importable),
+        "plugins": [p.name for p in plan.plugins],
+        "notes": list(plan.notes),
+    }
+
+
+def plugins_document(layout: Layout, report) -> dict:
+    """`tljh plugins --json` (docs/json.md)."""
+    from tljh_admin.plugins import report_document
+
+    return {"schema": "tljh-admin/plugins", "version": SCHEMA_VERSION, "prefix": str(layout.prefix)} | (
+        report_document(report)
+    )

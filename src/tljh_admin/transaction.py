@@ -877,6 +877,13 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
         ended = end_processes(journal.get("processes", []), journal.get("marker", ""))
         if ended:
             notify(f"ended {ended} process(es) still running for change {journal['id']}")
+        if journal.get("kind") == "rebuild" and state.layout is not None:
+            from tljh_admin.rebuild import recover_killed  # it built a venv beside the env, then swapped
+
+            entry = recover_killed(state, journal, notify)
+            if entry is not None:
+                recovered.append(entry)
+                continue
         if journal["phase"] == SNAPSHOTTING:
             entry = state.close(
                 journal, ABANDONED, journal["before"], "killed while taking the snapshot; nothing had changed"

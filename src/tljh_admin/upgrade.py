@@ -21,7 +21,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from tljh_admin import conda, policy, tljh
+from tljh_admin import conda, plugins, policy, tljh
 from tljh_admin.changes import Prepared, _areas, _can_write_state, _write_paths, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
@@ -33,6 +33,7 @@ from tljh_admin.transaction import Change, EnvState, StateDir, scratch_folder
 
 # RequirementsSource.kind values
 INSTALLED_TLJH, GIVEN_FILE, SHIPPED = "installed-tljh", "file", "shipped"
+TLJH_VERSION = "tljh-version"  # --version X: that TLJH's own list
 TLJH_DISTRIBUTION = "the-littlest-jupyterhub"  # TLJH's project name (its setup.py)
 
 
@@ -88,6 +89,23 @@ def requirements_source(hub: Environment, given: str | None) -> tuple[Requiremen
     return RequirementsSource(SHIPPED, tljh.HUB_REQUIREMENTS, "tljh-admin's copy of TLJH 2.0's list"), notes
 
 
+def _version_requirements(hub: Environment, version: str, installer_name: str):
+    from tljh_admin import tljh_version
+    from tljh_admin.rebuild import _pip_spelling
+    from tljh_admin.transaction import scratch_folder
+
+    line, where = tljh_version.tljh_requirement(hub, version)
+    folder = scratch_folder(None)
+    try:
+        child_env = policy.isolated_environment(os.environ, hub.root, folder)
+        path = tljh_version.fetch_requirements(hub, line, child_env, folder)
+        lines = policy.read_requirement_file(path)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    source = RequirementsSource(TLJH_VERSION, where, f"TLJH {version}'s own list, from {where}")
+    return source, [_pip_spelling(line) if installer_name == "pip" else line, *lines]
+
+
 def _blockers(hub: Environment, user: Environment) -> list[Blocker]:
     found = []
     for env in (hub, user):
@@ -126,13 +144,21 @@ def prepare_upgrade(
     lock_timeout: float,
     command: str,
     notify: Callable[[str], None],
+    version: str | None = None,
 ) -> Iterator[tuple[UpgradePlan, Prepared | None]]:
     """Recover any unfinished change to hub or user, resolve both steps with the real
     resolver, and yield the plan (and, when nothing blocks it, a Prepared change that
     applies it: apply() takes both locks and checks that neither env moved meanwhile)."""
     hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
     source, notes = requirements_source(hub, hub_requirements)
-    requirement_lines = policy.read_requirement_file(source.path)
+    if version:  # TLJH itself moves to `version` first, and its own list is the plan's (tljh_version.py)
+        source, requirement_lines = _version_requirements(hub, version, installer_name)
+        notes = [n for n in notes if "--hub-requirements" not in n]
+    else:
+        requirement_lines = policy.read_requirement_file(source.path)
+    plugin_lines, plugin_notes = plugins.upgrade_additions(hub)  # tljh/installer.py run_plugin_actions
+    requirement_lines = [*requirement_lines, *plugin_lines]
+    notes = [*notes, *plugin_notes]
     # no right to write is not a blocker to read about in a plan: it stops here, like install
     policy.require_write_access([*_write_paths(layout, hub), *_write_paths(layout, user)])
     blockers = _blockers(hub, user)

@@ -32,6 +32,16 @@ SPEC = {
             'commands': {
             },
         },
+        'plugins': {
+            'options': [
+                {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+            ],
+            'arguments': [
+            ],
+            'commands': {
+            },
+        },
         'upgrade': {
             'options': [
                 {'name': 'hub_requirements', 'flags': ('--hub-requirements',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
@@ -40,6 +50,7 @@ SPEC = {
                 {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
                 {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
                 {'name': 'restart', 'flags': ('--restart',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                {'name': 'version', 'flags': ('--version',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                 {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                 {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
             ],
@@ -187,6 +198,21 @@ SPEC = {
                     'options': [
                         {'name': 'keep', 'flags': ('--keep',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'int', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                         {'name': 'save', 'flags': ('--save',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
+                        {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
+                    ],
+                    'arguments': [
+                    ],
+                    'commands': {
+                    },
+                },
+                'rebuild': {
+                    'options': [
+                        {'name': 'target', 'flags': ('--target', '-t'), 'off_flags': (), 'value': True, 'multiple': False, 'required': True, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('hub', 'user'), 'case_sensitive': False, 'default': None, 'complete': None},
+                        {'name': 'dry_run', 'flags': ('--dry-run',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'yes', 'flags': ('--yes', '-y'), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'json', 'flags': ('--json',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': False, 'complete': None},
+                        {'name': 'installer', 'flags': ('--installer',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'str', 'choices': ('pip', 'uv'), 'case_sensitive': True, 'default': 'pip', 'complete': None},
                         {'name': 'lock_timeout', 'flags': ('--lock-timeout',), 'off_flags': (), 'value': True, 'multiple': False, 'required': False, 'hidden': False, 'eager': False, 'type': 'float', 'choices': None, 'case_sensitive': True, 'default': 600.0, 'complete': None},
                         {'name': 'help', 'flags': ('--help',), 'off_flags': (), 'value': False, 'multiple': False, 'required': False, 'hidden': False, 'eager': True, 'type': 'bool', 'choices': None, 'case_sensitive': True, 'default': None, 'complete': None},
                     ],

@@ -422,10 +422,23 @@ def env_uninstall(
     )
     layout = _options(ctx).layout()
     with changes.prepare_uninstall(layout, request, render.message) as prepared:
+        _warn_plugin_readds(layout, target.value, prepared.plan)
         if json:
             return change_json(layout, "uninstall", prepared, dry_run=dry_run, yes=yes)
         proposal = plan_proposal(prepared, f"uninstall from {target.value}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
+
+
+def _warn_plugin_readds(layout, target: str, plan) -> None:
+    from tljh_admin.envs import inspect_environment
+    from tljh_admin.envs.sitepackages import canonical_name
+    from tljh_admin.plugins import readd_warning
+
+    warning = readd_warning(
+        inspect_environment("hub", layout), target, {canonical_name(c.name) for c in plan}
+    )
+    if warning:
+        render.message(f"warning: {warning}")
 
 
 @env_app.command(
@@ -651,6 +664,99 @@ def env_prune(
     return ExitCode.OK
 
 
+RebuildTarget = enum.Enum("RebuildTarget", {name: name for name in ENV_NAMES if name != "system"}, type=str)
+
+
+@env_app.command(
+    "rebuild",
+    epilog=_examples(
+        "sudo tljh env rebuild --target hub --dry-run",
+        "sudo tljh env rebuild --target hub --yes",
+        "sudo tljh --system-python /usr/bin/python3.12 env rebuild --target hub",
+        "sudo tljh env rollback --target hub   # the old venv back",
+    ),
+)
+def env_rebuild(
+    ctx: typer.Context,
+    target: Annotated[
+        RebuildTarget,
+        typer.Option(
+            "--target", "-t", metavar="hub|user", case_sensitive=False, help="Which venv to rebuild."
+        ),
+    ],
+    dry_run: DryRunFlag = False,
+    yes: YesFlag = False,
+    json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON and stop.")] = False,
+    installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
+    lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
+) -> ExitCode:
+    """Make the venv anew with the system python (after an OS upgrade moved it): the same
+    packages at the same versions where they support the new Python (else the nearest that
+    do, and why), from where each came (index, git commit, local path), plugins included;
+    built beside the old one, checked, swapped in; `env rollback` puts the old one back."""
+    from tljh_admin import rebuild
+    from tljh_admin.cli.apply import ask, require_interaction
+
+    require_interaction(yes, dry_run or json)
+    layout = _options(ctx).layout()
+    request = rebuild.RebuildRequest(
+        target=target.value,
+        installer=installer.value,
+        lock_timeout=lock_timeout,
+        command=_command_line(),
+        resolve_first=not yes or dry_run or json,  # --yes: the install itself resolves (faster)
+        dry_run=dry_run or json,
+    )
+    with rebuild.prepare_rebuild(layout, request, render.message) as prepared:
+        for entry in prepared.recovered:
+            render.message(f"restored change {entry['id']} left unfinished by a killed tljh")
+        if json:
+            from tljh_admin.report import rebuild_document
+
+            render.print_json(rebuild_document(layout, prepared.plan))
+            return ExitCode.OK
+        if prepared.plan.resolved:
+            render.rebuild_plan(prepared.plan)
+        if dry_run:
+            render.message("dry run: nothing was changed")
+            return ExitCode.OK
+        if not yes and not ask(f"Rebuild the {target.value} environment?"):
+            render.message("nothing was changed")
+            return ExitCode.OK
+        assert prepared.apply is not None
+        with render.progress(f"rebuilding the {target.value} environment") as progress:
+            outcome = prepared.apply(progress)
+    if yes:
+        render.rebuild_plan(outcome.plan)
+    changed = len(outcome.plan.changed)
+    render.message(
+        f"done: change {outcome.change_id}: the {target.value} env runs Python {outcome.plan.new_python}"
+        f" ({changed} package{'s' if changed != 1 else ''} changed); the old env is the rollback"
+        f" snapshot: sudo tljh env rollback --target {target.value}"
+    )
+    if target.value == "hub":
+        render.message("restart the hub for it to take effect: sudo systemctl restart jupyterhub")
+    return ExitCode.OK
+
+
+@app.command("plugins", epilog=_examples("tljh plugins", "tljh plugins --json"))
+def plugins_view(ctx: typer.Context, json: JsonFlag = False) -> ExitCode:
+    """TLJH plugins in the hub (its `tljh` entry points) and what each makes TLJH's installer
+    re-apply on every upgrade: hub and user packages, conda channels, apt packages."""
+    from tljh_admin import plugins
+    from tljh_admin.envs import inspect_environment
+
+    layout = _options(ctx).layout()
+    report = plugins.plugin_report(inspect_environment("hub", layout))
+    if json:
+        from tljh_admin.report import plugins_document
+
+        render.print_json(plugins_document(layout, report))
+    else:
+        render.plugins_table(report)
+    return ExitCode.OK
+
+
 @app.command(
     "upgrade",
     epilog=_examples(
@@ -675,17 +781,28 @@ def upgrade(
     json: Annotated[bool, typer.Option("--json", help="Print the plan as JSON and stop.")] = False,
     installer: InstallerOption = DEFAULT_INSTALLER_CHOICE,
     restart: Annotated[bool, typer.Option("--restart", help="Restart the hub afterwards (systemd).")] = False,
+    version: Annotated[
+        str | None,
+        typer.Option(
+            "--version",
+            metavar="X",
+            help="First move TLJH itself in the hub to X (a release, or a git tag/branch/commit when it "
+            "came from git), then plan from X's own hub requirements.",
+        ),
+    ] = None,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     """Upgrade as TLJH's installer does (hub from its requirements; in the user env only
-    jupyterhub, to the hub's new version), with a plan first and all-or-nothing."""
+    jupyterhub, to the hub's new version), with a plan first and all-or-nothing.
+    Only the Python environments change: traefik, the systemd units and config migration
+    stay with TLJH's installer (re-run its bootstrap.py for those)."""
     from tljh_admin import upgrade as up
     from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
 
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     with up.prepare_upgrade(
-        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message
+        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message, version
     ) as (plan, prepared):
         if json:
             from tljh_admin.report import upgrade_document

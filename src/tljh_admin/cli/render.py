@@ -405,3 +405,57 @@ def upgrade_plan(plan) -> None:
         f"the user env's jupyterhub follows the hub's: {plan.hub_jupyterhub_after}; "
         "nothing else there changes unless pip must; the system env is not touched"
     )
+
+
+def rebuild_plan(plan) -> None:
+    """A rebuild's plan: every distribution of the old env, what it becomes, and why."""
+    out_lines = [
+        f"rebuild {plan.target} ({plan.root}): Python {plan.old_python or '?'} -> {plan.new_python}"
+        f" ({plan.python_command}), installer {plan.installer}"
+    ]
+    if not plan.resolved:
+        out_lines.append("  (--yes: the installer resolves the same pins directly; the plan follows it)")
+    rows = [("package", "now", "after", "action", "from / why")]
+    for item in plan.items:
+        why = item.reason or (item.source if item.source != "index" else "")
+        rows.append(
+            (
+                f"{item.name}{' *' if item.requested else ''}",
+                item.before or "-",
+                item.after or "-",
+                item.action,
+                why,
+            )
+        )
+    if plan.items:
+        widths = [max(len(row[i]) for row in rows) for i in range(4)]
+        for row in rows:
+            out_lines.append(
+                "  " + "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:4])) + "  " + row[4]
+            )
+        out_lines.append("  (* requested)")
+    for plugin in plan.plugins:
+        hooks = ", ".join(plugin.hooks) or "no hooks found in its source"
+        out_lines.append(f"  plugin {plugin.name} ({plugin.dist} {plugin.version}) is reinstalled: {hooks}")
+    sys.stdout.write("\n".join(out_lines) + "\n")
+    sys.stdout.flush()
+    for note in plan.notes:
+        message(note)
+
+
+def plugins_table(report) -> None:
+    """TLJH plugins in the hub and what each gives TLJH's installer to re-apply."""
+    lines = []
+    if not report.plugins:
+        lines.append("no TLJH plugins (tljh entry points) in the hub environment")
+    for plugin in report.plugins:
+        lines.append(f"{plugin.name}: {plugin.dist} {plugin.version} ({plugin.target})")
+        lines.append(f"  hooks: {', '.join(plugin.hooks) or 'none found in its source'}")
+        for hook, values in sorted(report.per_plugin.get(plugin.name, {}).items()):
+            lines.append(f"  {hook}: {' '.join(values) or '-'}")
+        if plugin.name in report.errors:
+            lines.append(f"  error: {report.errors[plugin.name]}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    sys.stdout.flush()
+    if report.plugins and not report.evaluated:
+        message(f"what the plugins contribute is unknown: {report.reason}")
