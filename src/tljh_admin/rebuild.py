@@ -938,8 +938,12 @@ class _RebuildChange(Change):
     def start(self) -> None:
         """Reserve an id and journal the change (phase `snapshotting`: the env is untouched
         until the swap, and recovery of that phase changes nothing in it)."""
-        self.change_id = self.state.reserve_id()
-        self.state.write_journal(self.journal_entry())
+
+        def entry(change_id: int) -> dict:
+            self.change_id = change_id
+            return self.journal_entry()
+
+        self.change_id = self.state.reserve_id(entry)
 
 
 @contextlib.contextmanager
