@@ -113,7 +113,7 @@ def take(areas: Areas, dest: str) -> None:
             os.unlink(mirror)
             _copy_file(path, mirror)
             os.utime(os.path.dirname(mirror), ns=(parent.st_atime_ns, parent.st_mtime_ns))
-    count = sum(1 for _ in _walk_farm(files_root, areas.folders))
+    count = sum(1 for _ in _walk_farm(files_root, areas.folders))  # the completeness record
     manifest = {
         "version": MANIFEST_VERSION,
         "areas": list(areas.folders),
@@ -216,16 +216,28 @@ def _link_tree(source: str, target: str, skip: frozenset[str]) -> None:
             _copy_folder_meta(folder, mirror)
 
 
+def _scan(top: str, skip: frozenset[str] | set[str] = frozenset()):
+    """(path, DirEntry) of everything under `top`, never following a symlink. The entry's
+    type and inode come from the directory listing itself: no stat per file (a rollback of
+    thousands of files is mostly this walk)."""
+    stack = [top]
+    while stack:
+        folder = stack.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if folder == top and entry.name in skip:
+                    continue
+                yield entry.path, entry
+                if entry.is_dir(follow_symlinks=False):
+                    stack.append(entry.path)
+
+
 def _walk_farm(files_root: str, areas: Iterable[str]):
-    """(farm path, lstat) of every entry under the mirrored areas, folders included."""
+    """(farm path, DirEntry) of every entry under the mirrored areas, folders included."""
     for area in areas:
         mirror_area = files_root + area
-        if not os.path.isdir(mirror_area):
-            continue
-        for mirror, dirs, names in os.walk(mirror_area):
-            for name in names + dirs:
-                path = os.path.join(mirror, name)
-                yield path, os.lstat(path)
+        if os.path.isdir(mirror_area):
+            yield from _scan(mirror_area)
 
 
 walk_farm = _walk_farm  # rebuild.py counts the farm it makes by moving an env aside
@@ -235,41 +247,38 @@ def _recorded(files_root: str, areas: list[str]):
     """What the farm says: folders with their metadata, files with their inodes, symlinks,
     and how many entries it holds."""
     folders: dict[str, list[int]] = {}
-    files: dict[str, os.stat_result] = {}
+    files: dict[str, int] = {}
     symlinks: dict[str, str] = {}
     count = 0
     for area in areas:
         mirror_area = files_root + area
         if os.path.isdir(mirror_area):
             folders[area] = _meta(os.lstat(mirror_area))
-    for path, st in _walk_farm(files_root, areas):
+    for path, entry in _walk_farm(files_root, areas):
         count += 1
         real = path[len(files_root) :]
-        if stat.S_ISLNK(st.st_mode):
+        if entry.is_symlink():
             symlinks[real] = os.readlink(path)
-        elif stat.S_ISDIR(st.st_mode):
-            folders[real] = _meta(st)
-        elif stat.S_ISREG(st.st_mode):
-            files[real] = st
+        elif entry.is_dir(follow_symlinks=False):
+            folders[real] = _meta(os.lstat(path))
+        elif entry.is_file(follow_symlinks=False):
+            files[real] = entry.inode()
     return folders, files, symlinks, count
 
 
 def _current(areas_folders: Iterable[str], root: str, skip: set[str]):
-    entries: dict[str, os.stat_result] = {}
+    """What is there now: non-folder entries with their inodes, and the folders."""
+    entries: dict[str, int] = {}
     folders: set[str] = set()
     for area in areas_folders:
         if not os.path.isdir(area) or os.path.islink(area):
             continue
-        for folder, dirs, files in os.walk(area):
-            if folder == root:
-                dirs[:] = [d for d in dirs if d not in skip]
-                files = [f for f in files if f not in skip]
-            folders.add(folder)
-            for name in files + dirs:
-                path = os.path.join(folder, name)
-                st = os.lstat(path)
-                if not stat.S_ISDIR(st.st_mode):
-                    entries[path] = st
+        folders.add(area)
+        for path, entry in _scan(area, skip if area == root else frozenset()):
+            if entry.is_dir(follow_symlinks=False):
+                folders.add(path)
+            else:
+                entries[path] = entry.inode()
     return entries, folders
 
 
@@ -340,6 +349,13 @@ def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
             _remove(os.path.join(root, name))
 
     entries, folders = _current(manifest["areas"], root, skip)
+    # an inode number means the same file only on the same file system (a farm copied
+    # across file systems is compared by nothing: every file is put back)
+    same_fs = all(
+        os.lstat(area).st_dev == os.lstat(files_root + area).st_dev
+        for area in manifest["areas"]
+        if os.path.isdir(area) and os.path.isdir(files_root + area)
+    )
 
     # 1. what the change added: entries and folders that were not there
     for path in entries.keys() - recorded_files.keys() - symlinks.keys():
@@ -363,7 +379,7 @@ def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
                 _remove(path)
             _copy_file(files_root + path, path)
             continue
-        if now is not None and (now.st_ino, now.st_dev) == (recorded.st_ino, recorded.st_dev):
+        if same_fs and now is not None and now == recorded:
             continue
         if now is not None or os.path.lexists(path):
             _remove(path)
