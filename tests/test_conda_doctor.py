@@ -54,7 +54,9 @@ def test_damage_is_found(tljh, conda_prefix, wheelhouse):
     assert tools["status"] == "failed"
     assert [f["subject"] for f in tools["findings"]] == [str(user / "bin" / "conda")]
 
-    assert checks[("pip-over-conda", "user")]["status"] == "warning"
+    over = checks[("pip-over-conda", "user")]
+    assert over["status"] == "warning" and [f["subject"] for f in over["findings"]] == ["numpy"]
+    assert "RemoveError" in over["findings"][0]["message"]
 
 
 def test_checks_skip_a_pip_user_env(tljh, base_prefix):

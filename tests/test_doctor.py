@@ -3,7 +3,6 @@ the right check with its subject named; fixes; the JSON contract; exit codes."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -265,31 +264,6 @@ def test_root_user_site(tljh, base_prefix, wheelhouse, tmp_path):
     check = checks[("root-user-site", "host")]
     assert check["status"] == "warning"
     assert any("oauthenticator" in s for s in subjects(check))
-
-
-def test_pip_over_conda(tljh, prefix, wheelhouse):
-    """conda cannot be installed here, so the conda-meta records are written in conda's format;
-    pip then really replaces the package the record owns."""
-    user = prefix / "user"
-    rel_site = site(user).relative_to(user)
-    (user / "conda-meta").mkdir()
-    (user / "conda-meta" / "numpy-1.26.4-py_0.json").write_text(
-        json.dumps(
-            {"name": "numpy", "version": "1.26.4", "files": [f"{rel_site}/numpy-1.26.4.dist-info/METADATA"]}
-        )
-    )
-    (user / "conda-meta" / "conda-4.9.2-py_0.json").write_text(
-        json.dumps({"name": "conda", "version": "4.9.2"})
-    )
-    pip(user, wheelhouse, "numpy==2.1.0")
-    _, _, checks = run_doctor(tljh, prefix)
-    check = checks[("pip-over-conda", "user")]
-    assert check["status"] == "warning" and subjects(check) == ["numpy"]
-    assert "RemoveError" in check["findings"][0]["message"]
-    minimums = checks[("minimum-versions", "user")]
-    pip_version = next(v for n, v in prefixes.pip_list(user) if n == "pip")
-    old_pip = ["pip"] if tuple(map(int, pip_version.split(".")[:3])) < (23, 1, 2) else []
-    assert minimums["status"] == "warning" and sorted(subjects(minimums)) == sorted(["conda", *old_pip])
 
 
 def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):

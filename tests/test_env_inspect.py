@@ -121,46 +121,6 @@ def test_kinds(base_prefix, system_python, cpython_source):
     assert system.externally_managed == (stdlib / "EXTERNALLY-MANAGED").is_file()
 
 
-def test_conda_user_env_marks_conda_and_pip_packages(prefix, system_python):
-    """conda itself cannot be had here, so the conda-meta records are written by hand in
-    conda's format; the dist-infos they point at are the real ones pip installed."""
-    user = prefix / "user"
-    site = site_packages(user)
-    rel_site = site.relative_to(user)
-    meta = user / "conda-meta"
-    meta.mkdir()
-    py = ".".join(map(str, _interpreter_version(user)))
-    (meta / f"python-{py}-h1234_0_cpython.json").write_text(
-        json.dumps({"name": "python", "version": py, "files": ["bin/python3"]})
-    )
-    (meta / "numpy-1.26.4-py_0.json").write_text(
-        json.dumps(
-            {
-                "name": "numpy",
-                "version": "1.26.4",
-                "files": [f"{rel_site}/numpy/__init__.py", f"{rel_site}/numpy-1.26.4.dist-info/METADATA"],
-            }
-        )
-    )
-    env = inspect_environment("user", resolve_layout(prefix, system_python))
-    assert env.kind == "conda"
-    assert env.python_version == py
-    installers = {canonical_name(d.name): d.installer for d in env.distributions}
-    assert installers["numpy"] == "conda"
-    assert installers["jupyterhub"] == "pip"
-    assert {(r.name, r.version) for r in env.conda_records} == {("python", py), ("numpy", "1.26.4")}
-
-
-def _interpreter_version(env_root: Path) -> tuple[int, ...]:
-    out = subprocess.run(
-        [env_root / "bin" / "python3", "-c", "import sys; print(*sys.version_info[:3])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return tuple(int(x) for x in out.split())
-
-
 def test_egg_info_distributions_are_listed(prefix, system_python):
     site = site_packages(prefix / "user")
     (site / "legacy_thing.egg-info").mkdir()

@@ -68,7 +68,7 @@ for ep in eps:
                 entry["hooks"][hook] = [str(x) for x in (fn() or [])]
     except BaseException as error:  # a broken plugin is reported, not fatal
         entry["error"] = "%s: %s" % (type(error).__name__, error)
-print(json.dumps(out))
+sys.stdout.write(json.dumps(out))
 """
 
 

@@ -113,7 +113,7 @@ for name in sys.argv[split + 1:]:
             failed[name] = "not found by the new interpreter"
     except BaseException as error:
         failed[name] = f"{type(error).__name__}: {error}"
-print(json.dumps(failed))
+sys.stdout.write(json.dumps(failed))
 """
 # Packaging tools: found, not imported (pkg_resources scans every distribution when imported).
 _TOOLING = frozenset({"pip", "setuptools", "pkg_resources", "_distutils_hack", "wheel"})
@@ -128,7 +128,7 @@ try:
     wheels = sorted(glob.glob(os.path.join(folder, "pip-*.whl")))
 except ImportError:
     wheels = []
-print(json.dumps([sys.version.split()[0], sys.implementation.name, wheels[-1] if wheels else ""]))
+sys.stdout.write(json.dumps([sys.version.split()[0], sys.implementation.name, wheels[-1] if wheels else ""]))
 """
 
 
