@@ -143,6 +143,11 @@ def test_rebuild_then_rollback(world, prefix, tljh):
     old_listing = file_listing(hub, contents=True)
     old_requested = _requested(_site(hub))
     old_root = os.lstat(hub)
+    # doctor names the breakage and the one remedy that works
+    broken = tljh("--prefix", prefix, "doctor", "hub-venv-base", "--json")
+    assert broken.code == 1, broken.stderr
+    (finding,) = [f for c in broken.json()["checks"] for f in c["findings"] if f["status"] == "failed"]
+    assert "3.10" in finding["message"] and finding["hint"].endswith("tljh env rebuild --target hub")
     result = tljh("--prefix", prefix, "env", "rebuild", "--target", "hub", "--yes", env=world.index_env())
     assert result.code == 0, result.stderr
     assert "oldonly" in result.stdout and "requires Python <3.11" in result.stdout
@@ -180,6 +185,8 @@ def test_rebuild_then_rollback(world, prefix, tljh):
     assert not list(prefix.glob("hub.rebuild-*"))
     entry = StateDir.of(_layout(prefix, world)).history()[-1]
     assert (entry["kind"], entry["result"]) == ("rebuild", "ok")
+    healthy = tljh("--prefix", prefix, "doctor", "--target", "hub", "--json")
+    assert healthy.code == 0, healthy.stdout
 
     # the rebuilt hub runs its plugins: what they contribute is known now
     view = tljh("--prefix", prefix, "plugins", "--json").json()
