@@ -52,7 +52,7 @@ def test_healthy_prefix_has_no_failures(tljh, base_prefix):
 
 def test_json_contract(tljh, base_prefix):
     _, doc, _ = run_doctor(tljh, base_prefix)
-    assert set(doc) == {"schema", "version", "prefix", "checks", "summary", "fixes", "exit_code"}
+    assert set(doc) == {"schema", "version", "prefix", "checks", "summary", "fixes", "changed", "exit_code"}
     assert (doc["schema"], doc["version"]) == ("tljh-admin/doctor", 1)
     assert set(doc["summary"]) == {"ok", "skipped", "warning", "failed", "error"}
     for check in doc["checks"]:
@@ -107,11 +107,12 @@ def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     before = file_listing(prefix)
     dry = tljh("--prefix", prefix, "doctor", "--fix", "--dry-run", "--json").json()
     assert {f["subject"] for f in dry["fixes"]} >= {str(target_file), str(target_dir)}
-    assert not any(f["applied"] for f in dry["fixes"])
+    assert not any(f["applied"] for f in dry["fixes"]) and dry["changed"] is False
     assert listing_diff(before, file_listing(prefix)) == []
 
     fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json")
     assert fixed.code == ExitCode.OK, fixed.stdout
+    assert fixed.json()["changed"] is True
     _, _, again = run_doctor(tljh, prefix)
     assert again[("world-writable", "hub")]["status"] == OK
     changed = {line.split()[1].rstrip(":") for line in listing_diff(before, file_listing(prefix))}

@@ -144,6 +144,8 @@ def doctor_document(layout: Layout, report, strict: bool, fixes: list | None = N
             }
             for r, f, applied, error in (fixes or [])
         ],
+        # --fix changed something (what Ansible's changed_when reads); false without --fix
+        "changed": any(applied for _r, _f, applied, _e in (fixes or [])),
         "exit_code": int(report.exit_code(strict)),
     }
 
