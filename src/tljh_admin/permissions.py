@@ -41,13 +41,21 @@ class Scan(namedtuple("Scan", "trees entries errors")):
 
     def unseen(self, folder: str, names) -> set[str]:
         """Of `names` (paths relative to `folder`), those the scan did not see: one set
-        difference, then a look into the trees nested in `folder` for what is left."""
+        difference, then a look into the trees nested in `folder`, and into the trees
+        around it for `../` paths (RECORD writes scripts and data files
+        `../../../bin/x` from lib/pythonX.Y/site-packages), for what is left."""
         folder = folder.rstrip("/")
         left = set(names).difference(self.trees.get(folder, ()))
         for other, tree in self.trees.items():
-            if left and other.startswith(folder + "/"):
+            if not left:
+                break
+            if other.startswith(folder + "/"):
                 cut = other[len(folder) + 1 :] + "/"
                 left = {n for n in left if not (n.startswith(cut) and n[len(cut) :] in tree)}
+            elif folder.startswith(other + "/"):
+                up = "../" * folder[len(other) :].count("/")
+                cut = len(up)
+                left = {n for n in left if not (n.startswith(up) and "./" not in n[cut:] and n[cut:] in tree)}
         return left
 
     def saw(self, path: str) -> bool:
