@@ -53,9 +53,10 @@ class Scan(namedtuple("Scan", "trees entries errors")):
                 cut = other[len(folder) + 1 :] + "/"
                 left = {n for n in left if not (n.startswith(cut) and n[len(cut) :] in tree)}
             elif folder.startswith(other + "/"):
-                up = "../" * folder[len(other) :].count("/")
+                below = folder[len(other) + 1 :] + "/"  # `folder` seen from `other`
+                up = "../" * below.count("/")
                 cut = len(up)
-                left = {n for n in left if not (n.startswith(up) and "./" not in n[cut:] and n[cut:] in tree)}
+                left = {n for n in left if not _seen_from_above(n, up, cut, below, tree)}
         return left
 
     def saw(self, path: str) -> bool:
@@ -67,6 +68,14 @@ class Scan(namedtuple("Scan", "trees entries errors")):
         if not best:
             return False
         return path == best or path[len(best) + 1 :] in self.trees[best]
+
+
+def _seen_from_above(name: str, up: str, cut: int, below: str, tree: set[str]) -> bool:
+    """Whether `tree` (of a folder above) holds `name`, a path relative to the folder
+    `below` it: `../../../bin/x` climbs to it, `pkg/a.py` goes through `below`."""
+    if name.startswith(up) and "./" not in name[cut:]:
+        return name[cut:] in tree
+    return below + name in tree
 
 
 def users_cannot_use(mode: int, is_dir: bool) -> bool:
