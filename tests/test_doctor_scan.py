@@ -59,3 +59,16 @@ def test_find_scan_details_cover_the_site_folder(tmp_path):
 def test_state_shortcut_names_the_change_machinerys_folders():
     # doctor skips importing transaction when these hold nothing: they must be its folders
     assert {checks._JOURNALS, checks._SNAPSHOTS} <= set(transaction.SUBFOLDERS)
+
+
+def test_no_site_walk_through_a_symlinked_lib(tmp_path):
+    # lib pointing elsewhere: the root's find does not follow it, and no find may start past it
+    elsewhere = tmp_path / "elsewhere" / "python3.11" / "site-packages"
+    elsewhere.mkdir(parents=True)
+    root = tmp_path / "env"
+    root.mkdir()
+    (root / "lib").symlink_to(tmp_path / "elsewhere")
+    assert permissions.site_folders(str(root)) == []
+    st = os.stat(root)
+    scan = permissions.read_find(permissions.start_find(str(root), (st.st_uid, st.st_gid), unreadable=False))
+    assert set(scan.trees) == {str(root)}

@@ -187,9 +187,12 @@ def _glob_escaped(path: str) -> str:
 
 
 def site_folders(root: str) -> list[str]:
-    """ROOT/lib/pythonX.Y/site-packages folders (real folders, not symlinks): where RECORD
-    paths are relative to. Read before inspection, so that the scans start at once."""
+    """ROOT/lib/pythonX.Y/site-packages folders, each part a real folder, not a symlink (a
+    find started there must not walk outside the env, as the root's walk never does): where
+    RECORD paths are relative to. Read before inspection, so that the scans start at once."""
     lib = os.path.join(root, "lib")
+    if os.path.islink(lib):
+        return []
     try:
         with os.scandir(lib) as it:
             names = [e.name for e in it if e.name.startswith("python") and e.is_dir(follow_symlinks=False)]
