@@ -115,12 +115,13 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if env.status == MISSING:
         return [Finding("skipped", f"the {name} environment is missing", env.root, "")]
+    # RECORDs first, then the scan: they are read while find still walks
+    records = [(dist, read_record_paths(dist)) for dist in _relevant(ctx, name)]
     scan = ctx.scan(name) if name != SYSTEM else None
     found = []
     rewritten: list[str] = []
     root = env.root.rstrip("/") + "/"
-    for dist in _relevant(ctx, name):
-        paths = read_record_paths(dist)
+    for dist, paths in records:
         if not paths:
             continue
         missing = missing_files(dist, paths, scan)
