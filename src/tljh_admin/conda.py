@@ -25,6 +25,17 @@ import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+# what doctor reads without this module's imports lives in conda_env.py; re-exported here
+from tljh_admin.conda_env import (  # noqa: F401
+    CONDA,
+    DEFAULT_CHANNEL,
+    MAMBA,
+    Revision,
+    current_revision,
+    find_tool,
+    history_dists,
+    read_history,
+)
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import Refused, ResolutionFailed, UsageError
@@ -40,9 +51,6 @@ from tljh_admin.installers import (
     Resolution,
 )
 
-CONDA, MAMBA = "conda", "mamba"
-# tljh/conda.py: TLJH always asks conda-forge (Miniforge's default channel too).
-DEFAULT_CHANNEL = "conda-forge"
 # conda's words when a request changes nothing (conda/cli/install.py, with --json).
 NOTHING_TO_DO = "All requested packages already installed."
 # Variables that configure conda and mamba (conda maps every CONDA_<KEY> to a setting) and
@@ -77,15 +85,6 @@ class CondaResolution:
         return Resolution(
             tuple((p.name, p.version) for p in self.link), tuple((p.name, p.version) for p in self.unlink), {}
         )
-
-
-def find_tool(env_root: str) -> str | None:
-    """The env's own mamba, else its conda (TLJH's order), or None."""
-    for tool in (MAMBA, CONDA):
-        path = os.path.join(env_root, "bin", tool)
-        if os.path.isfile(path) and os.access(path, os.X_OK):
-            return path
-    return None
 
 
 def conda_environment(environ: Mapping[str, str]) -> dict[str, str]:
@@ -371,67 +370,3 @@ def resolution_failed(failure: InstallerFailed) -> ResolutionFailed:
     )
 
 
-# -- conda-meta/history -----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Revision:
-    number: int
-    date: str
-    command: str
-    added: tuple[str, ...]
-    removed: tuple[str, ...]
-
-
-_REVISION_HEADER = re.compile(r"^==> (.*) <==$")
-
-
-def read_history(env_root: str) -> list[Revision]:
-    """conda-meta/history as conda's History class reads it: revisions numbered from 0,
-    each with the dists it linked (+channel/subdir::name-version-build) and unlinked (-)."""
-    try:
-        with open(os.path.join(env_root, "conda-meta", "history"), encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return []
-    revisions: list[Revision] = []
-    date = command = ""
-    added: list[str] = []
-    removed: list[str] = []
-    started = False
-
-    def close() -> None:
-        revisions.append(Revision(len(revisions), date, command, tuple(added), tuple(removed)))
-
-    for line in lines:
-        header = _REVISION_HEADER.match(line.strip())
-        if header:
-            if started:
-                close()
-            started, date, command, added, removed = True, header.group(1), "", [], []
-        elif line.startswith("# cmd:"):
-            command = line[len("# cmd:") :].strip()
-        elif line[:1] in "+-" and line[1:].strip():
-            (added if line[0] == "+" else removed).append(_dist_of(line[1:].strip()))
-    if started:
-        close()
-    return revisions
-
-
-def _dist_of(entry: str) -> str:
-    """`conda-forge/linux-64::gdal-3.9.2-py313h0_0` (or an old bare `gdal-3.9.2-py313h0_0`) -> the dist."""
-    return entry.rsplit("::", 1)[-1]
-
-
-def current_revision(env_root: str) -> int | None:
-    revisions = read_history(env_root)
-    return revisions[-1].number if revisions else None
-
-
-def history_dists(revisions: Sequence[Revision]) -> set[str]:
-    """The dists the history says are installed, replaying every revision."""
-    dists: set[str] = set()
-    for revision in revisions:
-        dists.difference_update(revision.removed)
-        dists.update(revision.added)
-    return dists

@@ -29,12 +29,53 @@ class ScannedEntry(namedtuple("ScannedEntry", "path mode uid gid is_dir dev ino"
     __slots__ = ()
 
 
-class Scan(namedtuple("Scan", "paths entries errors")):
-    """paths: every path under the root (symlinks included); entries: the
-    ScannedEntry of each path that matched the scan's question; errors: folders the scan
-    could not read (as this user)."""
+class Scan(namedtuple("Scan", "trees entries errors")):
+    """trees: {folder: every path under it, relative to it} for the folders walked (an
+    environment's root, and apart its site folders: RECORD paths are relative to a site
+    folder, conda's to the root, so both look up as written); entries: the ScannedEntry of
+    each path that matched the scan's question; errors: folders the scan could not read (as
+    this user). A tree may hold a few other strings (find's detail records, which start
+    with a \\x01 byte): they never equal a relative path."""
 
     __slots__ = ()
+
+    def unseen(self, folder: str, names) -> set[str]:
+        """Of `names` (paths relative to `folder`), those the scan did not see: one set
+        difference, then a look into the trees nested in `folder`, and into the trees
+        around it for `../` paths (RECORD writes scripts and data files
+        `../../../bin/x` from lib/pythonX.Y/site-packages), for what is left."""
+        folder = folder.rstrip("/")
+        left = set(names).difference(self.trees.get(folder, ()))
+        for other, tree in self.trees.items():
+            if not left:
+                break
+            if other.startswith(folder + "/"):
+                cut = other[len(folder) + 1 :] + "/"
+                left = {n for n in left if not (n.startswith(cut) and n[len(cut) :] in tree)}
+            elif folder.startswith(other + "/"):
+                below = folder[len(other) + 1 :] + "/"  # `folder` seen from `other`
+                up = "../" * below.count("/")
+                cut = len(up)
+                left = {n for n in left if not _seen_from_above(n, up, cut, below, tree)}
+        return left
+
+    def saw(self, path: str) -> bool:
+        """Whether the scan saw this absolute path (in the deepest tree that holds it)."""
+        best = ""
+        for folder in self.trees:
+            if len(folder) > len(best) and (path == folder or path.startswith(folder + "/")):
+                best = folder
+        if not best:
+            return False
+        return path == best or path[len(best) + 1 :] in self.trees[best]
+
+
+def _seen_from_above(name: str, up: str, cut: int, below: str, tree: set[str]) -> bool:
+    """Whether `tree` (of a folder above) holds `name`, a path relative to the folder
+    `below` it: `../../../bin/x` climbs to it, `pkg/a.py` goes through `below`."""
+    if name.startswith(up) and "./" not in name[cut:]:
+        return name[cut:] in tree
+    return below + name in tree
 
 
 def users_cannot_use(mode: int, is_dir: bool) -> bool:
@@ -125,21 +166,92 @@ def _read_all(fd: int) -> bytes:
     return os.pread(fd, size, 0) if size else b""
 
 
-def start_find(root: str, owner: tuple[int, int], unreadable: bool) -> Find | None:
-    """Start GNU find over `root`: it prints every path, and the details of the entries the
-    predicate picks. None where there is no find (the caller walks in Python instead)."""
-    argv = ["find", root, "-printf", "%p\\0"]
-    argv += ["(", "!", "-type", "l", *find_predicate(owner, unreadable), ")", "-printf", _DETAILS_FORMAT]
+def _find_argv(top: str, owner: tuple[int, int], unreadable: bool, prune: list[str]) -> list[str]:
+    """find over `top`, skipping the folders in `prune` (walked by finds of their own): it
+    prints every path relative to `top` (%P), and the details of the entries the predicate
+    picks."""
+    argv = ["find", top]
+    if prune:
+        argv += ["("]
+        for folder in prune:
+            argv += ["-path", _glob_escaped(folder), "-o"]
+        argv[-1:] = [")", "-prune", "-o"]
+    argv += ["(", "-printf", "%P\\0"]
+    argv += ["(", "!", "-type", "l", *find_predicate(owner, unreadable), ")", "-printf", _DETAILS_FORMAT, ")"]
+    return argv
+
+
+def _glob_escaped(path: str) -> str:
+    """`path` as a find -path pattern that matches only itself."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in path)
+
+
+def site_folders(root: str) -> list[str]:
+    """ROOT/lib/pythonX.Y/site-packages folders, each part a real folder, not a symlink (a
+    find started there must not walk outside the env, as the root's walk never does): where
+    RECORD paths are relative to. Read before inspection, so that the scans start at once."""
+    lib = os.path.join(root, "lib")
+    if os.path.islink(lib):
+        return []
     try:
-        return Find(argv)
+        with os.scandir(lib) as it:
+            names = [e.name for e in it if e.name.startswith("python") and e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return []
+    found = []
+    for name in sorted(names):
+        site = os.path.join(lib, name, "site-packages")
+        if os.path.isdir(site) and not os.path.islink(site):
+            found.append(site)
+    return found
+
+
+class EnvScan:
+    """The finds that scan one environment: one over the root without its site folders,
+    one over each site folder. More processes than one walk, but they spread over the cores
+    (a site-packages holds half an environment) and each prints paths in the form that the
+    records look them up in."""
+
+    def __init__(self, root: str, owner: tuple[int, int], unreadable: bool):
+        self.root = root.rstrip("/") or "/"
+        sites = site_folders(self.root)
+        self.finds: dict[str, Find] = {}
+        try:
+            self.finds[self.root] = Find(_find_argv(self.root, owner, unreadable, sites))
+            for site in sites:
+                self.finds[site] = Find(_find_argv(site, owner, unreadable, []))
+        except BaseException:
+            self.kill()
+            self.result()  # reaps the finds started, closes their files
+            raise
+
+    def kill(self) -> None:
+        for proc in self.finds.values():
+            proc.kill()
+
+    def result(self) -> Scan:
+        trees, entries, errors = {}, [], []
+        for folder, proc in self.finds.items():
+            trees[folder], found, complaints = _parse_find(proc)
+            entries += found
+            errors += complaints
+        self.finds = {}
+        return Scan(trees, entries, tuple(errors))
+
+
+def start_find(root: str, owner: tuple[int, int], unreadable: bool) -> EnvScan | None:
+    """Start scanning an environment with GNU find. None where there is no find (the caller
+    walks in Python instead)."""
+    try:
+        return EnvScan(root, owner, unreadable)
     except FileNotFoundError:
         return None
 
 
 def start_env_scans(layout, names) -> dict:
-    """{env: Find} for the PREFIX environments among `names` that exist: the scans doctor's
-    checks read (the user env's also picks what users cannot read). Started as early as
-    possible, so that find walks while Python imports and inspects."""
+    """{env: EnvScan} for the PREFIX environments among `names` that exist: the scans
+    doctor's checks read (the user env's also picks what users cannot read). Started as
+    early as possible, so that find walks while Python imports and inspects."""
     try:
         st = os.stat(layout.prefix)
     except OSError:
@@ -155,13 +267,17 @@ def start_env_scans(layout, names) -> dict:
     return finds
 
 
-def read_find(proc: Find) -> Scan:
+def read_find(proc: EnvScan) -> Scan:
+    return proc.result()
+
+
+def _parse_find(proc: Find) -> tuple[set[str], list[ScannedEntry], list[str]]:
     raw, complaints = proc.result()
     output = os.fsdecode(raw)
     # one set() over the split output: C speed for 40,000 paths. A detail record starts
-    # with \1 and so never equals a path (paths start with the root); it always follows
-    # the path record of the same entry, hence after a \0.
-    paths = set(output.split("\0"))
+    # with \1 and so never equals a relative path; it always follows the path record of
+    # the same entry, hence after a \0.
+    tree = set(output.split("\0"))
     entries = []
     at = output.find("\0\x01")
     while at != -1:
@@ -170,11 +286,11 @@ def read_find(proc: Find) -> Scan:
         entries.append(ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino)))
         at = output.find("\0\x01", end)
     text = complaints.decode("utf-8", "replace")
-    return Scan(paths, entries, tuple(line for line in text.splitlines() if line.startswith("find: ")))
+    return tree, entries, [line for line in text.splitlines() if line.startswith("find: ")]
 
 
 def walk(root: str, picks) -> Scan:
-    """The same scan without find: os.scandir, one lstat per entry."""
+    """The same scan without find: os.scandir, one lstat per entry; one tree (the root)."""
     paths: set[str] = set()
     entries = []
     errors = []
@@ -197,7 +313,8 @@ def walk(root: str, picks) -> Scan:
                             entries.append(scanned_entry(item.path, est, False))
         except OSError as error:
             errors.append(f"{folder}: {error.strerror}")
-    return Scan(paths, entries, tuple(errors))
+    cut = len(root.rstrip("/")) + 1
+    return Scan({root.rstrip("/"): {p[cut:] for p in paths}}, entries, tuple(errors))
 
 
 def scanned_entry(path: str, st: os.stat_result, is_dir: bool) -> ScannedEntry:

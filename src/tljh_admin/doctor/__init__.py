@@ -60,7 +60,10 @@ def run_doctor(ctx: Context, checks: list[Check], targets: list[str] | None = No
     results = []
     scanned = {env for c in checks if c.scans for env in c.envs}
     ctx.prefetch(sorted(e for e in scanned if not targets or e in targets))
-    for check in checks:
+    # the checks that read the scans last, so that find walks while the others run; the
+    # results keep the checks' order
+    order = {id(check): i for i, check in enumerate(checks)}
+    for check in sorted(checks, key=lambda c: c.scans):
         for env in check.envs:
             if targets and (env == HOST or env not in targets):
                 continue
@@ -74,6 +77,7 @@ def run_doctor(ctx: Context, checks: list[Check], targets: list[str] | None = No
                 findings = (_crash_finding(check, env, crash),)
             status = worst(f.status for f in findings) if findings else OK
             results.append(CheckResult(check, env, status, findings))
+    results.sort(key=lambda r: order[id(r.check)])  # stable: each check's envs keep their order
     return DoctorReport(tuple(results))
 
 

@@ -377,18 +377,47 @@ def pip_over_conda(ctx: Context, name: str) -> list[Finding]:
     return found
 
 
-def _never_changed(ctx: Context) -> bool:
-    """tljh-admin never changed anything here: no folder of its own in PREFIX/state, and
-    PREFIX/state itself a root-only folder. Then there is nothing to recover or distrust,
-    and doctor need not import the change machinery to say so."""
+#: transaction.SUBFOLDERS' folders whose contents doctor reports on (a test keeps them in step)
+_JOURNALS, _SNAPSHOTS = "journal", "snapshots"
+
+
+def _private_folder(path: str) -> bool:
+    """A real folder, root's, that neither group nor others may write (StateDir's rule)."""
     try:
-        st = os.lstat(ctx.layout.state)
-    except FileNotFoundError:
-        return not os.path.lexists(ctx.layout.admin_state)
+        st = os.lstat(path)
     except OSError:
         return False
-    private = stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
-    return private and not os.path.lexists(ctx.layout.admin_state)
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == 0 and not st.st_mode & 0o022
+
+
+def _never_changed(ctx: Context) -> bool:
+    """tljh-admin never changed anything here, or left nothing to report: PREFIX/state a
+    root-only folder, and either no folder of its own in it, or one whose entries are all
+    root-only folders, with no journal and no snapshot. Then there is nothing to recover or
+    distrust, and doctor need not import the change machinery to say so; anything else
+    (a file, a journal, a folder others could write) takes the full look."""
+    if not os.path.lexists(ctx.layout.state):
+        return not os.path.lexists(ctx.layout.admin_state)
+    if not _private_folder(ctx.layout.state):
+        return False
+    if not os.path.lexists(ctx.layout.admin_state):
+        return True
+    if not _private_folder(ctx.layout.admin_state):
+        return False
+    try:
+        names = os.listdir(ctx.layout.admin_state)
+    except OSError:
+        return False
+    if not all(_private_folder(os.path.join(ctx.layout.admin_state, n)) for n in names):
+        return False
+    for held in (_JOURNALS, _SNAPSHOTS):
+        if held in names:
+            try:
+                if os.listdir(os.path.join(ctx.layout.admin_state, held)):
+                    return False
+            except OSError:
+                return False
+    return True
 
 
 def unfinished_change(ctx: Context, name: str) -> list[Finding]:
@@ -492,6 +521,8 @@ def disk_space(ctx: Context, name: str) -> list[Finding]:
 def _snapshot_space(ctx: Context) -> list[Finding]:
     """The space tljh-admin's rollback snapshots hold on their own (in PREFIX/state, which
     TLJH's docs tell admins to back up)."""
+    if _never_changed(ctx):
+        return []  # no snapshot
     from tljh_admin.errors import PermissionDenied
     from tljh_admin.transaction import StateDir
 

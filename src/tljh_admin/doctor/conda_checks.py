@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import FAILED, SKIPPED, WARNING, Check, Finding
@@ -31,12 +32,40 @@ def _skipped_unless_conda(ctx: Context) -> list[Finding] | None:
 
 
 def _reinstall_hint(env_root: str, name: str) -> str:
-    from tljh_admin import conda
+    from tljh_admin import conda_env as conda
 
     tool = conda.find_tool(env_root) or os.path.join(env_root, "bin", "conda")
     return (
         f"sudo {tool} install --yes --prefix {env_root} --force-reinstall -c {conda.DEFAULT_CHANNEL} {name}"
     )
+
+
+# a `..` path segment: at the start, the end, or between slashes of the joined paths
+_PARENT_SEGMENT = re.compile(r"(?:^|[\0/])\.\.(?:$|[\0/])")
+
+
+def _escaping(files) -> list[str]:
+    """The record's paths that are not plain relative paths inside the env (absolute, with a
+    `..` segment, or not strings). One C-speed search over the joined paths; the per-path
+    loop only runs when that finds something."""
+    try:
+        joined = "\0".join(files)
+    except TypeError:
+        joined = "\0.."  # a path that is not a string: look at each
+    if not joined.startswith("/") and "\0/" not in joined and not _PARENT_SEGMENT.search(joined):
+        return []
+    return [
+        str(rel)
+        for rel in files
+        if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.split("/")
+    ]
+
+
+def _missing(env_root: str, files: list[str], scan) -> list[str]:
+    """The record's files that are not there, in the record's order: a set difference with
+    the scan of the env; what the scan did not see gets one lstat."""
+    gone = {rel for rel in scan.unseen(env_root, files) if not os.path.lexists(os.path.join(env_root, rel))}
+    return [rel for rel in files if rel in gone] if gone else []
 
 
 def conda_files(ctx: Context, name: str) -> list[Finding]:
@@ -45,6 +74,7 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
         return skipped
     env = ctx.env(USER)
     root = os.path.realpath(env.root)
+    scan = ctx.scan(USER)
     found = []
     for record in env.conda_records:
         path = os.path.join(env.root, "conda-meta", record.meta_file)
@@ -61,12 +91,13 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
                 )
             )
             continue
-        missing, escaping = [], []
-        for rel in files:
-            if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.split("/"):
-                escaping.append(str(rel))
-            elif not os.path.lexists(os.path.join(env.root, rel)):
-                missing.append(rel)
+        escaping = _escaping(files)
+        if escaping:
+            named = set(escaping)
+            files_inside = [rel for rel in files if isinstance(rel, str) and rel not in named]
+        else:
+            files_inside = files
+        missing = _missing(env.root, files_inside, scan)
         if escaping:
             found.append(
                 Finding(
@@ -96,7 +127,7 @@ def conda_history(ctx: Context, name: str) -> list[Finding]:
     skipped = _skipped_unless_conda(ctx)
     if skipped is not None:
         return skipped
-    from tljh_admin import conda
+    from tljh_admin import conda_env as conda
 
     env = ctx.env(USER)
     revisions = conda.read_history(env.root)
@@ -139,7 +170,7 @@ def conda_tools(ctx: Context, name: str) -> list[Finding]:
     skipped = _skipped_unless_conda(ctx)
     if skipped is not None:
         return skipped
-    from tljh_admin import conda
+    from tljh_admin import conda_env as conda
 
     env = ctx.env(USER)
     records = {r.name for r in env.conda_records}
@@ -175,6 +206,7 @@ CONDA_CHECKS = (
         (USER,),
         conda_files,
         "a conda package with files missing breaks what links to it (a C library, a module)",
+        scans=True,
     ),
     Check(
         "conda-history",

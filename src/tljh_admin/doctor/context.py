@@ -81,12 +81,13 @@ class Context:
         self._finds.update(finds)
 
     def scan(self, name: str) -> permissions.Scan:
-        """Every path of a PREFIX environment, and the details of the entries that are
-        world-writable, not the prefix owner's or (user env) not usable by users."""
+        """Every path of a PREFIX environment (by folder walked), and the details of the
+        entries that are world-writable, not the prefix owner's or (user env) not usable by
+        users."""
         if name not in self._scans:
             root = self._root(name)
             if not root:
-                self._scans[name] = permissions.Scan(set(), [], ())
+                self._scans[name] = permissions.Scan({}, [], ())
             else:
                 proc = self._finds.pop(name, None)
                 if proc is None:

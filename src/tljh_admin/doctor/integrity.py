@@ -1,10 +1,11 @@
 """Are the installed files still there (and, with --deep, still what was installed)?
 
-For each distribution, the files its RECORD lists are looked up in the set of paths the
-environment scan already holds: one `find` walk per environment and a set lookup per file,
-not a stat per file. A path the scan did not see (outside the environment, reached through
-a symlinked folder) is checked with one lstat, so the set only speeds things up and never
-decides alone. Conda packages' files are conda-files' (conda_checks.py).
+For each distribution, the files its RECORD lists are looked up in the paths the
+environment scan already holds (its site folder's, relative to it as RECORD writes them):
+one set difference per distribution, not a stat per file. A path the scan did not see
+(outside the environment, reached through a symlinked folder) is checked with one lstat,
+so the scan only speeds things up and never decides alone. Conda packages' files are
+conda-files' (conda_checks.py).
 """
 
 from __future__ import annotations
@@ -66,23 +67,21 @@ def _relevant(ctx: Context, name: str):
         yield dist
 
 
-def record_rows(ctx: Context, name: str):
-    """(dist, [(full path, hash)]) for each distribution whose RECORD this check covers."""
-    for dist in _relevant(ctx, name):
-        rows = read_record(dist)
-        if rows:
-            yield dist, [(_full_path(dist.location, path), digest) for path, digest in rows]
-
-
-def missing_files(dist, paths: list[str], known: set[str]) -> list[str]:
-    """The RECORD paths (as written) whose file is not there. The hot loop of doctor: a
-    set lookup per file; one lstat only for what the scan did not see."""
+def missing_files(dist, paths: list[str], scan) -> list[str]:
+    """The RECORD paths (as written) whose file is not there, as full paths, in RECORD's
+    order. The hot loop of doctor, done as one set difference: the scan holds the paths of
+    the dist's site folder relative to it, as RECORD writes nearly all rows; the rest
+    (`../../../bin/x`, absolute or unusual rows) are made full and looked up in the scan, and
+    only what the scan did not see costs an lstat."""
+    unseen = scan.unseen(dist.location, paths) if scan else set(paths)
+    if not unseen:
+        return []
     site = dist.location + "/"
     # scripts and data files are written `../../../bin/x` from lib/pythonX.Y/site-packages
     env_root = os.path.dirname(os.path.dirname(os.path.dirname(dist.location))) + "/"
     lexists = os.path.lexists
-    missing = []
-    for path in paths:
+    missing = set()
+    for path in unseen:
         if path.endswith(".pyc"):
             continue  # bytecode caches: Python writes them again when they are gone
         if "./" not in path and path[0] != "/":
@@ -91,9 +90,16 @@ def missing_files(dist, paths: list[str], known: set[str]) -> list[str]:
             full = env_root + path[9:]
         else:
             full = os.path.normpath(path if path[0] == "/" else site + path)
-        if full not in known and not lexists(full):
-            missing.append(full)
-    return missing
+        if not (scan and scan.saw(full)) and not lexists(full):
+            missing.add(path)
+    if not missing:
+        return []
+    ordered = []  # RECORD's order, so that the examples named are always the same ones
+    for path in paths:
+        if path in missing:
+            missing.discard(path)
+            ordered.append(_full_path(dist.location, path))
+    return ordered
 
 
 def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:
@@ -109,15 +115,16 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if env.status == MISSING:
         return [Finding("skipped", f"the {name} environment is missing", env.root, "")]
-    known = ctx.scan(name).paths if name != SYSTEM else set()
+    # RECORDs first, then the scan: they are read while find still walks
+    records = [(dist, read_record_paths(dist)) for dist in _relevant(ctx, name)]
+    scan = ctx.scan(name) if name != SYSTEM else None
     found = []
     rewritten: list[str] = []
     root = env.root.rstrip("/") + "/"
-    for dist in _relevant(ctx, name):
-        paths = read_record_paths(dist)
+    for dist, paths in records:
         if not paths:
             continue
-        missing = missing_files(dist, paths, known)
+        missing = missing_files(dist, paths, scan)
         if missing:
             shown = [p[len(root) :] if p.startswith(root) else p for p in missing]
             spec = f"{dist.name}=={dist.version}"

@@ -9,7 +9,7 @@ import os
 import re
 
 from tljh_admin.doctor.context import Context
-from tljh_admin.doctor.integrity import _examples, quoted, record_rows
+from tljh_admin.doctor.integrity import _examples, _full_path, _relevant, quoted
 from tljh_admin.doctor.model import (
     FAILED,
     HUB_FAILS,
@@ -19,7 +19,7 @@ from tljh_admin.doctor.model import (
     WARNING,
     Finding,
 )
-from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.envs.sitepackages import canonical_name, read_record_paths
 from tljh_admin.layout import HUB, SYSTEM, USER
 
 REBUILD_HUB = "sudo tljh env rebuild --target hub"
@@ -175,10 +175,12 @@ def _bad_scripts(root: str) -> dict[tuple[str, str], list[str]]:
 
 
 def _owners(ctx: Context, name: str, scripts: set[str]) -> list[str]:
-    """NAME==VERSION of the distributions whose RECORD lists these scripts."""
+    """NAME==VERSION of the distributions whose RECORD lists these scripts (only the rows
+    that can name a script are made full paths)."""
     owners = []
-    for dist, rows in record_rows(ctx, name):
-        if any(os.path.normpath(path) in scripts for path, _ in rows):
+    for dist in _relevant(ctx, name):
+        rows = read_record_paths(dist) or ()
+        if any(_full_path(dist.location, path) in scripts for path in rows if "bin/" in path):
             owners.append(f"{dist.name}=={dist.version}")
     return sorted(owners, key=canonical_name)
 
