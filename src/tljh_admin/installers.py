@@ -238,13 +238,15 @@ class Installer(abc.ABC):
     def uninstall_command(self, names: Sequence[str]) -> list[str]:
         """The command that removes `names`."""
 
-    def _dry_run(self, command: list[str], options: PipOptions = NO_OPTIONS) -> subprocess.CompletedProcess:
+    def _dry_run(
+        self, command: list[str], options: PipOptions = NO_OPTIONS, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a resolve-only command; its failure is the request's, told in the installer's words."""
         proc = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            env=self.child_env,
+            env={**self.child_env, **(extra_env or {})},
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
             errors="replace",
@@ -436,7 +438,11 @@ class UvInstaller(Installer):
             *self._uv("install", "--dry-run"),
             *self.install_args(requirements, constraint_file, upgrade, options),
         ]
-        proc = self._dry_run(command, options)
+        # the dry run's short retries and timeout (DRY_RUN_RETRIES), in uv's variables; a uv
+        # that predates UV_HTTP_RETRIES ignores it and keeps its own 3 retries
+        proc = self._dry_run(
+            command, options, {"UV_HTTP_RETRIES": DRY_RUN_RETRIES, "UV_HTTP_TIMEOUT": DRY_RUN_TIMEOUT}
+        )
         install, remove = [], []
         for line in proc.stderr.splitlines():
             match = re.match(r"^ ([+-]) ([^=\s]+)==(\S+)", line)
