@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tljh_admin import conda, policy, snapshot
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT
@@ -237,8 +237,6 @@ def _with_hashed_file(wanted: policy.RequirementSet, workdir: str) -> policy.Req
     its own, of the validated lines, so that the plan and the run read the same thing."""
     if not wanted.hashed:
         return wanted
-    from dataclasses import replace
-
     path = os.path.join(workdir, "hashed-requirements.txt")
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as f:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tljh_admin.envs.model import Environment
@@ -360,8 +360,6 @@ def _merge_file_options(options: PipOptions, lines: Iterable[FileLine], path: st
                 extra.append(value)
             elif name == "pre":
                 pre = True
-    from dataclasses import replace
-
     return replace(options, index_url=index_url, extra_index_urls=tuple(extra), pre=pre)
 
 
