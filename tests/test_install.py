@@ -261,7 +261,7 @@ CORPUS = {
     "--target= after --": ["--", "--target=/tmp/x", "numpy"],
     "--prefix as a package": ["--prefix", "/tmp", "numpy"],
     "--root as a package": ["--root=/", "numpy"],
-    "an unknown option": ["--index-url=https://evil/simple", "numpy"],
+    "an unknown option": ["--trusted-host=evil", "numpy"],
     "semicolon command": ["numpy; rm -rf /"],
     "command substitution": ["$(reboot)"],
     "backticks": ["`reboot`"],
@@ -284,7 +284,7 @@ CORPUS = {
 
 def _corpus_files(tmp_path: Path) -> None:
     (tmp_path / "empty.txt").write_text("# nothing here\n\n")
-    (tmp_path / "reqs with spaces.txt").write_text("numpy==2.1.0\n--index-url https://elsewhere/simple\n")
+    (tmp_path / "reqs with spaces.txt").write_text("numpy==2.1.0\n--trusted-host elsewhere\n")
     (tmp_path / "shell.txt").write_text("numpy; $(reboot)\n")
 
 

@@ -22,8 +22,15 @@ from tljh_admin import changes, export, policy
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import Refused, ResolutionFailed, UsageError
-from tljh_admin.installers import REMOVE, InstallerFailed, PlannedChange, plan_changes, write_constraints
+from tljh_admin.errors import Refused, UsageError
+from tljh_admin.installers import (
+    REMOVE,
+    InstallerFailed,
+    PlannedChange,
+    plan_changes,
+    resolution_error,
+    write_constraints,
+)
 from tljh_admin.layout import HUB, USER, Layout
 
 # What --exact never removes: the installers that do the removing, and the interpreter.
@@ -190,11 +197,7 @@ def _resolve(installer, requirements: list[str], constraint_file: str | None, de
     try:
         return installer.resolve(requirements, constraint_file, False)
     except InstallerFailed as failure:
-        last = failure.output.splitlines()[-1] if failure.output else "no output"
-        raise ResolutionFailed(
-            f"{failure} for {desired.origin}: {last}",
-            hint=f"the installer said:\n{failure.output}" if failure.output else "",
-        ) from None
+        raise resolution_error(failure, f"{failure} for {desired.origin}") from None
 
 
 def _requirements_and_resolution(installer, missing: list[Wanted], constraint_file, desired: Desired):

@@ -10,7 +10,7 @@ import contextlib
 import os
 import shutil
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from tljh_admin import conda, policy, snapshot
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT
@@ -20,11 +20,14 @@ from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
 from tljh_admin.installers import (
+    NO_OPTIONS,
     REMOVE,
     InstallerFailed,
+    PipOptions,
     PlannedChange,
     make_installer,
     plan_changes,
+    resolution_error,
     write_constraints,
 )
 from tljh_admin.layout import ENV_NAMES, HUB, SYSTEM, USER, Layout, unknown_target
@@ -76,6 +79,8 @@ class InstallRequest(ChangeRequest):
     #: conda packages (conda match specs) with the env's mamba/conda, from conda-forge + channels
     conda: bool = False
     channels: tuple[str, ...] = ()
+    #: --index-url, --pre, --no-deps ... for pip (or uv's equivalents)
+    options: PipOptions = NO_OPTIONS
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,7 +206,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     wanted = policy.validate_requirements(
-        request.packages, request.requirement_files, request.constraint_files
+        request.packages, request.requirement_files, request.constraint_files, request.options
     )
     policy.refuse_user_server_packages_in_hub(env, wanted.names, request.force)
     policy.refuse_direct_jupyterhub_change(env, wanted.names)
@@ -211,6 +216,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
     with _installer_for(request, env, layout) as (installer, workdir):
         constraints = [*wanted.constraints, *([pin] if pin else [])]
         constraint_file = write_constraints(workdir, constraints)
+        wanted = _with_hashed_file(wanted, workdir)
         resolution = _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir)
         plan = plan_changes(env, resolution, wanted.names)
         if env.name == HUB:
@@ -219,36 +225,47 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
             )
             policy.refuse_moving_hub_jupyterhub(plan, resolution.requires)
         conda.refuse_pip_over_conda(env, plan, request.force)
-        command = installer.install_command(wanted.requirements, constraint_file, request.upgrade)
+        command = installer.install_command(
+            wanted.requirements, constraint_file, request.upgrade, wanted.options
+        )
         change, run = _installer_change(layout, request, "install", env, installer, command)
         yield Prepared("install", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
 
 
+def _with_hashed_file(wanted: policy.RequirementSet, workdir: str) -> policy.RequirementSet:
+    """Requirements with `--hash` options reach pip only in a requirements file: tljh writes
+    its own, of the validated lines, so that the plan and the run read the same thing."""
+    if not wanted.hashed:
+        return wanted
+    path = os.path.join(workdir, "hashed-requirements.txt")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write("\n".join(wanted.hashed) + "\n")
+    return replace(wanted, requirements=(*wanted.requirements, "-r", path))
+
+
 def _resolve_pinned(installer, wanted, constraint_file, request, pin, workdir):
     try:
-        return installer.resolve(wanted.requirements, constraint_file, request.upgrade)
+        return installer.resolve(wanted.requirements, constraint_file, request.upgrade, wanted.options)
     except InstallerFailed as failure:
-        if pin:
+        if pin and not failure.unreachable:
             _explain_pin_conflict(installer, wanted, request, pin, workdir)
-        hint = f"the installer said:\n{failure.output}" if failure.output else ""
-        if installer.env.kind == "conda":  # TLJH's docs: C libraries (gdal...) come from conda-forge
+        error = resolution_error(failure)
+        if installer.env.kind == "conda" and not failure.unreachable:
+            # TLJH's docs: C libraries (gdal...) come from conda-forge
             names = " ".join(sorted(wanted.names))
-            hint = (
+            error.hint = (
                 f"for a conda package: tljh env install --target {installer.env.name} --conda {names}; "
-                + hint
+                + error.hint
             )
-        raise TljhError(
-            f"{failure}: {failure.output.splitlines()[-1] if failure.output else 'no output'}",
-            hint=hint,
-            exit_code=ExitCode.REFUSED,
-        ) from None
+        raise error from None
 
 
 def _explain_pin_conflict(installer, wanted, request, pin, workdir) -> None:
     """The pinned resolve failed: resolve without the pin to name who wants which jupyterhub."""
     unpinned_file = write_constraints(workdir, list(wanted.constraints))
     try:
-        free = installer.resolve(wanted.requirements, unpinned_file, request.upgrade)
+        free = installer.resolve(wanted.requirements, unpinned_file, request.upgrade, wanted.options)
     except InstallerFailed:
         return  # fails without the pin too: not the pin's fault
     wanted_hub = [v for n, v in free.install if canonical_name(n) == "jupyterhub"]
@@ -346,6 +363,11 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
     _check_target(request.target)
     if request.requirement_files or request.constraint_files:
         raise UsageError("--conda takes conda package specs, not -r or -c files", hint="name the packages")
+    if request.options != NO_OPTIONS:
+        raise UsageError(
+            "--index-url, --pre, --no-deps and the like are pip's options, not conda's",
+            hint="drop them, or drop --conda (conda channels: --channel)",
+        )
     _refuse_other_installer(request)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)

@@ -21,10 +21,24 @@ from dataclasses import dataclass
 from tljh_admin.defaults import DEFAULT_INSTALLER, INSTALLERS, PIP, UV  # noqa: F401 (one list, shared)
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.errors import ExitCode, IndexUnreachable, ResolutionFailed, TljhError
 
 # `pip install --dry-run --report` appeared in pip 22.2.
 PIP_REPORT_MIN = (22, 2)
+# `--root-user-action` appeared in pip 22.1 (pip's changelog); it silences the "Running pip as
+# the 'root' user" warning, which is noise when tljh runs pip as root on purpose.
+PIP_ROOT_USER_ACTION_MIN = (22, 1)
+# Ours, for the plan's dry run only: one retry with a 5 s timeout, so that an unreachable
+# index is told in seconds (pip's defaults, 5 retries of 15 s, took 17 s and more). The real
+# run keeps pip's defaults (or the admin's pip.conf).
+DRY_RUN_RETRIES, DRY_RUN_TIMEOUT = "1", "5"
+# pip's index when none is configured (pip's PyPI.simple_url)
+DEFAULT_INDEX_URL = "https://pypi.org/simple"
+# What pip (urllib3, via requests) and uv (reqwest) print when the index cannot be reached at all
+_UNREACHABLE = re.compile(
+    r"NewConnectionError|Could not fetch URL|ConnectTimeoutError|Failed to establish a new connection"
+    r"|ProxyError|SSLError|error sending request for url|tcp connect error|dns error"
+)
 
 # PlannedChange.action values
 INSTALL, UPGRADE, DOWNGRADE, REINSTALL, REMOVE = "install", "upgrade", "downgrade", "reinstall", "remove"
@@ -53,9 +67,84 @@ class Resolution:
 
 
 class InstallerFailed(Exception):
-    def __init__(self, message: str, output: str):
+    def __init__(self, message: str, output: str, unreachable: str = ""):
         super().__init__(message)
         self.output = output
+        #: the index URL that could not be reached ("" when the index answered)
+        self.unreachable = unreachable
+
+
+@dataclass(frozen=True)
+class PipOptions:
+    """The pip options an admin may pass on (`tljh env install --index-url ...`): where
+    packages come from and how they are chosen, never where they go."""
+
+    index_url: str | None = None
+    extra_index_urls: tuple[str, ...] = ()
+    pre: bool = False
+    no_deps: bool = False
+    force_reinstall: bool = False
+    no_cache_dir: bool = False
+
+    def pip_args(self) -> list[str]:
+        args = ["--index-url", self.index_url] if self.index_url else []
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        flags = {"--pre": self.pre, "--no-deps": self.no_deps, "--force-reinstall": self.force_reinstall,
+                 "--no-cache-dir": self.no_cache_dir}  # fmt: skip
+        return [*args, *(flag for flag, on in flags.items() if on)]
+
+    def uv_args(self) -> list[str]:
+        """uv's names for the same (uv pip install --help)."""
+        args = ["--index-url", self.index_url] if self.index_url else []
+        for url in self.extra_index_urls:
+            args += ["--extra-index-url", url]
+        flags = {"--no-deps": self.no_deps, "--reinstall": self.force_reinstall,
+                 "--no-cache": self.no_cache_dir}  # fmt: skip
+        args += ["--prerelease", "allow"] if self.pre else []
+        return [*args, *(flag for flag, on in flags.items() if on)]
+
+
+NO_OPTIONS = PipOptions()
+
+
+def resolution_error(failure: InstallerFailed, doing: str = "") -> ResolutionFailed:
+    """The typed error for a failed resolve: IndexUnreachable when the index never answered,
+    else ResolutionFailed (no such version, conflicts), both with the installer's words."""
+    if failure.unreachable:
+        return IndexUnreachable(
+            f"cannot reach the package index at {failure.unreachable}",
+            hint="check the network and proxy (HTTPS_PROXY), or the index URL (--index-url, pip.conf)",
+        )
+    last = failure.output.splitlines()[-1] if failure.output else "no output"
+    return ResolutionFailed(
+        f"{doing or failure}: {last}", hint=f"the installer said:\n{failure.output}" if failure.output else ""
+    )
+
+
+def redact_url(url: str) -> str:
+    """An index URL without its password (tokens live there), as pip prints it."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = f"{parts.username}:****@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def _unreachable_index(output: str, urls: Sequence[str]) -> str:
+    """The index URL (redacted) that the installer's output says it could not reach, "" if none."""
+    if not _UNREACHABLE.search(output):
+        return ""
+    from urllib.parse import urlsplit
+
+    # pip names the host only in some of these messages (urllib3 2 leaves it out of
+    # NewConnectionError): when none is named, every index the request reads is a suspect
+    # (a file:// index is a folder: never a connection error)
+    remote = [url for url in urls if urlsplit(url).scheme != "file"] or list(urls)
+    named = [url for url in remote if urlsplit(url).netloc and urlsplit(url).netloc in output]
+    return " or ".join(redact_url(url) for url in dict.fromkeys(named or remote))
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -113,12 +202,23 @@ class Installer(abc.ABC):
         self.python = env.interpreter.path
 
     def install_args(
-        self, requirements: Sequence[str], constraint_file: str | None, upgrade: bool
+        self,
+        requirements: Sequence[str],
+        constraint_file: str | None,
+        upgrade: bool,
+        options: PipOptions = NO_OPTIONS,
     ) -> list[str]:
         args = ["--upgrade"] if upgrade else []
+        args += options.uv_args() if self.name == UV else options.pip_args()
         if constraint_file:
             args += ["-c", constraint_file]
         return [*args, *requirements]
+
+    def index_urls(self, options: PipOptions = NO_OPTIONS) -> list[str]:
+        """The indexes this request reads: its own, else the admin's configuration, else PyPI."""
+        settings = pip_index_settings(self.child_env, self.env.root)
+        first = options.index_url or settings.get("index-url") or DEFAULT_INDEX_URL
+        return [first, *options.extra_index_urls, *settings.get("extra-index-url", "").split()]
 
     @abc.abstractmethod
     def check_usable(self) -> None:
@@ -138,20 +238,25 @@ class Installer(abc.ABC):
     def uninstall_command(self, names: Sequence[str]) -> list[str]:
         """The command that removes `names`."""
 
-    def _dry_run(self, command: list[str]) -> subprocess.CompletedProcess:
+    def _dry_run(
+        self, command: list[str], options: PipOptions = NO_OPTIONS, extra_env: Mapping[str, str] | None = None
+    ) -> subprocess.CompletedProcess:
         """Run a resolve-only command; its failure is the request's, told in the installer's words."""
         proc = subprocess.run(
             command,
             capture_output=True,
             text=True,
-            env=self.child_env,
+            env={**self.child_env, **(extra_env or {})},
             cwd=self.workdir,
             stdin=subprocess.DEVNULL,
             errors="replace",
         )
         if proc.returncode != 0:
+            output = f"{proc.stdout}\n{proc.stderr}"
             raise InstallerFailed(
-                f"{self.name} could not resolve the request", _error_tail(proc.stderr or proc.stdout)
+                f"{self.name} could not resolve the request",
+                _error_tail(proc.stderr or proc.stdout),
+                _unreachable_index(output, self.index_urls(options)),
             )
         return proc
 
@@ -248,7 +353,12 @@ class PipInstaller(Installer):
                 exit_code=ExitCode.REFUSED,
             )
 
-    def resolve(self, requirements, constraint_file, upgrade) -> Resolution:
+    def _root_user_action(self) -> list[str]:
+        versions = [d.version for d in self.env.distributions if canonical_name(d.name) == "pip"]
+        supported = versions and _version_tuple(versions[0]) >= PIP_ROOT_USER_ACTION_MIN
+        return ["--root-user-action=ignore"] if supported else []
+
+    def resolve(self, requirements, constraint_file, upgrade, options: PipOptions = NO_OPTIONS) -> Resolution:
         report_path = os.path.join(self.workdir, "pip-report.json")
         command = [
             *self._pip(),
@@ -257,9 +367,14 @@ class PipInstaller(Installer):
             "--quiet",
             "--report",
             report_path,
-            *self.install_args(requirements, constraint_file, upgrade),
+            "--retries",
+            DRY_RUN_RETRIES,
+            "--timeout",
+            DRY_RUN_TIMEOUT,
+            *self._root_user_action(),
+            *self.install_args(requirements, constraint_file, upgrade, options),
         ]
-        self._dry_run(command)
+        self._dry_run(command, options)
         with open(report_path, encoding="utf-8") as f:
             report = json.load(f)
         install = []
@@ -281,7 +396,9 @@ class PipInstaller(Installer):
         # the plan's `--dry-run` is exempt from PEP 668, the real run is not
         return ["--break-system-packages"] if self.env.externally_managed else []
 
-    def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
+    def install_command(
+        self, requirements, constraint_file, upgrade, options: PipOptions = NO_OPTIONS
+    ) -> list[str]:
         # pip compiles bytecode by default; --no-warn-script-location: bin/ is the env's own
         return [
             *self._pip(),
@@ -289,12 +406,13 @@ class PipInstaller(Installer):
             "--progress-bar",
             "off",
             "--no-warn-script-location",
+            *self._root_user_action(),
             *self._pep668(),
-            *self.install_args(requirements, constraint_file, upgrade),
+            *self.install_args(requirements, constraint_file, upgrade, options),
         ]
 
     def uninstall_command(self, names) -> list[str]:
-        return [*self._pip(), "uninstall", "--yes", *self._pep668(), *names]
+        return [*self._pip(), "uninstall", "--yes", *self._root_user_action(), *self._pep668(), *names]
 
 
 class UvInstaller(Installer):
@@ -315,12 +433,16 @@ class UvInstaller(Installer):
         extra = ["--break-system-packages"] if self.env.externally_managed else []
         return [self.uv, "pip", *args, "--python", self.python, *extra, *self.index_args]
 
-    def resolve(self, requirements, constraint_file, upgrade) -> Resolution:
+    def resolve(self, requirements, constraint_file, upgrade, options: PipOptions = NO_OPTIONS) -> Resolution:
         command = [
             *self._uv("install", "--dry-run"),
-            *self.install_args(requirements, constraint_file, upgrade),
+            *self.install_args(requirements, constraint_file, upgrade, options),
         ]
-        proc = self._dry_run(command)
+        # the dry run's short retries and timeout (DRY_RUN_RETRIES), in uv's variables; a uv
+        # that predates UV_HTTP_RETRIES ignores it and keeps its own 3 retries
+        proc = self._dry_run(
+            command, options, {"UV_HTTP_RETRIES": DRY_RUN_RETRIES, "UV_HTTP_TIMEOUT": DRY_RUN_TIMEOUT}
+        )
         install, remove = [], []
         for line in proc.stderr.splitlines():
             match = re.match(r"^ ([+-]) ([^=\s]+)==(\S+)", line)
@@ -328,14 +450,16 @@ class UvInstaller(Installer):
                 (install if match.group(1) == "+" else remove).append((match.group(2), match.group(3)))
         return Resolution(tuple(install), tuple(remove), {})
 
-    def install_command(self, requirements, constraint_file, upgrade) -> list[str]:
+    def install_command(
+        self, requirements, constraint_file, upgrade, options: PipOptions = NO_OPTIONS
+    ) -> list[str]:
         # Bytecode is compiled now: users cannot write __pycache__ in a root-owned env.
         # uv's default link mode stays (hard links from its cache on Linux: 2.5x faster than
         # copies here); installers never rewrite files in place, and UV_LINK_MODE=copy is
         # honoured for admins who edit installed files by hand.
         return [
             *self._uv("install", "--compile-bytecode"),
-            *self.install_args(requirements, constraint_file, upgrade),
+            *self.install_args(requirements, constraint_file, upgrade, options),
         ]
 
     def uninstall_command(self, names) -> list[str]:

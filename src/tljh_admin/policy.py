@@ -9,12 +9,13 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, TljhError
+from tljh_admin.errors import ExitCode, Refused, TljhError, UsageError
+from tljh_admin.installers import NO_OPTIONS, PipOptions
 from tljh_admin.layout import HUB, SYSTEM, USER
 from tljh_admin.placement import USER_SERVER_PACKAGES  # rule 5's set; doctor reads it too
 
@@ -154,6 +155,11 @@ class RequirementSet:
     requirements: tuple[str, ...]
     constraints: tuple[str, ...]
     names: frozenset[str]
+    #: requirement-file lines with their `--hash` options ("name==1.0 --hash=sha256:..."),
+    #: handed to the installer in a requirements file of tljh's own (pip takes hashes only there)
+    hashed: tuple[str, ...] = ()
+    #: the command line's pip options with those of the requirements files
+    options: PipOptions = NO_OPTIONS
 
 
 def _refuse(message: str, hint: str, code: ExitCode = ExitCode.USAGE) -> TljhError:
@@ -221,8 +227,83 @@ def parse_requirement(text: str, origin: str = "argument"):
     return requirement
 
 
-def read_requirement_file(path: str, kind: str = "requirements") -> list[str]:
-    """Requirement lines of a file, validated like arguments; option lines are refused."""
+# In a requirements file, what tljh passes on (a subset of pip's "Requirements File Format"):
+# the options that say where packages come from, and per requirement its hashes.
+_FILE_INDEX_OPTIONS = {"-i": "index-url", "--index-url": "index-url", "--extra-index-url": "extra-index-url"}
+_HASH = re.compile(r"^(sha256|sha384|sha512):[0-9a-fA-F]+$")
+# pip's comment rule: `#` at the start of a line or after whitespace
+_COMMENT = re.compile(r"(^|\s+)#.*$")
+
+
+@dataclass(frozen=True)
+class FileLine:
+    """One logical line of a requirements file: a requirement and its hashes, or options."""
+
+    number: int
+    requirement: str
+    hashes: tuple[str, ...] = ()
+    #: (pip option name without dashes, value): index-url, extra-index-url, pre
+    options: tuple[tuple[str, str], ...] = ()
+
+
+def _logical_lines(text: str) -> list[tuple[int, str]]:
+    """pip's reading of a file: `\\` continuations joined, comments dropped; numbered by the
+    line each starts on."""
+    joined: list[tuple[int, str]] = []
+    pending: tuple[int, str] | None = None
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if pending is None and raw.lstrip().startswith("#"):
+            continue
+        start, before = pending if pending else (number, "")
+        if raw.endswith("\\") and not raw.endswith("\\\\"):
+            pending = (start, f"{before} {raw[:-1]}")
+            continue
+        pending = None
+        joined.append((start, f"{before} {raw}"))
+    if pending:
+        joined.append(pending)
+    return [(n, line) for n, text in joined if (line := _COMMENT.sub("", text).strip())]
+
+
+def _file_line(number: int, line: str, where: str) -> FileLine:
+    """Validate one logical line. Never echoes the line: `-r /etc/shadow` must not print it."""
+    if _SHELL_TEXT.search(line):
+        raise _refuse(f"{where} contains shell syntax", "use plain requirement specifiers such as 'numpy>=2'")
+    tokens = line.split()
+    first_option = next((i for i, t in enumerate(tokens) if t.startswith("-")), len(tokens))
+    requirement, rest = " ".join(tokens[:first_option]), tokens[first_option:]
+    if requirement:
+        parse_requirement(requirement, origin=where)
+    hashes: list[str] = []
+    options: list[tuple[str, str]] = []
+    while rest:
+        token = rest.pop(0)
+        name, _, value = token.partition("=") if token.startswith("--") else (token[:2], "", token[2:])
+        if name in ESCAPING_OPTIONS:
+            raise Refused(
+                f"{where} would install outside the environment",
+                hint="tljh installs only into the --target environment; drop that option from the file",
+            )
+        takes_value = name == "--hash" or name in _FILE_INDEX_OPTIONS
+        if takes_value and not value and rest:
+            value = rest.pop(0)
+        if name == "--hash" and requirement and _HASH.match(value):
+            hashes.append(value)
+        elif name in _FILE_INDEX_OPTIONS and not requirement and value:
+            options.append((_FILE_INDEX_OPTIONS[name], validate_index_url(value, where)))
+        elif name == "--pre" and not requirement and not value:
+            options.append(("pre", ""))
+        else:
+            raise _refuse(
+                f"{where} has an option tljh does not pass on from a requirements file",
+                "files may use -i/--index-url, --extra-index-url, --pre and --hash=sha256:...; "
+                "give other options on the command line",
+            )
+    return FileLine(number, requirement, tuple(hashes), tuple(options))
+
+
+def read_requirement_lines(path: str, kind: str = "requirements") -> list[FileLine]:
+    """The logical lines of a requirements file, each validated (see _file_line)."""
     file = Path(path)
     if not file.is_file():
         what = "does not exist" if not os.path.lexists(path) else "is not a file"
@@ -233,32 +314,88 @@ def read_requirement_file(path: str, kind: str = "requirements") -> list[str]:
         raise _refuse(
             f"cannot read {kind} file {path}: {error}", "check its permissions and encoding"
         ) from None
+    return [_file_line(number, line, f"{path}, line {number}") for number, line in _logical_lines(text)]
+
+
+def read_requirement_file(path: str, kind: str = "requirements") -> list[str]:
+    """Plain requirement lines of a file (hub requirements, constraints); option lines are refused."""
     lines = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if line:
-            parse_requirement(line, origin=f"{path}, line {number}")
-            lines.append(line)
+    for line in read_requirement_lines(path, kind):
+        if line.options or line.hashes:
+            raise _refuse(
+                f"{path}, line {line.number} is not a plain requirement",
+                f"a {kind} file here takes requirement specifiers only",
+            )
+        lines.append(line.requirement)
     return lines
 
 
+def validate_index_url(url: str, where: str = "--index-url") -> str:
+    """An index URL: http(s) or file, nothing a shell or pip would read as more."""
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    plain = not _SHELL_TEXT.search(url) and not any(c.isspace() for c in url)
+    located = parts.netloc or parts.scheme == "file"
+    if not plain or parts.scheme not in ("http", "https", "file") or not located:
+        raise UsageError(
+            f"{where}: not an index URL", hint="give an http(s) URL, e.g. https://pypi.org/simple"
+        )
+    return url
+
+
+def _merge_file_options(options: PipOptions, lines: Iterable[FileLine], path: str) -> PipOptions:
+    """The command line's options plus a file's; two different index URLs are refused."""
+    index_url, extra, pre = options.index_url, list(options.extra_index_urls), options.pre
+    for line in lines:
+        for name, value in line.options:
+            if name == "index-url" and index_url not in (None, value):
+                raise UsageError(
+                    f"{path}, line {line.number} names another --index-url than the command line or file",
+                    hint="keep one --index-url; add other indexes with --extra-index-url",
+                )
+            if name == "index-url":
+                index_url = value
+            elif name == "extra-index-url" and value not in extra:
+                extra.append(value)
+            elif name == "pre":
+                pre = True
+    return replace(options, index_url=index_url, extra_index_urls=tuple(extra), pre=pre)
+
+
 def validate_requirements(
-    packages: Iterable[str], requirement_files: Iterable[str], constraint_files: Iterable[str]
+    packages: Iterable[str],
+    requirement_files: Iterable[str],
+    constraint_files: Iterable[str],
+    options: PipOptions = NO_OPTIONS,
 ) -> RequirementSet:
-    """Rule 3: every package argument and requirement-file line is a plain requirement."""
+    """Rule 3: every package argument and requirement-file line is a plain requirement (with
+    hashes), and every option in a file one that only says where packages come from."""
+    if options.index_url:
+        validate_index_url(options.index_url)
+    for url in options.extra_index_urls:
+        validate_index_url(url, "--extra-index-url")
     requirements = [str(parse_requirement(p)) for p in packages]
+    hashed: list[str] = []
+    names = {canonical_name(parse_requirement(r).name) for r in requirements}
     for path in requirement_files:
-        lines = read_requirement_file(path)
-        if not lines:
+        lines = read_requirement_lines(path)
+        wanted = [line for line in lines if line.requirement]
+        if not wanted:
             raise _refuse(f"requirements file {path} lists no requirements", "add requirements or drop -r")
-        requirements.extend(lines)
+        options = _merge_file_options(options, lines, path)
+        for line in wanted:
+            names.add(canonical_name(parse_requirement(line.requirement).name))
+            if line.hashes:
+                hashed.append(" ".join([line.requirement, *(f"--hash={h}" for h in line.hashes)]))
+            else:
+                requirements.append(line.requirement)
     constraints: list[str] = []
     for path in constraint_files:
         constraints.extend(read_requirement_file(path, kind="constraints"))
-    if not requirements:
+    if not names:
         raise _refuse("nothing to install", "name packages, or pass -r requirements.txt")
-    names = frozenset(canonical_name(parse_requirement(r).name) for r in requirements)
-    return RequirementSet(tuple(requirements), tuple(constraints), names)
+    return RequirementSet(tuple(requirements), tuple(constraints), frozenset(names), tuple(hashed), options)
 
 
 def validate_package_names(packages: Iterable[str]) -> frozenset[str]:

@@ -27,7 +27,13 @@ from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, TljhError
-from tljh_admin.installers import InstallerFailed, PlannedChange, make_installer, plan_changes
+from tljh_admin.installers import (
+    InstallerFailed,
+    PlannedChange,
+    make_installer,
+    plan_changes,
+    resolution_error,
+)
 from tljh_admin.layout import HUB, USER, Layout
 from tljh_admin.transaction import Change, EnvState, StateDir, scratch_folder
 
@@ -245,11 +251,7 @@ def _resolve_step(env: str, installer, requirements: list[str], upgrade: bool):
     try:
         return installer.resolve(requirements, None, upgrade=upgrade)
     except InstallerFailed as failure:
-        raise TljhError(
-            f"the {env} step cannot be resolved: {failure}",
-            hint=f"the installer said:\n{failure.output}",
-            exit_code=ExitCode.REFUSED,
-        ) from None
+        raise resolution_error(failure, f"the {env} step cannot be resolved: {failure}") from None
 
 
 def _conda_below_minimum(user: Environment) -> list[tuple[str, str, str]]:
@@ -286,11 +288,7 @@ def _conda_steps(user: Environment, installer: conda.CondaInstaller) -> tuple[li
     try:
         resolution = installer.plan(pins, force_reinstall=True)
     except InstallerFailed as failure:
-        raise TljhError(
-            f"the user env's conda step cannot be resolved: {failure}",
-            hint=f"{tool} said:\n{failure.output}",
-            exit_code=ExitCode.REFUSED,
-        ) from None
+        raise conda.resolution_failed(failure) from None
     conda.refuse_conda_over_pip(user, resolution, force=False)
     return steps, conda.plan_changes(user, resolution, {"conda", "mamba"})
 

@@ -298,6 +298,7 @@ def doctor(
     epilog=_examples(
         "sudo tljh env install --target user numpy 'pandas>=2'",
         "sudo tljh env install --target user -r requirements.txt --dry-run",
+        "sudo tljh env install --target user --index-url https://pypi.example/simple mypkg",
         "sudo tljh env install --target user --conda gdal",
     ),
 )
@@ -339,6 +340,22 @@ def env_install(
             help="With --conda: another channel after conda-forge (repeatable).",
         ),
     ] = None,
+    index_url: Annotated[
+        str | None,
+        typer.Option("--index-url", "-i", metavar="URL", help="The package index to install from."),
+    ] = None,
+    extra_index_url: Annotated[
+        list[str] | None,
+        typer.Option("--extra-index-url", metavar="URL", help="Another index to read (repeatable)."),
+    ] = None,
+    pre: Annotated[bool, typer.Option("--pre", help="Allow pre-releases and development versions.")] = False,
+    no_deps: Annotated[bool, typer.Option("--no-deps", help="Do not install dependencies.")] = False,
+    force_reinstall: Annotated[
+        bool, typer.Option("--force-reinstall", help="Reinstall even when the version is already there.")
+    ] = False,
+    no_cache_dir: Annotated[
+        bool, typer.Option("--no-cache-dir", help="Do not read or write the installer's cache.")
+    ] = False,
     lock_timeout: LockTimeoutOption = DEFAULT_LOCK_TIMEOUT,
     json: ChangeJsonFlag = False,
 ) -> ExitCode:
@@ -347,8 +364,17 @@ def env_install(
     conda user env, with its own mamba (else conda), as TLJH installs them."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
+    from tljh_admin.installers import PipOptions
 
     require_interaction(yes, dry_run)
+    options = PipOptions(
+        index_url=index_url,
+        extra_index_urls=tuple(extra_index_url or ()),
+        pre=pre,
+        no_deps=no_deps,
+        force_reinstall=force_reinstall,
+        no_cache_dir=no_cache_dir,
+    )
     request = changes.InstallRequest(
         target=target.value,
         packages=tuple(packages or ()),
@@ -361,6 +387,7 @@ def env_install(
         installer=installer.value,
         conda=conda,
         channels=tuple(channel or ()),
+        options=options,
         lock_timeout=lock_timeout,
         command=_command_line(),
     )
