@@ -135,3 +135,31 @@ def test_apply_dry_run_changes_nothing_on_disk(tljh, prefix, tmp_path):
     result = tljh("--prefix", prefix, "env", "apply", requirements, "--target", "user", "--dry-run")
     assert result.code == 0, result.stderr
     assert listing_diff(before, file_listing(prefix)) == []
+
+
+@pytest.mark.xfail(strict=True, reason="rebuild's three-rename swap: recovery never looks at BUILD.old")
+@pytest.mark.parametrize("renames_done", [1, 2])
+def test_rebuild_recovery_after_a_kill_inside_the_fallback_swap(tmp_path, renames_done):
+    """Where RENAME_EXCHANGE is missing, rebuild._swap does root -> BUILD.old, BUILD -> root,
+    BUILD.old -> BUILD. A kill -9 between those renames leaves the old env at BUILD.old,
+    which put_old_env_back (the recovery) does not search: after 1 rename it deletes the
+    new env and leaves no hub at all; after 2 it leaves the new env and says the old is back.
+    The folders are made by hand in the state a kill leaves (the kill itself would need a
+    file system without RENAME_EXCHANGE)."""
+    from tljh_admin.layout import Layout
+    from tljh_admin.rebuild import build_path, put_old_env_back
+
+    prefix = tmp_path / "opt"
+    hub = prefix / "hub"
+    (hub / "bin").mkdir(parents=True)
+    (hub / "bin" / "old-marker").write_text("old\n")
+    layout = Layout(str(prefix), "/usr/bin/python3")
+    build = build_path(layout, "hub", 7)
+    os.makedirs(os.path.join(build, "bin"))
+    old_inode = [os.lstat(hub).st_dev, os.lstat(hub).st_ino]
+    journal = {"id": 7, "envs": {"hub": {}}, "rebuild": {"old_inode": old_inode, "swapping": True}}
+    os.rename(hub, build + ".old")
+    if renames_done == 2:
+        os.rename(build, hub)
+    put_old_env_back(layout, journal)
+    assert (hub / "bin" / "old-marker").exists()
