@@ -123,20 +123,6 @@ def test_normalisation_never_chmods_outside_the_env(tmp_path, monkeypatch):
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(
-    strict=True, reason="env apply --dry-run creates the state folder, a lock file and scratch"
-)
-def test_apply_dry_run_changes_nothing_on_disk(tljh, prefix, tmp_path):
-    from tests.support.listing import file_listing, listing_diff
-
-    requirements = tmp_path / "requirements.txt"
-    requirements.write_text("jupyterhub\n")  # already there: a plan with nothing to do
-    before = file_listing(prefix)
-    result = tljh("--prefix", prefix, "env", "apply", requirements, "--target", "user", "--dry-run")
-    assert result.code == 0, result.stderr
-    assert listing_diff(before, file_listing(prefix)) == []
-
-
 @pytest.mark.xfail(strict=True, reason="rebuild's three-rename swap: recovery never looks at BUILD.old")
 @pytest.mark.parametrize("renames_done", [1, 2])
 def test_rebuild_recovery_after_a_kill_inside_the_fallback_swap(tmp_path, renames_done):
