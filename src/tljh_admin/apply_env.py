@@ -112,6 +112,8 @@ def _from_requirement_text(text: str, origin: str) -> Wanted:
             requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
         )
         return Wanted(requirement.name, key, stripped, None, None, commit, True)
+    # a plain line meets install's own rules too (no shell text, no file names)
+    policy.parse_requirement(stripped, origin=origin)
     pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
     version = pins[0] if len(pins) == 1 and len(requirement.specifier) == 1 else None
     specifier = None if version else requirement.specifier
