@@ -378,7 +378,7 @@ def test_export_command_line(tljh, prefix, tmp_path):
     assert "not carried to z2jh: http.port" in z2jh_run.stderr
     assert "not carried to z2jh: auth.GitHubOAuthenticator.client_secret (a secret" in z2jh_run.stderr
     assert "# not carried to z2jh: http.port" in config.read_text()  # in the file too
-    assert oct(config.stat().st_mode & 0o777) == "0o644"
+    assert oct(config.stat().st_mode & 0o777) == "0o600"  # the hub's settings: owner-only always
     tljh(*base, "--format", "z2jh-config", config, "--include-secrets")
     assert oct(config.stat().st_mode & 0o777) == "0o600" and "s3cr3t-value" in config.read_text()
 

@@ -108,18 +108,41 @@ def _from_requirement_text(text: str, origin: str) -> Wanted:
             hint="use PEP 508 lines such as 'numpy==2.1.0'",
         ) from None
     key = canonical_name(requirement.name)
+    if requirement.url and not export.travelling_url(requirement.url):
+        raise UsageError(
+            f"{requirement.name} ({origin}) comes from a local path or an unknown kind of URL",
+            hint="apply takes released packages, VCS+https/ssh URLs and http(s) archives;"
+            " put a local package on an index",
+        )
     if requirement.url:
         commit = (
             requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
         )
         return Wanted(requirement.name, key, stripped, None, None, commit, True)
+    # a plain line meets install's own rules too (no shell text, no file names)
+    policy.parse_requirement(stripped, origin=origin)
     pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
     version = pins[0] if len(pins) == 1 and len(requirement.specifier) == 1 else None
     specifier = None if version else requirement.specifier
     return Wanted(requirement.name, key, str(requirement), version, specifier, None, True)
 
 
-def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[str]]:
+def _lock_requirement(line: str, package: export.Package, origin: str) -> str:
+    """The final pip line of a lock entry, refused unless install's own rules accept it (a
+    plain NAME==VERSION), or it is the VCS/URL form export writes (checked field by field by
+    export.check_locked_package, then parsed here as one PEP 508 requirement)."""
+    if package.source.get("type") not in (export.VCS, export.URL):
+        return str(policy.parse_requirement(line, origin=f"{origin}, package {package.name}"))
+    wanted = _from_requirement_text(line, f"{origin}, package {package.name}")
+    if canonical_name(wanted.name) != canonical_name(package.name):
+        raise UsageError(
+            f"{origin}: package {package.name} has a source that names another project",
+            hint="export the lock again on the source server",
+        )
+    return line
+
+
+def _from_lock(lock: export.Lock, notes: list[str], origin: str) -> tuple[list[Wanted], list[str]]:
     wanted, conda = [], []
     for package in lock.packages:
         if package.manager == export.CONDA_MANAGED:
@@ -128,18 +151,24 @@ def _from_lock(lock: export.Lock, notes: list[str]) -> tuple[list[Wanted], list[
         source = package.source
         key = canonical_name(package.name)
         kind = source.get("type")
-        if kind in (export.LOCAL_FILE, export.DIRECTORY) and os.path.exists(source.get("path") or ""):
-            from urllib.parse import quote
-
-            requirement = f"{package.name} @ file://{quote(source['path'])}"
-            wanted.append(
-                Wanted(package.name, key, requirement, package.version, None, None, package.requested)
+        local_vcs = kind == export.VCS and source["url"].startswith("file://")
+        if local_vcs:
+            # a repository on this disk may belong to anyone: building it runs its code as
+            # root, even for a dry run's resolve. Taken by version from the index instead.
+            notes.append(
+                f"{package.name} {package.version} came from a {source['vcs']} repository on the source"
+                " server; taken by version from the index"
             )
-            continue
-        line, note = export.requirement_line(package)
+            line, note = f"{package.name}=={package.version}", None
+        else:
+            # local files and folders are pinned by version too (requirement_line's note)
+            line, note = export.requirement_line(package)
         if note:
-            notes.append(note.replace("written as a version pin", "not on this server: taken from the index"))
-        commit = source.get("commit") if kind == export.VCS else None
+            notes.append(
+                note.replace("written as a version pin", "not used: taken by version from the index")
+            )
+        line = _lock_requirement(line, package, origin)
+        commit = source.get("commit") if kind == export.VCS and not local_vcs else None
         wanted.append(Wanted(package.name, key, line, package.version, None, commit, package.requested))
     return wanted, conda
 
@@ -153,7 +182,7 @@ def read_desired(path: str) -> Desired:
         except ValueError as error:
             raise UsageError(f"{path} is not valid JSON: {error}", hint="export it again") from None
         lock = export.lock_from_document(document, path)
-        wanted, conda = _from_lock(lock, notes)
+        wanted, conda = _from_lock(lock, notes, path)
         return Desired(path, export.LOCK, lock.python, wanted, conda, notes)
     if path.endswith((".yml", ".yaml")):
         return _from_environment_yml(path, text)
@@ -188,8 +217,18 @@ def _from_environment_yml(path: str, text: str) -> Desired:
         if name == "python":
             python = spec.partition("=")[2].lstrip("=") or None
         elif name != "pip":
-            parts = [*spec.replace(" ", "=").split("="), "", ""]
-            conda.append(CondaWanted(name, parts[1] or None, parts[2] or None))
+            # NAME, NAME=VERSION, NAME==VERSION or NAME=VERSION=BUILD (what export writes)
+            parts = spec.replace("==", "=").split("=")
+            if len(parts) > 3 or any(not p or p != p.strip() or " " in p for p in parts):
+                raise UsageError(
+                    f"{path}: conda dependency {spec[:60]!r} is not NAME[=VERSION[=BUILD]]",
+                    hint="list conda packages as written by tljh env export --format environment.yml",
+                )
+            version, build = [*parts[1:], None, None][:2]
+            export.check_locked_package(
+                export.Package(name, version or "0", export.CONDA_MANAGED, "", True, {"build": build}), path
+            )
+            conda.append(CondaWanted(name, version, build))
     return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [])
 
 
@@ -352,7 +391,9 @@ def prepare_apply(
             conda_installer = conda.CondaInstaller(env, installer.child_env, workdir)
             conda_installer.check_usable()
         if conda_missing:
-            specs = [c.spec for c in conda_missing] + conda.jupyterhub_pin_specs(env, pin)
+            # conda's own spec rules on top of the file checks: no field may read as an option
+            specs = list(conda.validate_specs([c.spec for c in conda_missing]))
+            specs += conda.jupyterhub_pin_specs(env, pin)
             resolution = _conda_plan(conda_installer, specs, remove=False)
             conda.refuse_conda_over_pip(env, resolution, request.force)
             conda.refuse_jupyterhub_move(resolution, pin)

@@ -100,7 +100,8 @@ def validate_specs(specs: Iterable[str]) -> tuple[str, ...]:
     checked = []
     for spec in specs:
         text = spec.strip()
-        if not text or text.startswith("-") or not _SPEC.match(text):
+        # every field of `name ==version build` on its own: none may read as an option
+        if not text or any(field.startswith("-") for field in text.split()) or not _SPEC.match(text):
             raise UsageError(
                 f"{spec!r} is not a conda package spec",
                 hint="name a package, optionally with a version: gdal, gdal=3.9, 'gdal>=3.9,<4'",

@@ -14,13 +14,15 @@ Everything here reads files (dist-info `direct_url.json` and `REQUESTED`, `conda
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import re
 from collections import namedtuple
 
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import UsageError
+from tljh_admin.errors import PermissionDenied, TljhError, UsageError
 
 LOCK_SCHEMA = "tljh-admin/env-lock"
 LOCK_VERSION = 1
@@ -297,6 +299,8 @@ def lock_from_document(document: dict, origin: str) -> Lock:
         ]
     except (KeyError, TypeError, ValueError):
         raise bad from None
+    for package in packages:
+        check_locked_package(package, origin)
     return Lock(
         document.get("environment"),
         document.get("kind"),
@@ -304,6 +308,96 @@ def lock_from_document(document: dict, origin: str) -> Lock:
         document.get("platform"),
         packages,
     )
+
+
+# -- what a lock may say ----------------------------------------------------------------------
+# A lock is read as root and its fields become installer arguments, so each field is held to
+# the forms this tool writes; anything else (an option, a path, a stray space) is refused.
+
+# PEP 508 names (packaging.utils, the `NAME` rule of the spec)
+_PIP_NAME = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$", re.ASCII)
+# conda package names, versions and build strings (conda/models/version.py and
+# conda-build's metadata checks: versions have no spaces or operators; builds [A-Za-z0-9_.+])
+_CONDA_NAME = re.compile(r"^[a-z0-9_][a-z0-9_.+-]*$", re.ASCII | re.IGNORECASE)
+_CONDA_VERSION = re.compile(r"^[A-Za-z0-9_.+!]+$", re.ASCII)
+_CONDA_BUILD = re.compile(r"^[A-Za-z0-9_.+]+$", re.ASCII)
+# a named channel, or an http(s) URL without spaces or quoting characters
+_CONDA_CHANNEL = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)*|https?://[^\s\"'`$;|&#]+)$")
+# pip's VCS schemes (pip/_internal/vcs) and the URL schemes export writes for them
+VCS_NAMES = frozenset({"git", "hg", "svn", "bzr"})
+_VCS_URL = re.compile(r"^(?:https?|ssh|git|file)://[^\s\"'`$;|&#]+(?:#subdirectory=[A-Za-z0-9_./-]+)?$")
+_COMMIT = re.compile(r"^[A-Za-z0-9._-]+$", re.ASCII)
+_SUBDIRECTORY = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$", re.ASCII)
+_ARCHIVE_URL = re.compile(r"^https?://[^\s\"'`$;|&@]+$")
+SOURCE_TYPES = frozenset({INDEX, VCS, URL, LOCAL_FILE, DIRECTORY, CONDA_CHANNEL, UNKNOWN})
+
+
+def travelling_url(url: str) -> bool:
+    """A direct URL apply may hand to pip: VCS over http(s)/ssh/git, or an http(s) archive.
+    file: URLs and paths are refused: what lies on this disk may belong to anyone, and pip
+    runs a source tree's build backend even to resolve it."""
+    scheme = url.split("://", 1)[0]
+    vcs, _, transport = scheme.partition("+")
+    if transport:
+        remote = transport in ("https", "http", "ssh", "git")
+        return vcs in VCS_NAMES and remote and bool(_VCS_URL.match(url[len(vcs) + 1 :]))
+    return bool(_ARCHIVE_URL.match(url))
+
+
+def _bad_entry(origin: str, package: Package, what: str) -> UsageError:
+    # the entry is named by position-free repr, cut short: never echo a long attacker string
+    shown = repr(package.name)[:60]
+    return UsageError(
+        f"{origin}: package {shown} has {what}",
+        hint="a lock is applied as written by tljh env export; export it again on the source server",
+    )
+
+
+def check_locked_package(package: Package, origin: str) -> None:
+    """Refuse a lock entry whose fields are not of the forms export writes (UsageError)."""
+    from packaging.version import InvalidVersion, Version
+
+    source = package.source
+    if package.manager == CONDA_MANAGED:
+        if not _CONDA_NAME.match(package.name):
+            raise _bad_entry(origin, package, "a name that is not a conda package name")
+        if not _CONDA_VERSION.match(package.version):
+            raise _bad_entry(origin, package, "a version that is not a conda version")
+        build = source.get("build")
+        if build is not None and not (isinstance(build, str) and _CONDA_BUILD.match(build)):
+            raise _bad_entry(origin, package, "a build that is not a conda build string")
+        channel = source.get("channel")
+        if channel is not None and not (isinstance(channel, str) and _CONDA_CHANNEL.match(channel)):
+            raise _bad_entry(
+                origin, package, "a channel that is neither a conda channel name nor an http(s) URL"
+            )
+        return
+    if package.manager != PIP_MANAGED:
+        raise _bad_entry(origin, package, f"manager {package.manager[:20]!r} (pip or conda)")
+    if not _PIP_NAME.match(package.name):
+        raise _bad_entry(origin, package, "a name that is not a Python project name (PEP 508)")
+    try:
+        Version(package.version)
+    except InvalidVersion:
+        raise _bad_entry(origin, package, "a version that is not a Python version (PEP 440)") from None
+    kind = source.get("type")
+    if kind not in SOURCE_TYPES:
+        raise _bad_entry(origin, package, "a source type export never writes")
+    if kind == VCS:
+        fields = (source.get("vcs"), source.get("url"), source.get("commit"))
+        if not all(isinstance(f, str) for f in fields):
+            raise _bad_entry(origin, package, "a vcs source without vcs, url and commit")
+        vcs, url, commit = fields
+        subdirectory = source.get("subdirectory")
+        if (
+            vcs not in VCS_NAMES
+            or not _VCS_URL.match(url)
+            or not _COMMIT.match(commit)
+            or not (subdirectory is None or _SUBDIRECTORY.match(str(subdirectory)))
+        ):
+            raise _bad_entry(origin, package, "a vcs source that is not VCS+URL@COMMIT")
+    elif kind == URL and not (isinstance(source.get("url"), str) and _ARCHIVE_URL.match(source["url"])):
+        raise _bad_entry(origin, package, "a url source that is not an http(s) URL")
 
 
 # -- hand-on formats ------------------------------------------------------------------------
@@ -559,20 +653,71 @@ def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_not
     return Repo2DockerExport(tuple(files), buildpack, jupyterhub, digest.hexdigest()[:12], tuple(notes))
 
 
+def write_error(path: str, error: OSError) -> TljhError:
+    """One line for an OSError met while writing an export."""
+    import errno
+
+    reason = error.strerror or str(error)
+    if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return PermissionDenied(
+            f"cannot write {path}: {reason}", hint="run with sudo, or choose another place"
+        )
+    return UsageError(f"cannot write {path}: {reason}", hint="choose a folder that exists and takes files")
+
+
+_OPEN_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# repo2docker's folder and its subfolders: readable by the image build, writable by us only
+FOLDER_MODE = 0o755
+
+
+def _open_subfolder(parent_fd: int, name: str) -> int:
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, FOLDER_MODE, dir_fd=parent_fd)
+    return os.open(name, _OPEN_FOLDER, dir_fd=parent_fd)
+
+
 def write_folder(folder: str, files: tuple[ExportedFile, ...]) -> None:
-    """Write an export into `folder`, which must be new or empty (nothing is overwritten)."""
-    if os.path.lexists(folder) and (
-        not os.path.isdir(folder) or os.path.islink(folder) or os.listdir(folder)
-    ):
-        raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
-    os.makedirs(folder, exist_ok=True)
-    for exported in files:
-        path = os.path.join(folder, exported.path)
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, exported.mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(exported.content)
-        os.chmod(path, exported.mode)
+    """Write an export into `folder`, which must be new, or empty and ours alone (owned by
+    this user, writable by nobody else): every step works by descriptor inside it, never
+    following a symlink, so nobody can redirect a write or a chmod elsewhere."""
+    try:
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(folder, FOLDER_MODE)
+        try:
+            folder_fd = os.open(folder, _OPEN_FOLDER)
+        except (NotADirectoryError, OSError) as error:
+            if os.path.islink(folder) or not os.path.isdir(folder):
+                raise UsageError(
+                    f"{folder} exists and is not an empty folder", hint="choose a new folder"
+                ) from None
+            raise write_error(folder, error) from None
+        try:
+            status = os.fstat(folder_fd)
+            if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+                raise UsageError(
+                    f"{folder} belongs to another user or others may write to it",
+                    hint="choose a new folder (it is created for you), or one only you own and write",
+                )
+            if os.listdir(folder_fd):
+                raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
+            for exported in files:
+                *parents, name = exported.path.split("/")
+                opened = [folder_fd]
+                try:
+                    for part in parents:
+                        opened.append(_open_subfolder(opened[-1], part))
+                    fd = os.open(name, _CREATE_FILE, exported.mode, dir_fd=opened[-1])
+                    with os.fdopen(fd, "wb") as f:
+                        f.write(exported.content)
+                        os.fchmod(f.fileno(), exported.mode)
+                finally:
+                    for fd in opened[1:]:
+                        os.close(fd)
+        finally:
+            os.close(folder_fd)
+    except OSError as error:
+        raise write_error(folder, error) from None
 
 
 # -- what the CLI calls ----------------------------------------------------------------------

@@ -103,7 +103,31 @@ CULL_KEYS = {
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 
 # Settings that hold credentials: left out of the z2jh config unless --include-secrets.
-_SECRET_KEY = re.compile(r"(secret|password|passwd|token|private_key|api_key)", re.IGNORECASE)
+# Judged on every key at any depth; when unsure a key is taken for a secret (a wrong guess only
+# leaves a setting out, listed on stderr). `pw` as a word (ldapauthenticator's
+# lookup_dn_search_pw), `key` as a word or suffix (api_key, clientKey) but not `keys` lists.
+_SECRET_KEY = re.compile(
+    r"secret|passw|passphrase|token|credential|cookie|(?:^|[_-])pw(?:$|[_-])|pw$|key(?:$|[_-]|file)",
+    re.IGNORECASE,
+)
+_LEFT_OUT = "a secret: left out; pass --include-secrets to write it"
+
+
+def _without_secrets(value, dotted: str, unmapped: list):
+    """`value` with every secret-named key removed, at any depth (dicts, lists of dicts); each
+    removed key's dotted path is added to `unmapped`."""
+    if isinstance(value, dict):
+        kept = {}
+        for key, item in value.items():
+            path = f"{dotted}.{key}"
+            if _SECRET_KEY.search(str(key)):
+                unmapped.append(Unmapped(path, _LEFT_OUT))
+            else:
+                kept[key] = _without_secrets(item, path, unmapped)
+        return kept
+    if isinstance(value, list):
+        return [_without_secrets(item, f"{dotted}[{i}]", unmapped) for i, item in enumerate(value)]
+    return value
 
 # TLJH settings with no z2jh counterpart, and why (tljh/configurer.py and z2jh's schema).
 NO_COUNTERPART = {
@@ -204,9 +228,11 @@ def translate(
                 carried.add(dotted)
                 continue
             if _SECRET_KEY.search(key) and not include_secrets:
-                unmapped.append(Unmapped(dotted, "a secret: left out; pass --include-secrets to write it"))
+                unmapped.append(Unmapped(dotted, _LEFT_OUT))
                 carried.add(dotted)
                 continue
+            if not include_secrets:
+                value = _without_secrets(value, dotted, unmapped)
             hub_config.setdefault(class_name, {})[key] = value
             carried.add(dotted)
 
@@ -266,8 +292,8 @@ def translate(
         carried.update(f"https.letsencrypt.{k}" for k in ("email", "domains", "staging"))
 
     for key in _leaves(written):
-        if key in carried:
-            continue
+        if key in carried or any(key.startswith(f"{c}.") for c in carried):
+            continue  # a key inside a carried setting is carried (or listed) with it
         reason = next(
             (why for prefix, why in NO_COUNTERPART.items() if key == prefix or key.startswith(prefix + ".")),
             None,
@@ -275,6 +301,8 @@ def translate(
         if reason is None and key.startswith("https.letsencrypt"):
             reason = "Let's Encrypt in z2jh needs https.enabled, an email and domains together"
         unmapped.append(Unmapped(key, reason or "no z2jh counterpart known to tljh-admin"))
+    if not include_secrets:  # whatever else carried a secret-named key on the way
+        values = _without_secrets(values, "z2jh", unmapped)
     for path in extra_config_files:
         unmapped.append(
             Unmapped(path, "Python hub configuration: review it and move it to hub.extraConfig by hand")

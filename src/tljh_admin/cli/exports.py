@@ -5,37 +5,67 @@ scripts and fleets ask for in loops). One body per command, so both paths print 
 
 from __future__ import annotations
 
+import contextlib
 import os
 
 from tljh_admin.cli import render
 from tljh_admin.errors import ExitCode, UsageError
 
-# z2jh configs written with --include-secrets hold credentials: owner-only.
+# A z2jh config always holds the hub's settings (and with --include-secrets credentials):
+# owner-only either way.
 SECRET_FILE_MODE = 0o600
 FILE_MODE = 0o644
 
 
 def _write_file(path: str, text: str, mode: int) -> None:
-    """Write `path` whole or not at all (temp file beside it, fsync, rename)."""
-    import tempfile
+    """Write `path` whole or not at all (temp file beside it, fsync, rename), working inside
+    its folder by descriptor: the folder is opened without following a symlink, and what
+    sits at `path` is replaced only when it is a regular file or a symlink (the link itself,
+    never what it points to); a device, fifo, socket or folder there is refused."""
+    import secrets
+    import stat
 
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise UsageError(f"{path} is a folder", hint="name a file to write")
-    if not os.path.isdir(folder):
-        raise UsageError(f"{folder} does not exist", hint="create the folder first")
-    fd, temp = tempfile.mkstemp(prefix=".tljh-export-", dir=folder)
+    from tljh_admin.export import write_error
+
+    folder, name = os.path.split(os.path.abspath(path))
     try:
+        folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise UsageError(f"{folder} does not exist", hint="create the folder first") from None
+    except NotADirectoryError:
+        raise UsageError(f"{folder} is not a folder", hint="name a file in a folder") from None
+    except OSError as error:
+        if os.path.islink(folder):
+            raise UsageError(f"{folder} is a symlink", hint="name the folder it points to") from None
+        raise write_error(path, error) from None
+    temp = None
+    try:
+        try:
+            existing = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            existing = None
+        if existing is not None and not (stat.S_ISREG(existing.st_mode) or stat.S_ISLNK(existing.st_mode)):
+            what = "a folder" if stat.S_ISDIR(existing.st_mode) else "not a regular file"
+            raise UsageError(f"{path} is {what}", hint="name a new or regular file to write")
+        temp = f".tljh-export-{secrets.token_hex(8)}"
+        fd = os.open(
+            temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=folder_fd
+        )
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        if os.path.lexists(temp):
-            os.unlink(temp)
-        raise
+        os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
+        temp = None
+        os.fsync(folder_fd)
+    except OSError as error:
+        raise write_error(path, error) from None
+    finally:
+        if temp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(temp, dir_fd=folder_fd)
+        os.close(folder_fd)
 
 
 def _emit(text: str, dest: str | None, mode: int = FILE_MODE) -> None:
@@ -93,7 +123,7 @@ def env_export(
         text, translation = export.export_z2jh_config(layout, target, z2jh_chart, image, include_secrets)
         for item in translation.unmapped:
             render.message(f"not carried to z2jh: {item.key} ({item.reason})")
-        _emit(text, dest, SECRET_FILE_MODE if include_secrets else FILE_MODE)
+        _emit(text, dest, SECRET_FILE_MODE)
     else:
         raise UsageError(
             f"unknown export format {format!r}", hint=f"choose one of: {', '.join(export.FORMATS)}"

@@ -1,0 +1,133 @@
+"""`tljh env apply` and `tljh env export` against hostile input: lock and environment.yml
+fields that would reach pip or conda as options, and export folders someone else controls.
+Every refusal is a one-line usage error with nothing changed on disk."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.support.listing import file_listing, listing_diff
+from tljh_admin import conda
+
+needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (chown to uid 65534)")
+
+
+def _lock(*packages: dict) -> dict:
+    return {"schema": "tljh-admin/env-lock", "version": 1, "packages": list(packages)}
+
+
+def _pip(name: str, version: str, source: dict) -> dict:
+    return {"name": name, "version": version, "manager": "pip", "requested": True, "source": source}
+
+
+def _conda(name: str, version: str, build: str | None = "py_0", channel: str = "conda-forge") -> dict:
+    source = {"type": "conda", "channel": channel, "subdir": "noarch", "build": build}
+    return {"name": name, "version": version, "manager": "conda", "requested": True, "source": source}
+
+
+def _envs(prefix) -> dict:
+    return {f"{env}/{p}": e for env in ("hub", "user") for p, e in file_listing(prefix / env).items()}
+
+
+def _refused_each(tljh, prefix, files: list, word: str) -> None:
+    before = _envs(prefix)
+    for path in files:
+        result = tljh("--prefix", prefix, "env", "apply", path, "--target", "user", "--dry-run")
+        assert result.code == 2, (path.name, result.stderr)
+        assert len(result.stderr.strip().splitlines()) <= 2 and "Traceback" not in result.stderr
+        assert word in result.stderr, (path.name, result.stderr)
+    assert _envs(prefix) == before, listing_diff(before, _envs(prefix))
+
+
+def test_validate_specs_refuses_any_field_that_reads_as_an_option():
+    assert conda.validate_specs(["gdal ==3.9.2 py313h0_0", "numpy>=2"]) == (
+        "gdal ==3.9.2 py313h0_0",
+        "numpy>=2",
+    )
+    for spec in ("--override-channels", "gdal --override-channels", "gdal ==3.9 -c"):
+        with pytest.raises(conda.UsageError):
+            conda.validate_specs([spec])
+
+
+def test_apply_refuses_lock_fields_that_are_not_what_export_writes(tljh, prefix, tmp_path):
+    # each would reach pip as an option, a path or a foreign index, run as root
+    entries = {
+        "index-redirect": _pip("--extra-index-url=https://evil.example/simple#", "1.0", {"type": "index"}),
+        "version-option": _pip("numpy", "1.0 --index-url https://evil.example/simple", {"type": "index"}),
+        "url-local": _pip("numpy", "1.0", {"type": "url", "url": "file:///etc/passwd"}),
+        "vcs-option": _pip(
+            "numpy",
+            "1.0",
+            {"type": "vcs", "vcs": "git", "url": "https://x.example/r.git", "commit": "a -r /x"},
+        ),
+        "vcs-unknown": _pip(
+            "numpy", "1.0", {"type": "vcs", "vcs": "evil", "url": "https://x/r", "commit": "a"}
+        ),
+        "manager": {**_pip("numpy", "1.0", {"type": "index"}), "manager": "npm"},
+    }
+    files = []
+    for name, entry in entries.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(_lock(entry)))
+        files.append(path)
+    local = tmp_path / "requirements.txt"
+    local.write_text(f"evil @ file://{tmp_path}\n")
+    files.append(local)
+    _refused_each(tljh, prefix, files[:-1], "export it again on the source server")
+    _refused_each(tljh, prefix, files[-1:], "local path")
+
+
+def test_apply_refuses_conda_fields_that_would_be_options(tljh, conda_prefix, tmp_path):
+    """Lock and environment.yml conda entries that conda/mamba would read as options (another
+    channel, whose post-link scripts run as root): refused before conda is run at all."""
+    lock_cases = {
+        "build-channel": _conda("gdal", "3.9.2", build="--channel=file:///tmp/evil"),
+        "name-option": _conda("--override-channels", "1"),
+        "version-space": _conda("gdal", "3.9.2 --offline"),
+        "channel-file": _conda("gdal", "3.9.2", channel="file:///tmp/evil"),
+    }
+    files = []
+    for name, entry in lock_cases.items():
+        path = tmp_path / f"{name}.json"
+        path.write_text(json.dumps(_lock(entry)))
+        files.append(path)
+    for number, dependency in enumerate(
+        ("--override-channels", "gdal --channel=file:///tmp/evil", "gdal=3.9=-x")
+    ):
+        path = tmp_path / f"environment-{number}.yml"
+        path.write_text(f"name: user\ndependencies:\n  - {json.dumps(dependency)}\n")
+        files.append(path)
+    before = _envs(conda_prefix)
+    for path in files:
+        result = tljh("--prefix", conda_prefix, "env", "apply", path, "--target", "user", "--dry-run")
+        assert result.code == 2 and "Traceback" not in result.stderr, (path.name, result.stderr)
+        assert "conda" in result.stderr, (path.name, result.stderr)
+    assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))
+
+
+@needs_root
+def test_repo2docker_export_refuses_a_folder_someone_else_controls(tljh, shared_prefix, open_tmp, tmp_path):
+    base = ("--prefix", shared_prefix, "env", "export", "--target", "user", "--format", "repo2docker")
+    theirs = open_tmp / "theirs"
+    theirs.mkdir(mode=0o777)
+    theirs.chmod(0o777)
+    subprocess.run(["chown", "65534:65534", theirs], check=True)
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o775)  # ours, but the group may swap what is inside
+    for folder in (theirs, shared):
+        result = tljh(*base, folder)
+        assert result.code == 2 and "belongs to another user or others may write" in result.stderr, (
+            result.stderr
+        )
+        assert os.listdir(folder) == []
+    ours = tmp_path / "ours"
+    ours.mkdir(mode=0o700)
+    result = tljh(*base, ours)
+    assert result.code == 0, result.stderr
+    written = {p: e for p, e in file_listing(ours).items()}
+    assert "requirements.txt" in written and all(e[3] == 0 for e in written.values() if e[0] == "file")
