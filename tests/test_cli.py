@@ -23,6 +23,9 @@ from tljh_admin.cli import spec
 from tljh_admin.cli.fast import DISABLE_VAR
 from tljh_admin.errors import ExitCode
 
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
+
 
 def _environments(prefix: Path) -> dict:
     """hub and user (state/ is tljh-admin's own: a lock file appears there while it asks)."""

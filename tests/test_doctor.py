@@ -44,6 +44,7 @@ def subjects(check: dict) -> list[str]:
     return [f["subject"] for f in check["findings"]]
 
 
+@pytest.mark.floor
 def test_healthy_prefix_has_no_failures(tljh, base_prefix):
     result, doc, _ = run_doctor(tljh, base_prefix)
     assert result.code == ExitCode.OK, result.stdout
@@ -51,6 +52,7 @@ def test_healthy_prefix_has_no_failures(tljh, base_prefix):
     assert result.stderr == ""
 
 
+@pytest.mark.floor
 def test_json_contract(tljh, base_prefix):
     _, doc, _ = run_doctor(tljh, base_prefix)
     assert set(doc) == {"schema", "version", "prefix", "checks", "summary", "fixes", "exit_code"}
@@ -92,6 +94,7 @@ def test_jupyterlab_in_hub(tljh, prefix, wheelhouse):
     assert "jupyterlab" in subjects(check)
 
 
+@pytest.mark.floor
 def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     hub_site = site(prefix / "hub")
     target_file = hub_site / "jupyterhub" / "__init__.py"
@@ -178,6 +181,7 @@ def test_broken_requirements_equal_pip_check(prefix, wheelhouse, system_python):
         assert ours  # each env really is broken
 
 
+@pytest.mark.floor
 def test_leftover_then_fix(tljh, prefix):
     user_site = site(prefix / "user")
     leftover = user_site / "~umpy-1.26.4.dist-info"
@@ -292,6 +296,7 @@ def test_pip_over_conda(tljh, prefix, wheelhouse):
     assert minimums["status"] == "warning" and sorted(subjects(minimums)) == sorted(["conda", *old_pip])
 
 
+@pytest.mark.floor
 def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
     before = file_listing(prefix / "user")
     env = prefixes.hermetic_env(
