@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import subprocess
 
-import pytest
 from packaging.utils import canonicalize_name
 
 from tests.support import prefixes
@@ -33,7 +32,6 @@ def _set(rows) -> set[tuple[str, str]]:
     return {(canonicalize_name(r["name"]), r["version"]) for r in rows}
 
 
-@pytest.mark.floor
 def test_docs_example_installs_then_rollback_is_byte_identical_offline(tljh, conda_prefix, system_python):
     user = conda_prefix / "user"
     before = file_listing(user, contents=True)

@@ -115,7 +115,6 @@ def test_the_broken_hub_is_really_broken(world, prefix):
     assert "jupyterhub" in world.importable_before and "tljh" in world.importable_before
 
 
-@pytest.mark.floor
 def test_dry_run_shows_the_plan_and_changes_nothing(world, prefix, tljh):
     before = file_listing(prefix)
     result = tljh("--prefix", prefix, "env", "rebuild", "--target", "hub", "--json", env=world.index_env())
