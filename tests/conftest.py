@@ -26,6 +26,20 @@ REPO = Path(__file__).resolve().parent.parent
 pytest_plugins = ["tests.support.conda_fixtures"]
 
 
+# scripts/test hands whole modules to two xdist workers in collection order
+# (--dist loadfile --no-loadscope-reorder): the longest go first, so that none starts last
+# while the other worker has nothing left to do.
+LONGEST_FIRST = (
+    "test_faults.py", "test_rebuild.py", "test_install.py", "test_doctor_integrity.py", "test_upgrade.py",
+    "test_export_apply.py", "test_conda_upgrade.py", "test_ansible.py", "test_doctor.py", "test_export.py",
+)  # fmt: skip
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a module kept
+
+
 @pytest.fixture(scope="session")
 def wheelhouse(tmp_path_factory) -> Path:
     wheelhouse = build_wheelhouse(tmp_path_factory.mktemp("wheelhouse"))

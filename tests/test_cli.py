@@ -23,6 +23,9 @@ from tljh_admin.cli import spec
 from tljh_admin.cli.fast import DISABLE_VAR
 from tljh_admin.errors import ExitCode
 
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
+
 
 def _environments(prefix: Path) -> dict:
     """hub and user (state/ is tljh-admin's own: a lock file appears there while it asks)."""
@@ -207,3 +210,20 @@ def test_tables_fit_80_columns_and_keep_ids_whole(tljh, shared_prefix, argv):
 
         ids = {line.split("│")[1].strip() for line in table if line.startswith("│")}
         assert {check.id for check in REGISTRY} <= ids
+
+
+def test_every_module_imports_and_plugins_runs(tljh, shared_prefix):
+    """For the floor run (Python 3.10, Typer 0.24): modules whose scenarios it leaves out
+    (rebuild, the conda installer) still import there, and `plugins` runs."""
+    import importlib
+    import pkgutil
+
+    import tljh_admin
+
+    names = [m.name for m in pkgutil.walk_packages(tljh_admin.__path__, "tljh_admin.")]
+    assert {"tljh_admin.rebuild", "tljh_admin.plugins", "tljh_admin.conda"} <= set(names)
+    for name in names:
+        importlib.import_module(name)
+    view = tljh("--prefix", shared_prefix, "plugins", "--json")
+    assert view.code == 0, view.stderr
+    assert view.json()["plugins"] == []

@@ -15,6 +15,9 @@ from tests.support.listing import file_listing, listing_diff
 from tljh_admin.cli import fast
 from tljh_admin.errors import ExitCode
 
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
+
 ENV_KEYS = {
     "name",
     "kind",

@@ -18,6 +18,9 @@ from tests.support.listing import file_listing, listing_diff
 from tljh_admin.cli import spec
 from tljh_admin.cli.fast import DISABLE_VAR
 
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
+
 BIN = str(Path(sys.executable).parent)
 
 

@@ -93,17 +93,20 @@ def test_guards_both_ways_refuse_before_anything_runs(conda_prefix, system_pytho
 
 
 @pytest.mark.parametrize("spec", ["--prefix=/tmp", "gdal; rm -rf /", "conda-forge::gdal", "gdal`id`", " "])
+@pytest.mark.floor
 def test_bad_specs_are_usage_errors(spec):
     with pytest.raises(UsageError):
         conda.validate_specs([spec])
 
 
 @pytest.mark.parametrize("channel", ["--override-channels", "http://plain.example/ch", "a b", "x;id", ""])
+@pytest.mark.floor
 def test_bad_channels_are_usage_errors(channel):
     with pytest.raises(UsageError):
         conda.validate_channels([channel])
 
 
+@pytest.mark.floor
 def test_good_specs_and_channels_pass():
     specs = ["gdal", "gdal=3.9", "gdal>=3.9,<4", "gdal==3.9.2", "python-dateutil"]
     assert conda.validate_specs(specs) == tuple(specs)
@@ -113,6 +116,7 @@ def test_good_specs_and_channels_pass():
     )
 
 
+@pytest.mark.floor
 def test_child_environment_drops_conda_settings():
     child = conda.conda_environment(
         {"PATH": "/usr/bin", "CONDARC": "/tmp/evil", "CONDA_PKGS_DIRS": "/tmp", "MAMBA_ROOT_PREFIX": "/x"}

@@ -43,6 +43,7 @@ def subjects(check: dict) -> list[str]:
     return [f["subject"] for f in check["findings"]]
 
 
+@pytest.mark.floor
 def test_healthy_prefix_has_no_failures(tljh, base_prefix):
     result, doc, _ = run_doctor(tljh, base_prefix)
     assert result.code == ExitCode.OK, result.stdout
@@ -50,6 +51,7 @@ def test_healthy_prefix_has_no_failures(tljh, base_prefix):
     assert result.stderr == ""
 
 
+@pytest.mark.floor
 def test_json_contract(tljh, base_prefix):
     _, doc, _ = run_doctor(tljh, base_prefix)
     assert set(doc) == {"schema", "version", "prefix", "checks", "summary", "fixes", "changed", "exit_code"}
@@ -91,6 +93,7 @@ def test_jupyterlab_in_hub(tljh, prefix, wheelhouse):
     assert "jupyterlab" in subjects(check)
 
 
+@pytest.mark.floor
 def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     hub_site = site(prefix / "hub")
     target_file = hub_site / "jupyterhub" / "__init__.py"
@@ -178,6 +181,7 @@ def test_broken_requirements_equal_pip_check(prefix, wheelhouse, system_python):
         assert ours  # each env really is broken
 
 
+@pytest.mark.floor
 def test_leftover_then_fix(tljh, prefix):
     user_site = site(prefix / "user")
     leftover = user_site / "~umpy-1.26.4.dist-info"
@@ -267,6 +271,7 @@ def test_root_user_site(tljh, base_prefix, wheelhouse, tmp_path):
     assert any("oauthenticator" in s for s in subjects(check))
 
 
+@pytest.mark.floor
 def test_unfinished_change_then_fix(tljh, prefix, wheelhouse, system_python):
     before = file_listing(prefix / "user")
     env = prefixes.hermetic_env(

@@ -78,6 +78,7 @@ def script_wheels(tmp_path_factory) -> Path:
 # -- a healthy server, with every trap, is green -------------------------------------------------
 
 
+@pytest.mark.floor
 def test_healthy_prefix_with_the_traps_is_green(tljh, base_prefix, system_python):
     hub = base_prefix / "hub"
     # the traps, really there: setuptools' .pth runs an `import` line; a venv's bin/python*

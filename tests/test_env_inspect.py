@@ -17,6 +17,9 @@ from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.layout import resolve_layout
 
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
+
 
 def tool_packages(result) -> set[tuple[str, str]]:
     return {(canonicalize_name(p["name"]), str(Version(p["version"]))) for p in result.json()["packages"]}

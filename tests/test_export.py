@@ -58,6 +58,7 @@ def carrying_prefix(prefix, wheelhouse, tmp_path):
     return prefix
 
 
+@pytest.mark.floor
 def test_lock_requirements_and_environment_yml(carrying_prefix, system_python):
     layout = _layout(carrying_prefix, system_python)
     user = carrying_prefix / "user"
@@ -216,6 +217,7 @@ some_plugin_setting: 3
 """
 
 
+@pytest.mark.floor
 def test_z2jh_config_passes_z2jh_schema_and_lists_what_it_leaves(prefix, system_python):
     import jsonschema
     from ruamel.yaml import YAML
@@ -357,6 +359,7 @@ def test_conda_env_lock_and_repo2docker(conda_prefix, system_python, tmp_path):
     assert 'env update -p ${NB_PYTHON_PREFIX} --file "environment.yml"' in dockerfile
 
 
+@pytest.mark.floor
 def test_export_command_line(tljh, prefix, tmp_path):
     """The real command: data on stdout or in the named file, notes and unmapped settings on
     stderr, the fast path's lock byte-identical to Typer's, bad input a one-line error."""

@@ -37,6 +37,7 @@ def _packages(tljh, prefix: Path) -> set[tuple[str, str, str]]:
     return {(p["name"], p["version"], p["installer"]) for p in result.json()["packages"]}
 
 
+@pytest.mark.floor
 def test_round_trip_and_second_apply_changes_nothing(tljh, base_prefix, fresh_prefix, offline, tmp_path):
     lock = tmp_path / "user.lock.json"
     exported = tljh("--prefix", base_prefix, "env", "export", "--target", "user", "--format", "lock")

@@ -433,6 +433,7 @@ def test_state_folder_is_private_under_umask_0_and_planted_state_touches_nothing
 # -- class 6: corrupt, damaged or unwritable state --------------------------------------------
 
 
+@pytest.mark.floor
 def test_corrupt_and_damaged_state_gives_one_line_and_never_a_wrong_restore(prefix, run, offline):
     state = state_of(prefix)
     assert run("env", "install", "-t", "user", "oauthenticator", "--yes").code == 0
@@ -542,6 +543,7 @@ def test_rollback_shows_drift_made_by_hand_and_needs_accept_drift(prefix, run, w
 # -- class 11: snapshot space is visible, prunable and bounded ---------------------------------
 
 
+@pytest.mark.floor
 def test_snapshot_space_is_shown_prunable_and_bounded(prefix, run):
     assert run("env", "install", "-t", "user", "numpy==2.1.0", "--yes").code == 0
     assert run("env", "install", "-t", "user", "data-writer", "--yes").code == 0

@@ -288,7 +288,17 @@ def _corpus_files(tmp_path: Path) -> None:
     (tmp_path / "shell.txt").write_text("numpy; $(reboot)\n")
 
 
-@pytest.mark.parametrize("case", CORPUS)
+# the floor run (scripts/test) takes one case of each kind: option, shell text, reference,
+# specifier, requirements file, nothing
+FLOOR_CORPUS = {
+    "--user as a package", "semicolon command", "a direct reference", "an invalid specifier",
+    "an option line in a file with spaces in its name", "nothing at all",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "case", [pytest.param(case, marks=pytest.mark.floor) if case in FLOOR_CORPUS else case for case in CORPUS]
+)
 def test_bad_input_corpus(tljh, prefix, tmp_path, system_python, case, install):
     _corpus_files(tmp_path)
     args = [arg.replace("{tmp}", str(tmp_path)) for arg in CORPUS[case]]
@@ -319,6 +329,7 @@ def test_requirements_file_with_spaces_in_its_path(prefix, tmp_path, system_pyth
     assert versions(prefix, "user", system_python)["numpy"] == "2.1.0"
 
 
+@pytest.mark.floor
 def test_not_a_terminal_without_yes_is_refused(prefix, system_python, install):
     before = everything(prefix, system_python)
     result = install("user", "numpy==2.1.0")
@@ -327,6 +338,7 @@ def test_not_a_terminal_without_yes_is_refused(prefix, system_python, install):
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
+@pytest.mark.floor
 def test_dry_run_shows_the_plan_and_changes_nothing(prefix, system_python, install):
     before = everything(prefix, system_python)
     result = install("user", "numpy==2.1.0", "oauthenticator", "--dry-run")
@@ -438,6 +450,7 @@ def test_failed_install_is_restored_and_named(tljh, prefix, system_python, insta
     assert entry["result"] == "failed"
 
 
+@pytest.mark.floor
 def test_install_then_rollback_is_byte_identical_without_the_index(
     tljh, prefix, tmp_path, system_python, install
 ):
@@ -452,6 +465,7 @@ def test_install_then_rollback_is_byte_identical_without_the_index(
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
+@pytest.mark.floor
 def test_uninstall_then_rollback(tljh, prefix, system_python):
     before = everything(prefix, system_python)
     result = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "numpy", "--yes")
@@ -471,6 +485,7 @@ def test_uninstall_refusals(tljh, prefix, system_python):
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
+@pytest.mark.floor
 def test_history_records_who_what_and_result(tljh, prefix, offline, install):
     install(
         "user",

@@ -23,7 +23,7 @@ import pytest
 from tests.support import oldhub
 from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
-from tests.support.prefixes import hermetic_env, run
+from tests.support.prefixes import _link_file, hermetic_env, run
 from tljh_admin import plugins, rebuild
 from tljh_admin.layout import resolve_layout
 from tljh_admin.transaction import StateDir
@@ -73,11 +73,20 @@ def world(tmp_path_factory, wheelhouse, system_python) -> World:
     return World(tmp_path_factory.mktemp("rebuild"), wheelhouse, system_python)
 
 
+@pytest.fixture(scope="session")
+def world_listing(world) -> dict:
+    return file_listing(world.prefix)
+
+
 @pytest.fixture
-def prefix(world, tmp_path) -> Path:
+def prefix(world, world_listing, tmp_path) -> Path:
+    """A private copy of the broken prefix: hard links to the world's files (rebuild moves
+    the old hub aside and pip unlinks before writing), checked against the world after."""
     dest = tmp_path / "opt tljh"
-    shutil.copytree(world.prefix, dest, symlinks=True)
-    return dest
+    shutil.copytree(world.prefix, dest, symlinks=True, copy_function=_link_file)
+    yield dest
+    changed = listing_diff(world_listing, file_listing(world.prefix))
+    assert changed == [], f"this test changed the shared old hub in place: {changed[:10]}"
 
 
 def _layout(prefix: Path, world: World):

@@ -1,4 +1,9 @@
+import pytest
+
 from tests.support import prefixes
+
+# the whole module is in the floor run (scripts/test)
+pytestmark = pytest.mark.floor
 
 
 def test_base_prefix_is_tljh_shaped(base_prefix, cpython_source):

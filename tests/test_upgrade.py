@@ -72,6 +72,7 @@ def test_failing_user_step_restores_both(tljh, prefix, offline, hub_requirements
     assert entry["result"] == "failed" and entry["target"] == "hub,user"
 
 
+@pytest.mark.floor
 def test_dry_run_and_json_change_nothing(tljh, prefix, offline, hub_requirements, system_python):
     before = everything(prefix, system_python)
     dry = tljh(
