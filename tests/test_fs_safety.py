@@ -41,3 +41,38 @@ def _walk_inodes(root):
             path = os.path.join(folder, name)
             yield path, os.lstat(path)
 
+
+
+def test_a_timeout_kills_the_childs_whole_process_group(tmp_path):
+    """The plugin evaluation's timeout: a plugin whose import starts a process of its own
+    must not outlive it, nor keep tljh waiting on the output pipe it inherited."""
+    import subprocess
+    import time
+
+    import pytest
+
+    from tljh_admin.transaction import run_with_group_timeout
+
+    pid_file = tmp_path / "grandchild"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_with_group_timeout(
+            ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; sleep 60"],
+            1.0,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    assert time.monotonic() - started < 20
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False

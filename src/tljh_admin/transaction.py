@@ -31,12 +31,16 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tljh_admin import snapshot
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
 from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout
+
+if TYPE_CHECKING:
+    import subprocess
 
 #: snapshots kept for `tljh env rollback` when settings.json says nothing (older ones are pruned)
 KEEP_SNAPSHOTS = 10
@@ -591,6 +595,24 @@ def end_processes(processes: list[list[int]], marker: str, timeout: float = PROC
                 hint="end them (sudo kill -9 PID), then run the command again",
             )
         time.sleep(0.02)
+
+
+def run_with_group_timeout(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(..., timeout=) for a child that may start children of its own: the
+    child runs in its own session and a timeout kills that whole process group (run's own
+    timeout kills only the direct child, and then waits for a grandchild holding the
+    output pipes). Raises subprocess.TimeoutExpired after the group is killed."""
+    import subprocess
+
+    with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def scratch_folder(state: StateDir | None) -> str:
