@@ -76,3 +76,26 @@ def _alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_normalisation_leaves_a_hard_link_to_an_outside_file_alone(tmp_path):
+    """Where fs.protected_hardlinks=0 a user can hard-link a root file they cannot read into
+    a folder of the env they can write; normalisation must not make it readable by all nor
+    change its group (made here by root directly: the link itself is the attack)."""
+    from tljh_admin import snapshot, transaction
+
+    env, outside = tmp_path / "env", tmp_path / "etc"
+    (env / "site").mkdir(parents=True)
+    outside.mkdir()
+    victim = outside / "shadow"
+    victim.write_text("secret\n")
+    victim.chmod(0o640)
+    os.chown(victim, 0, 42)
+    os.link(victim, env / "site" / "planted")
+    new_file = env / "site" / "new.py"  # one link: a file the change wrote, fully fixed
+    new_file.write_text("")
+    new_file.chmod(0o600)
+    transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
+    st = victim.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, 42)
+    assert stat.S_IMODE(new_file.stat().st_mode) == 0o644

@@ -840,11 +840,17 @@ def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
                 wanted = (mode | ((mode & 0o500) >> 3) | ((mode & 0o500) >> 6)) & ~stat.S_IWOTH
                 if path == root:
                     wanted = root_mode
-                if (st.st_uid, st.st_gid) == (uid, gid) and wanted == mode:
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    # possibly a hard link to a file outside the env: only o+w is taken
+                    # away (transaction._fix_one says why)
+                    owner_ok, wanted = True, mode & ~stat.S_IWOTH
+                else:
+                    owner_ok = (st.st_uid, st.st_gid) == (uid, gid)
+                if owner_ok and wanted == mode:
                     continue
                 fd = opener.open_scanned(path, st.st_dev, st.st_ino)
                 try:
-                    if (st.st_uid, st.st_gid) != (uid, gid):
+                    if not owner_ok:
                         os.fchown(fd, uid, gid)
                         fixed += 1
                     if wanted != mode:

@@ -698,6 +698,15 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
     st = os.fstat(fd)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        # another name may be a hard link planted to a file outside the env (possible where
+        # fs.protected_hardlinks=0): only take o+w away, which can harm no file, never chown
+        # or add a+r (snapshots link the env's older files; the files a change writes have one
+        # link and get the full fix)
+        if st.st_mode & stat.S_IWOTH:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
+            report.world_writable_fixed += 1
+        return
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.fchown(fd, uid, gid)
         report.owner_fixed += 1
