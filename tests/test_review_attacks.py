@@ -80,20 +80,20 @@ def test_apply_dry_run_runs_no_code_from_a_user_owned_folder(tljh, prefix, open_
 
 
 @needs_root
-@pytest.mark.xfail(strict=True, reason="normalize_permissions follows a parent swapped for a symlink")
-def test_normalisation_never_chmods_outside_the_env(tmp_path, monkeypatch):
+def test_normalisation_never_chmods_outside_the_env(open_tmp, tmp_path, monkeypatch):
     """A folder in the env that others can write (an install under root's umask 000 makes
     them) lets uid 65534 swap a parent folder for a symlink between find's listing and the
     fixes: O_NOFOLLOW guards only the last component and the inode is not compared. The
     hook only fixes the moment of the swap that a looping attacker would hit by chance."""
     from tljh_admin import snapshot, transaction
 
-    base = tmp_path / "race"
+    # under open_tmp: uid 65534 must reach the env (pytest's tmp_path is inside a 0700 folder)
+    base = open_tmp / f"race-{tmp_path.name}"
     env, outside = base / "env", base / "etc"
     site = env / "site"
     site.mkdir(parents=True)
     outside.mkdir()
-    for folder in (tmp_path, base, env):
+    for folder in (base, env):
         folder.chmod(0o755)
     site.chmod(0o777)
     victim = outside / "shadow"
@@ -115,7 +115,6 @@ def test_normalisation_never_chmods_outside_the_env(tmp_path, monkeypatch):
     assert stat.S_IMODE(victim.stat().st_mode) == 0o600
 
 
-@pytest.mark.xfail(strict=True, reason="rebuild's three-rename swap: recovery never looks at BUILD.old")
 @pytest.mark.parametrize("renames_done", [1, 2])
 def test_rebuild_recovery_after_a_kill_inside_the_fallback_swap(tmp_path, renames_done):
     """Where RENAME_EXCHANGE is missing, rebuild._swap does root -> BUILD.old, BUILD -> root,

@@ -11,6 +11,13 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    import os
+
+    # Before anything writes: under an inherited umask 000 every file pip (a child, which
+    # inherits the umask) writes into an environment is 0666 until normalisation runs, and
+    # other users could plant code there that is then chowned to root and kept. 022 is
+    # the usual default umask (Debian, Ubuntu), so files come out 0644/0755 whatever the caller had.
+    os.umask(0o022)
     args = sys.argv[1:] if argv is None else argv
     from tljh_admin.cli import render
     from tljh_admin.errors import Aborted, ExitCode, Stopped, TljhError

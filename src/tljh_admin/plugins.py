@@ -160,16 +160,19 @@ def plugin_report(hub: Environment, evaluate: bool = True) -> PluginReport:
     if reason:
         return PluginReport(plugins, False, {}, {}, {}, reason)
     try:
-        proc = subprocess.run(
+        from tljh_admin.transaction import run_with_group_timeout
+
+        # a plugin's import may start processes: the timeout kills the whole group
+        proc = run_with_group_timeout(
             [hub.interpreter.path, "-I", "-c", _EVALUATE],
-            capture_output=True,
+            _EVALUATE_TIMEOUT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
             env=policy.scrubbed_environment(os.environ),
             cwd=hub.root,
             stdin=subprocess.DEVNULL,
-            timeout=_EVALUATE_TIMEOUT,
-            start_new_session=True,
         )
     except (OSError, subprocess.TimeoutExpired) as error:
         return PluginReport(plugins, False, {}, {}, {}, f"the hub's interpreter did not answer: {error}")

@@ -824,26 +824,41 @@ def _write_like(path: str, data: bytes) -> None:
 
 def _normalise(root: str, owner: tuple[int, int], root_mode: int) -> int:
     """TLJH's `chown -R` + `chmod -R o-w`, plus readable by all (a root umask of 077 must not
-    lock users out): applied to a tree this change made itself, symlinks left alone."""
+    lock users out): applied to a tree this change made itself, symlinks left alone. Each
+    object is reached from `root` without following symlinks and fixed through its
+    descriptor only if it is still the inode the walk saw (snapshot.Beneath)."""
     uid, gid = owner
     fixed = 0
-    for folder, dirs, files in os.walk(root):
-        for name in [*files, None]:
-            path = folder if name is None else os.path.join(folder, name)
-            st = os.lstat(path)
-            if stat.S_ISLNK(st.st_mode):
-                continue
-            mode = stat.S_IMODE(st.st_mode)
-            wanted = (mode | ((mode & 0o500) >> 3) | ((mode & 0o500) >> 6)) & ~stat.S_IWOTH
-            if path == root:
-                wanted = root_mode
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.lchown(path, uid, gid)
-                fixed += 1
-            if wanted != mode:
-                os.chmod(path, wanted)
-                fixed += 1
-        dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
+    with snapshot.Beneath(root) as opener:
+        for folder, dirs, files in os.walk(root):
+            for name in [*files, None]:
+                path = folder if name is None else os.path.join(folder, name)
+                st = os.lstat(path)
+                if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                    continue
+                mode = stat.S_IMODE(st.st_mode)
+                wanted = (mode | ((mode & 0o500) >> 3) | ((mode & 0o500) >> 6)) & ~stat.S_IWOTH
+                if path == root:
+                    wanted = root_mode
+                if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+                    # possibly a hard link to a file outside the env: only o+w is taken
+                    # away (transaction._fix_one says why)
+                    owner_ok, wanted = True, mode & ~stat.S_IWOTH
+                else:
+                    owner_ok = (st.st_uid, st.st_gid) == (uid, gid)
+                if owner_ok and wanted == mode:
+                    continue
+                fd = opener.open_scanned(path, st.st_dev, st.st_ino)
+                try:
+                    if not owner_ok:
+                        os.fchown(fd, uid, gid)
+                        fixed += 1
+                    if wanted != mode:
+                        os.fchmod(fd, wanted)
+                        fixed += 1
+                finally:
+                    os.close(fd)
+            dirs[:] = [d for d in dirs if not os.path.islink(os.path.join(folder, d))]
     return fixed
 
 
@@ -882,15 +897,19 @@ def exchange(a: str, b: str) -> None:
         raise OSError(code, os.strerror(code), a)
 
 
+# the fallback swap's intermediate name for the old env, next to the build folder
+_ASIDE = ".old"
+
+
 def _swap(root: str, build: str) -> None:
     try:
         exchange(root, build)
     except OSError as error:
         if error.errno not in (errno.ENOSYS, errno.EINVAL):
             raise
-        # no RENAME_EXCHANGE on this file system: three renames; a kill in between is
-        # recovered from the snapshot like any other change
-        aside = build + ".old"
+        # no RENAME_EXCHANGE on this file system: three renames; after a kill in between
+        # put_old_env_back finds the old env by its inode under any of these names
+        aside = build + _ASIDE
         os.rename(root, aside)
         os.rename(build, root)
         os.rename(aside, build)
@@ -1220,13 +1239,18 @@ def put_old_env_back(layout: Layout, journal: dict) -> None:
         build = build_path(layout, target, int(journal["id"]))
         state = StateDir.of(layout)
         mirror = os.path.join(state.snapshot_dir(int(journal["id"]), target), snapshot.FILES) + root
+        # every name the old env can be under: _swap's fallback renames through ASIDE
+        aside = build + _ASIDE
         old = (journal.get("rebuild") or {}).get("old_inode")
         if old is not None and _inode(root) != old:
-            for place in (build, mirror):
+            for place in (build, aside, mirror):
                 if _inode(place) == old and not os.path.islink(place):
-                    _swap(root, place)  # the old env back at the root; `place` holds the new one
+                    if os.path.lexists(root):
+                        _swap(root, place)  # the old env back at the root; `place` holds the new one
+                    else:  # killed after the fallback's first rename: no env at the root
+                        os.rename(place, root)
                     break
-        for leftover in (build, mirror):
+        for leftover in (build, aside, mirror):
             if os.path.islink(leftover):
                 os.unlink(leftover)
             elif os.path.isdir(leftover):

@@ -26,6 +26,7 @@ import json
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -282,6 +283,97 @@ def _current(areas_folders: Iterable[str], root: str, skip: set[str]):
     return entries, folders
 
 
+# -- reaching scanned paths without following symlinks ------------------------------------
+
+_FOLDER_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+_OBJECT_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK | os.O_NOCTTY
+
+
+class Beneath:
+    """Paths under one trusted folder (`anchor`, from the layout), reached one component at
+    a time from it (openat with O_NOFOLLOW|O_DIRECTORY): a symlink anywhere below the
+    anchor, in the middle of a path as well as at its end, is refused (ELOOP, ENOTDIR),
+    never followed, so a folder others can write cannot redirect root's fixes. Only the
+    folders leading to the last path are kept open: paths visited in sorted order cost about
+    one open each, with a handful of descriptors."""
+
+    def __init__(self, anchor: str):
+        self.anchor = os.path.normpath(anchor)
+        self._fds: dict[str, int] = {}
+
+    def __enter__(self) -> Beneath:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for fd in self._fds.values():
+            os.close(fd)
+        self._fds.clear()
+
+    def contains(self, path: str) -> bool:
+        path = os.path.normpath(path)
+        return path == self.anchor or path.startswith(self.anchor.rstrip("/") + "/")
+
+    def folder(self, path: str) -> int:
+        """A descriptor (owned by this object) on the folder `path`, the anchor or below it."""
+        path = os.path.normpath(path)
+        fd = self._fds.get(path)
+        if fd is not None:
+            return fd
+        if not self.contains(path):
+            raise OSError(errno.EXDEV, "not under " + self.anchor, path)
+        for kept in [k for k in self._fds if not path.startswith(k.rstrip("/") + "/")]:
+            os.close(self._fds.pop(kept))
+        if path == self.anchor:
+            fd = os.open(path, _FOLDER_FLAGS & ~os.O_NOFOLLOW)
+        else:
+            parent, name = os.path.split(path)
+            fd = os.open(name, _FOLDER_FLAGS, dir_fd=self.folder(parent))
+        self._fds[path] = fd
+        return fd
+
+    def parent(self, path: str) -> tuple[int, str]:
+        """(descriptor on the folder holding `path`, its last name), for *at() calls."""
+        path = os.path.normpath(path)
+        if path == self.anchor or not self.contains(path):
+            raise OSError(errno.EXDEV, "not below " + self.anchor, path)
+        parent, name = os.path.split(path)
+        return self.folder(parent), name
+
+    def forget(self, path: str) -> None:
+        """Close kept folders at or under `path` (after it was removed or replaced)."""
+        path = os.path.normpath(path)
+        for kept in [k for k in self._fds if k == path or k.startswith(path.rstrip("/") + "/")]:
+            os.close(self._fds.pop(kept))
+
+    def open_scanned(self, path: str, dev: int, ino: int) -> int:
+        """A new descriptor (the caller closes it) on the object at `path`, only if it is
+        still the very inode a scan saw (st_dev, st_ino); else OSError(ESTALE)."""
+        path = os.path.normpath(path)
+        if path == self.anchor:
+            fd = os.open(path, _OBJECT_FLAGS)
+        else:
+            parent_fd, name = self.parent(path)
+            fd = os.open(name, _OBJECT_FLAGS, dir_fd=parent_fd)
+        st = os.fstat(fd)
+        if (st.st_dev, st.st_ino) != (dev, ino):
+            os.close(fd)
+            raise OSError(errno.ESTALE, "changed since it was scanned; not touched", path)
+        return fd
+
+
+def anchor_of(path: str, anchors: Iterable[str]) -> str | None:
+    """The deepest of `anchors` that holds `path`."""
+    path = os.path.normpath(path)
+    best = None
+    for anchor in anchors:
+        anchor = os.path.normpath(anchor)
+        if (path == anchor or path.startswith(anchor.rstrip("/") + "/")) and (
+            best is None or len(anchor) > len(best)
+        ):
+            best = anchor
+    return best
+
+
 def _inside(path: str, allowed: Iterable[str]) -> bool:
     return any(path == a or path.startswith(a.rstrip(os.sep) + os.sep) for a in allowed)
 
@@ -343,10 +435,26 @@ def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
             hint="see `tljh doctor`; check the environment by hand before removing that folder",
         )
     root = manifest["root"]
+    tree = _SafeTree([*manifest["areas"], *([root] if root else [])])
+    try:
+        _restore_into(tree, manifest, files_root, recorded_folders, recorded_files, symlinks)
+    finally:
+        tree.close()
+    if tree.refused:
+        shown = ", ".join(sorted(tree.refused)[:3])
+        raise Refused(
+            f"{len(tree.refused)} path(s) of the environment now lie under a symlink or a "
+            f"swapped folder and were not restored: {shown}",
+            hint="someone could write into the environment: see `tljh doctor`, then roll back again",
+        )
+
+
+def _restore_into(tree, manifest, files_root, recorded_folders, recorded_files, symlinks) -> None:
+    root = manifest["root"]
     skip = set(manifest["skip"])
     if root:  # new top-level entries of the environment (e.g. a share/ the change created)
         for name in set(os.listdir(root)) - set(manifest["top_level"]) - skip:
-            _remove(os.path.join(root, name))
+            tree.remove(os.path.join(root, name))
 
     entries, folders = _current(manifest["areas"], root, skip)
     # an inode number means the same file only on the same file system (a farm copied
@@ -358,61 +466,173 @@ def restore(dest: str, allowed_root: str, allowed_areas: Iterable[str]) -> None:
     )
 
     # 1. what the change added: entries and folders that were not there
-    for path in entries.keys() - recorded_files.keys() - symlinks.keys():
-        os.unlink(path)
+    for path in sorted(entries.keys() - recorded_files.keys() - symlinks.keys()):
+        tree.remove(path)
     for folder in sorted(folders - recorded_folders.keys(), key=len, reverse=True):
-        shutil.rmtree(folder, ignore_errors=True)
+        tree.remove(folder)
     # 2. folders that went missing
     for folder in sorted(recorded_folders, key=len):
-        if not os.path.isdir(folder) or os.path.islink(folder):
-            if os.path.lexists(folder):
-                os.unlink(folder)
-            os.makedirs(folder, exist_ok=True)
+        tree.make_folder(folder)
     # 3. files removed or replaced: link the recorded inode back
     copied = {
         p for p in manifest.get("copied", []) if isinstance(p, str) and _inside(p, [root] if root else [])
     }
-    for path, recorded in recorded_files.items():
-        now = entries.get(path)
+    for path in sorted(recorded_files):
+        recorded, now = recorded_files[path], entries.get(path)
         if path in copied:  # rewritten in place by the installer: put a copy back, always
-            if now is not None or os.path.lexists(path):
-                _remove(path)
-            _copy_file(files_root + path, path)
+            tree.remove(path)
+            tree.copy_in(files_root + path, path)
             continue
         if same_fs and now is not None and now == recorded:
             continue
-        if now is not None or os.path.lexists(path):
-            _remove(path)
-        _link_or_copy(files_root + path, path)
+        tree.remove(path)
+        tree.link_in(files_root + path, path)
     # 4. symlinks
-    for path, target in symlinks.items():
-        if os.path.islink(path) and os.readlink(path) == target:
-            continue
-        if os.path.lexists(path):
-            _remove(path)
-        os.symlink(target, path)
+    for path in sorted(symlinks):
+        tree.symlink(symlinks[path], path)
     # 5. folders' metadata last, deepest first, since every change above touched mtimes
     for folder in sorted(recorded_folders, key=len, reverse=True):
-        _reset_folder(folder, recorded_folders[folder])
+        tree.reset_folder(folder, recorded_folders[folder])
     if root and "root_meta" in manifest:  # the env root's own mtime changes with its entries
-        _reset_folder(root, manifest["root_meta"])
+        tree.reset_folder(root, manifest["root_meta"])
 
 
-def _reset_folder(folder: str, meta: list[int]) -> None:
-    mode, uid, gid, mtime_ns = meta
-    st = os.lstat(folder)
-    if (st.st_uid, st.st_gid) != (uid, gid):
-        os.chown(folder, uid, gid, follow_symlinks=False)
-    if stat.S_IMODE(st.st_mode) != mode:
-        os.chmod(folder, mode)
-    os.utime(folder, ns=(mtime_ns, mtime_ns), follow_symlinks=False)
+class _SafeTree:
+    """restore's file operations, each done relative to a folder reached from its area
+    without following symlinks (Beneath): a path whose parent is now a symlink or another
+    folder is refused (collected in `refused`), never followed. An area folder itself is a
+    checked, symlink-free path (read_manifest), used as is."""
 
+    _REFUSALS = (errno.ELOOP, errno.ENOTDIR, errno.EXDEV, errno.ESTALE)
 
-def _remove(path: str) -> None:
-    if os.path.isdir(path) and not os.path.islink(path):
-        shutil.rmtree(path)
-    elif os.path.lexists(path):
-        os.unlink(path)
+    def __init__(self, anchors: list[str]):
+        self.anchors = [os.path.normpath(a) for a in anchors]
+        self.openers: dict[str, Beneath] = {}
+        self.refused: set[str] = set()
+
+    def close(self) -> None:
+        for opener in self.openers.values():
+            opener.__exit__(None, None, None)
+
+    def _at(self, path: str) -> tuple[Beneath, int, str] | None:
+        anchor = anchor_of(path, self.anchors)
+        try:
+            if anchor is None:
+                raise OSError(errno.EXDEV, "outside the environment", path)
+            opener = self.openers.setdefault(anchor, Beneath(anchor))
+            parent_fd, name = opener.parent(path)
+        except OSError as error:
+            if error.errno not in self._REFUSALS:
+                raise
+            self.refused.add(path)
+            return None
+        return opener, parent_fd, name
+
+    def _lstat(self, parent_fd: int, name: str) -> os.stat_result | None:
+        try:
+            return os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+        except FileNotFoundError:
+            return None
+
+    def remove(self, path: str) -> None:
+        at = self._at(path)
+        if at is None:
+            return
+        opener, parent_fd, name = at
+        st = self._lstat(parent_fd, name)
+        if st is None:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            opener.forget(path)
+            if sys.version_info >= (3, 11):
+                shutil.rmtree(name, dir_fd=parent_fd)  # fd-based: never follows a symlink inside
+            else:  # the parent through its descriptor's /proc link, not through its path
+                shutil.rmtree(f"/proc/self/fd/{parent_fd}/{name}")
+        else:
+            os.unlink(name, dir_fd=parent_fd)
+
+    def make_folder(self, path: str) -> None:
+        if os.path.normpath(path) in self.anchors:
+            if not os.path.isdir(path) or os.path.islink(path):
+                if os.path.lexists(path):
+                    os.unlink(path)
+                os.makedirs(path, exist_ok=True)
+            return
+        at = self._at(path)
+        if at is None:
+            return
+        opener, parent_fd, name = at
+        st = self._lstat(parent_fd, name)
+        if st is not None and stat.S_ISDIR(st.st_mode):
+            return
+        if st is not None:
+            os.unlink(name, dir_fd=parent_fd)
+        opener.forget(path)
+        os.mkdir(name, dir_fd=parent_fd)
+
+    def link_in(self, source: str, path: str) -> None:
+        at = self._at(path)
+        if at is None:
+            return
+        _opener, parent_fd, name = at
+        try:
+            os.link(source, name, dst_dir_fd=parent_fd, follow_symlinks=False)
+        except OSError as error:
+            if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                raise
+            self._copy(source, parent_fd, name)  # another file system: keep a real copy
+
+    def copy_in(self, source: str, path: str) -> None:
+        at = self._at(path)
+        if at is not None:
+            self._copy(source, at[1], at[2])
+
+    def _copy(self, source: str, parent_fd: int, name: str) -> None:
+        """A real copy with the source's mode, owner and times, created through the parent's
+        descriptor (O_EXCL|O_NOFOLLOW: nothing planted at the name is written through)."""
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+        with open(source, "rb") as src:
+            st = os.fstat(src.fileno())
+            fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
+            with os.fdopen(fd, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+                dst.flush()
+                os.fchown(fd, st.st_uid, st.st_gid)
+                os.fchmod(fd, stat.S_IMODE(st.st_mode))
+                os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
+
+    def symlink(self, target: str, path: str) -> None:
+        at = self._at(path)
+        if at is None:
+            return
+        _opener, parent_fd, name = at
+        st = self._lstat(parent_fd, name)
+        if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=parent_fd) == target:
+            return
+        if st is not None:
+            self.remove(path)
+        os.symlink(target, name, dir_fd=parent_fd)
+
+    def reset_folder(self, path: str, meta: list[int]) -> None:
+        mode, uid, gid, mtime_ns = meta
+        anchor = anchor_of(path, self.anchors)
+        if anchor is None:
+            self.refused.add(path)
+            return
+        opener = self.openers.setdefault(anchor, Beneath(anchor))
+        try:
+            fd = opener.folder(path)
+        except OSError as error:
+            if error.errno not in self._REFUSALS:
+                raise
+            self.refused.add(path)
+            return
+        st = os.fstat(fd)
+        if (st.st_uid, st.st_gid) != (uid, gid):
+            os.fchown(fd, uid, gid)
+        if stat.S_IMODE(st.st_mode) != mode:
+            os.fchmod(fd, mode)
+        os.utime(fd, ns=(mtime_ns, mtime_ns))
 
 
 def discard(dest: str) -> None:

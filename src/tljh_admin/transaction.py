@@ -31,12 +31,16 @@ import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from tljh_admin import snapshot
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
 from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout
+
+if TYPE_CHECKING:
+    import subprocess
 
 #: snapshots kept for `tljh env rollback` when settings.json says nothing (older ones are pruned)
 KEEP_SNAPSHOTS = 10
@@ -593,6 +597,24 @@ def end_processes(processes: list[list[int]], marker: str, timeout: float = PROC
         time.sleep(0.02)
 
 
+def run_with_group_timeout(argv: list[str], timeout: float, **kwargs) -> subprocess.CompletedProcess:
+    """subprocess.run(..., timeout=) for a child that may start children of its own: the
+    child runs in its own session and a timeout kills that whole process group (run's own
+    timeout kills only the direct child, and then waits for a grandchild holding the
+    output pipes). Raises subprocess.TimeoutExpired after the group is killed."""
+    import subprocess
+
+    with subprocess.Popen(argv, start_new_session=True, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
 def scratch_folder(state: StateDir | None) -> str:
     """A private work folder for one command's installer runs: under the state folder
     when this user can write there (cleaned by the next command if this one is killed),
@@ -641,42 +663,69 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
     """TLJH's `chown -R root:root` + `chmod -R o-w`, and what users' servers need to run:
     nothing world-writable, everything readable by all (a+r; a+x on folders and on files
     with any x bit), everything owned by the environment's owner. Symlinks are left alone.
-    GNU find picks out the few paths to fix; each is opened without following a symlink and
-    fixed through its descriptor, so a path swapped for a symlink meanwhile is not touched."""
+    GNU find picks out the few paths to fix, with their inodes; each is reached one component
+    at a time from its area folder without following symlinks (snapshot.Beneath) and fixed
+    through its descriptor only if it is still the inode find saw, so a parent or the path
+    itself swapped for a symlink (or another file) meanwhile is not touched."""
     report = PermissionReport()
     uid, gid = owner
     folders = [f for f in areas.folders if os.path.isdir(f)]
     if not folders:
         return report
     pruned = [os.path.join(areas.root, name) for name in sorted(areas.skip)] if areas.root else []
-    for path in _offending_paths(folders, uid, gid, pruned):
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | _NOFOLLOW)
-        except OSError:
-            continue  # gone, a symlink now, or not openable (a socket): nothing to fix
-        try:
-            st = os.fstat(fd)
-            if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+    openers: dict[str, snapshot.Beneath] = {}
+    try:
+        for path, dev, ino in sorted(_offending_paths(folders, uid, gid, pruned)):
+            anchor = snapshot.anchor_of(path, folders)
+            if anchor is None:
                 continue
-            if (st.st_uid, st.st_gid) != (uid, gid):
-                os.fchown(fd, uid, gid)
-                report.owner_fixed += 1
-            mode = stat.S_IMODE(st.st_mode)
-            wanted = (mode & ~stat.S_IWOTH) | 0o444
-            if stat.S_ISDIR(st.st_mode) or mode & 0o111:
-                wanted |= 0o111
-            if wanted != mode:
-                os.fchmod(fd, wanted)
-                if mode & stat.S_IWOTH:
-                    report.world_writable_fixed += 1
-                else:
-                    report.readable_fixed += 1
-        finally:
-            os.close(fd)
+            opener = openers.setdefault(anchor, snapshot.Beneath(anchor))
+            try:
+                fd = opener.open_scanned(path, dev, ino)
+            except OSError:
+                continue  # gone, swapped, under a symlink now, or not openable (a socket)
+            try:
+                _fix_one(fd, uid, gid, report)
+            finally:
+                os.close(fd)
+    finally:
+        for opener in openers.values():
+            opener.__exit__(None, None, None)
     return report
 
 
-def _offending_paths(folders: list[str], uid: int, gid: int, pruned: list[str] = ()) -> list[str]:
+def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
+    st = os.fstat(fd)
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+        return
+    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+        # another name may be a hard link planted to a file outside the env (possible where
+        # fs.protected_hardlinks=0): only take o+w away, which can harm no file, never chown
+        # or add a+r (snapshots link the env's older files; the files a change writes have one
+        # link and get the full fix)
+        if st.st_mode & stat.S_IWOTH:
+            os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
+            report.world_writable_fixed += 1
+        return
+    if (st.st_uid, st.st_gid) != (uid, gid):
+        os.fchown(fd, uid, gid)
+        report.owner_fixed += 1
+    mode = stat.S_IMODE(st.st_mode)
+    wanted = (mode & ~stat.S_IWOTH) | 0o444
+    if stat.S_ISDIR(st.st_mode) or mode & 0o111:
+        wanted |= 0o111
+    if wanted != mode:
+        os.fchmod(fd, wanted)
+        if mode & stat.S_IWOTH:
+            report.world_writable_fixed += 1
+        else:
+            report.readable_fixed += 1
+
+
+def _offending_paths(
+    folders: list[str], uid: int, gid: int, pruned: list[str] = ()
+) -> list[tuple[str, int, int]]:
+    """(path, st_dev, st_ino) of every file or folder whose mode or owner needs a fix."""
     import shutil
     import subprocess
 
@@ -689,11 +738,16 @@ def _offending_paths(folders: list[str], uid: int, gid: int, pruned: list[str] =
         ]  # fmt: skip
         prune = [arg for path in pruned for arg in ("-path", path, "-prune", "-o")]
         proc = subprocess.run(
-            ["find", *folders, *prune, *test, "!", "-type", "l", "-print0"],
+            ["find", *folders, *prune, *test, "!", "-type", "l", "-printf", "%D %i %p\\0"],
             capture_output=True,
             stdin=subprocess.DEVNULL,
         )
-        return [os.fsdecode(p) for p in proc.stdout.split(b"\0") if p]
+        found = []
+        for record in proc.stdout.split(b"\0"):
+            dev, ino, path = record.split(b" ", 2) if record.count(b" ") >= 2 else (b"", b"", b"")
+            if dev.isdigit() and ino.isdigit():
+                found.append((os.fsdecode(path), int(dev), int(ino)))
+        return found
     found = []
     for area in folders:
         for folder, dirs, files in os.walk(area):
@@ -708,7 +762,7 @@ def _offending_paths(folders: list[str], uid: int, gid: int, pruned: list[str] =
                     or (needs_x and mode & 0o111 != 0o111)
                     or (st.st_uid, st.st_gid) != (uid, gid)
                 ):
-                    found.append(path)
+                    found.append((path, st.st_dev, st.st_ino))
     return found
 
 

@@ -1,0 +1,101 @@
+"""File-system safety of changes run as root: the umask every write happens under."""
+
+from __future__ import annotations
+
+import os
+import stat
+
+from tests.test_install import install, offline  # noqa: F401  (fixtures, used by name)
+
+
+def _group_or_world_writable(root) -> list[str]:
+    found = []
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            st = os.lstat(os.path.join(folder, name))
+            if not stat.S_ISLNK(st.st_mode) and st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+                found.append(os.path.join(folder, name))
+    return found
+
+
+def test_install_under_umask_000_never_makes_writable_files(prefix, install):  # noqa: F811
+    """Under an inherited umask 000, files pip writes would be 0666 until normalisation
+    (which only drops o+w): others could plant code meanwhile. The tool sets 022 at start,
+    so every file it or its installer creates, in the env and in the snapshot, is born
+    without group or world write (normalisation cannot hide this: g+w would remain)."""
+    before = {path for path, _ in _walk_inodes(prefix)}
+    result = install("user", "oauthenticator", "--yes", preexec_fn=lambda: os.umask(0))
+    assert result.code == 0, result.stderr
+    created = [path for path, _ in _walk_inodes(prefix) if path not in before]
+    assert any("oauthenticator" in path for path in created)
+    assert _group_or_world_writable(prefix / "user") == []
+    assert _group_or_world_writable(prefix / "state") == []
+    for path, st in _walk_inodes(prefix):
+        if path in created and not stat.S_ISLNK(st.st_mode):
+            assert stat.S_IMODE(st.st_mode) & 0o7022 == 0, (path, oct(st.st_mode))
+
+
+def _walk_inodes(root):
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = os.path.join(folder, name)
+            yield path, os.lstat(path)
+
+
+
+def test_a_timeout_kills_the_childs_whole_process_group(tmp_path):
+    """The plugin evaluation's timeout: a plugin whose import starts a process of its own
+    must not outlive it, nor keep tljh waiting on the output pipe it inherited."""
+    import subprocess
+    import time
+
+    import pytest
+
+    from tljh_admin.transaction import run_with_group_timeout
+
+    pid_file = tmp_path / "grandchild"
+    started = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        run_with_group_timeout(
+            ["sh", "-c", f"sleep 60 & echo $! > {pid_file}; sleep 60"],
+            1.0,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+    assert time.monotonic() - started < 20
+    grandchild = int(pid_file.read_text())
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_normalisation_leaves_a_hard_link_to_an_outside_file_alone(tmp_path):
+    """Where fs.protected_hardlinks=0 a user can hard-link a root file they cannot read into
+    a folder of the env they can write; normalisation must not make it readable by all nor
+    change its group (made here by root directly: the link itself is the attack)."""
+    from tljh_admin import snapshot, transaction
+
+    env, outside = tmp_path / "env", tmp_path / "etc"
+    (env / "site").mkdir(parents=True)
+    outside.mkdir()
+    victim = outside / "shadow"
+    victim.write_text("secret\n")
+    victim.chmod(0o640)
+    os.chown(victim, 0, 42)
+    os.link(victim, env / "site" / "planted")
+    new_file = env / "site" / "new.py"  # one link: a file the change wrote, fully fixed
+    new_file.write_text("")
+    new_file.chmod(0o600)
+    transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
+    st = victim.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, 42)
+    assert stat.S_IMODE(new_file.stat().st_mode) == 0o644
