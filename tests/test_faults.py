@@ -278,8 +278,21 @@ def test_concurrent_changes_to_hub_and_user_get_different_ids_and_recover_apart(
     user, user_tty = on_a_terminal(prefix, ["env", "install", "-t", "user", "chunky"], offline)
     os.write(hub_tty, b"y\n")  # both confirmed at the same moment
     os.write(user_tty, b"y\n")
-    hub_site, user_site = site_of(prefix, "hub"), site_of(prefix, "user")
-    wait_for(lambda: (hub_site / "chunk_0").is_dir() and (user_site / "chunk_0").is_dir(), step=0.001)
+    frozen: dict[str, int] = {}
+
+    def both_frozen() -> bool:
+        # SIGSTOP each installer the moment its journal names it, so that neither change can
+        # finish (and close its journal) before both are seen: under load one otherwise may
+        for journal in journals(prefix):
+            env = next(iter(journal["envs"]))
+            for pgid, _start in journal.get("processes", []):
+                if env not in frozen:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(pgid, signal.SIGSTOP)
+                    frozen[env] = pgid
+        return len(frozen) == 2
+
+    wait_for(both_frozen, step=0.001)
     found = journals(prefix)
     assert len(found) == 2, found  # two journals: not one shared by both changes
     ids = {next(iter(j["envs"])): j["id"] for j in found}

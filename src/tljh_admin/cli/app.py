@@ -298,7 +298,6 @@ def doctor(
     epilog=_examples(
         "sudo tljh env install --target user numpy 'pandas>=2'",
         "sudo tljh env install --target user -r requirements.txt --dry-run",
-        "sudo tljh env install --target user --index-url https://pypi.example/simple mypkg",
         "sudo tljh env install --target user --conda gdal",
     ),
 )
