@@ -96,3 +96,32 @@ def sandbox_and_peers() -> tuple[Path, Path, Path, Path]:
     header(VENV / "bin" / "python")
     print(f"sandbox: {sandbox}; peers run with each env's own bin/python3; uv: {uv}")
     return sandbox, uv, sandbox / "hub" / "bin" / "python3", sandbox / "user" / "bin" / "python3"
+
+
+# TLJH's hub requirements (tljh-admin's shipped copy of tljh/requirements-hub-env.txt), the
+# install benchmarks' workload, and the system python that makes the hub venv (bootstrap.py).
+HUB_REQUIREMENTS = REPO / "src" / "tljh_admin" / "data" / "requirements-hub-env.txt"
+SYSTEM_PYTHON = os.environ.get("TLJH_SYSTEM_PYTHON", "/usr/bin/python3")
+
+
+def empty_hub(name: str) -> tuple[Path, Path, bool]:
+    """WORK/<name>: a PREFIX with an empty hub venv (made by the system python) and state/,
+    plus the wheelhouse of the hub requirements shared by the install benchmarks. Returns
+    (prefix, wheelhouse, fresh): fresh when the prefix was made now, so the caller can fill it
+    and then touch <prefix>/.complete."""
+    import shutil
+
+    template = WORK / name
+    wheels = WORK / "install-wheels"
+    if (template / ".complete").exists():
+        return template, wheels, False
+    shutil.rmtree(template, ignore_errors=True)
+    template.mkdir(parents=True)
+    subprocess.run([SYSTEM_PYTHON, "-m", "venv", template / "hub"], check=True)
+    (template / "state").mkdir(mode=0o700)
+    wheels.mkdir(exist_ok=True)
+    if not any(wheels.glob("jupyterhub-*.whl")):
+        # `pip wheel`, not `download`: sdists (onetimepass) become wheels once, so no run builds
+        pip = [template / "hub" / "bin" / "python3", "-m", "pip"]
+        subprocess.run([*pip, "wheel", "-qq", "-w", wheels, "-r", HUB_REQUIREMENTS], check=True)
+    return template, wheels, True

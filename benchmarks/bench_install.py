@@ -23,24 +23,14 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import REPO, TLJH, VENV, WORK, header, ms, verdict
+from _timing import HUB_REQUIREMENTS, TLJH, VENV, WORK, empty_hub, header, ms, verdict
 
-REQUIREMENTS = REPO / "src" / "tljh_admin" / "data" / "requirements-hub-env.txt"
-SYSTEM_PYTHON = os.environ.get("TLJH_SYSTEM_PYTHON", "/usr/bin/python3")
+REQUIREMENTS = HUB_REQUIREMENTS
 
 
 def prepare() -> tuple[Path, Path]:
-    template = WORK / "install-template"
-    wheels = WORK / "install-wheels"
-    if not (template / ".complete").exists():
-        shutil.rmtree(template, ignore_errors=True)
-        template.mkdir(parents=True)
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", template / "hub"], check=True)
-        (template / "state").mkdir(mode=0o700)
-        wheels.mkdir(exist_ok=True)
-        # `pip wheel`, not `download`: sdists (onetimepass) become wheels once, so no run builds
-        pip = [template / "hub" / "bin" / "python3", "-m", "pip"]
-        subprocess.run([*pip, "wheel", "-qq", "-w", wheels, "-r", REQUIREMENTS], check=True)
+    template, wheels, fresh = empty_hub("install-template")
+    if fresh:
         (template / ".complete").touch()
     return template, wheels
 

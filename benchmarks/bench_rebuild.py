@@ -23,27 +23,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _timing import REPO, TLJH, VENV, WORK, header, verdict
+from _timing import HUB_REQUIREMENTS, SYSTEM_PYTHON, TLJH, VENV, WORK, empty_hub, header, verdict
 
-REQUIREMENTS = REPO / "src" / "tljh_admin" / "data" / "requirements-hub-env.txt"
-SYSTEM_PYTHON = os.environ.get("TLJH_SYSTEM_PYTHON", "/usr/bin/python3")
+REQUIREMENTS = HUB_REQUIREMENTS
 TARGET = 1.2  # issue 12: rebuild <= 1.2x a bare `pip install -r` of the same frozen set
 
 
 def prepare() -> tuple[Path, Path, Path]:
     """A prefix whose hub holds TLJH's hub requirements, a wheelhouse, and the frozen set."""
-    template = WORK / "rebuild-template"
-    wheels = WORK / "install-wheels"  # shared with bench_install.py
+    template, wheels, fresh = empty_hub("rebuild-template")
     frozen = WORK / "rebuild-frozen.txt"
-    if not (template / ".complete").exists():
-        shutil.rmtree(template, ignore_errors=True)
-        template.mkdir(parents=True)
-        subprocess.run([SYSTEM_PYTHON, "-m", "venv", template / "hub"], check=True)
-        (template / "state").mkdir(mode=0o700)
-        wheels.mkdir(exist_ok=True)
+    if fresh:
         pip = [template / "hub" / "bin" / "python3", "-m", "pip"]
-        if not any(wheels.glob("jupyterhub-*.whl")):
-            subprocess.run([*pip, "wheel", "-qq", "-w", wheels, "-r", REQUIREMENTS], check=True)
         # the venv's own pip and setuptools, so that the frozen set resolves offline
         for wheel in glob.glob("/usr/share/python-wheels/*.whl"):
             shutil.copy2(wheel, wheels)

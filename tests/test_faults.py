@@ -18,7 +18,7 @@ import pytest
 
 from tests.conftest import NOBODY
 from tests.support import prefixes
-from tests.support.cli import read_until_closed, tljh_argv
+from tests.support.cli import read_until_closed, start_tljh, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tests.support.wheels import WheelSpec, build_wheel
 from tljh_admin.envs import inspect_environment
@@ -88,16 +88,8 @@ def versions(prefix: Path, env: str) -> dict[str, str]:
 
 
 def start(prefix: Path, args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
-    full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **env)
-    return subprocess.Popen(
-        tljh_argv("--prefix", prefix, *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-        start_new_session=True,  # its own group, so that "kill the whole group" spares pytest
-        **kwargs,
-    )
+    # its own group, so that "kill the whole group" spares pytest
+    return start_tljh(prefix, args, env, start_new_session=True, **kwargs)
 
 
 def wait_for(condition, timeout: float = 60.0, step: float = 0.005) -> None:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import NOBODY
 from tests.support import prefixes
-from tests.support.cli import read_until_closed, tljh_argv
+from tests.support.cli import read_until_closed, start_tljh, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.envs import inspect_environment
 from tljh_admin.errors import ExitCode
@@ -351,16 +351,6 @@ def test_dry_run_shows_the_plan_and_changes_nothing(prefix, system_python, insta
 # -- transactions ----------------------------------------------------------------------------
 
 
-def _start(prefix: Path, args: list[str], env: dict[str, str], **kwargs) -> subprocess.Popen:
-    full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **env)
-    return subprocess.Popen(
-        tljh_argv("--prefix", prefix, *args),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=full_env,
-        **kwargs,
-    )
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:
@@ -377,9 +367,9 @@ def _user_site(prefix: Path) -> Path:
 
 def test_concurrent_installs_are_serialized(prefix, offline, system_python):
     journal = prefix / "state" / "tljh-admin" / "journal"
-    first = _start(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
+    first = start_tljh(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
     _wait_for(lambda: journal.is_dir() and any(journal.iterdir()))  # first holds the lock and runs
-    second = _start(prefix, ["env", "install", "-t", "user", "oauthenticator", "--yes"], offline)
+    second = start_tljh(prefix, ["env", "install", "-t", "user", "oauthenticator", "--yes"], offline)
     _, err1 = first.communicate(timeout=300)
     _, err2 = second.communicate(timeout=300)
     assert first.returncode == 0, err1
@@ -394,9 +384,9 @@ def test_concurrent_installs_are_serialized(prefix, offline, system_python):
 
 def test_lock_timeout(prefix, offline):
     journal = prefix / "state" / "tljh-admin" / "journal"
-    first = _start(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
+    first = start_tljh(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
     _wait_for(lambda: journal.is_dir() and any(journal.iterdir()))
-    second = _start(
+    second = start_tljh(
         prefix, ["env", "install", "-t", "user", "oauthenticator", "--yes", "--lock-timeout", "0.2"], offline
     )
     _, err2 = second.communicate(timeout=60)
@@ -408,7 +398,7 @@ def test_lock_timeout(prefix, offline):
 def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, system_python, install):
     before = everything(prefix, system_python)
     site = _user_site(prefix)
-    proc = _start(
+    proc = start_tljh(
         prefix,
         ["env", "install", "-t", "user", "bigpkg", "numpy==2.1.0", "--yes"],
         offline,
@@ -431,7 +421,7 @@ def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, sy
 def test_sigterm_mid_install_restores(prefix, offline, system_python):
     before = everything(prefix, system_python)
     site = _user_site(prefix)
-    proc = _start(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
+    proc = start_tljh(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
     _wait_for(lambda: (site / "bigpkg").is_dir() and len(os.listdir(site / "bigpkg")) > 300)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=120)

@@ -22,3 +22,21 @@ def read_until_closed(fd: int) -> bytes:
         if not chunk:
             return out
         out += chunk
+
+
+def start_tljh(prefix, args, env: dict[str, str], **kwargs):
+    """The real `tljh --prefix PREFIX ARGS...` as a background process (text pipes), with the
+    suite's hermetic environment plus `env`; kwargs go to Popen (e.g. start_new_session)."""
+    import subprocess
+
+    from tests.support import prefixes
+
+    full_env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON="/usr/bin/python3", **env)
+    return subprocess.Popen(
+        tljh_argv("--prefix", prefix, *args),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=full_env,
+        **kwargs,
+    )
