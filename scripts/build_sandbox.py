@@ -93,13 +93,29 @@ def make_conda_user_env(prefix: Path, cpython: Path) -> None:
     shutil.rmtree(user / "pkgs")  # `conda clean --all`
 
 
+def recipe() -> str:
+    """A fingerprint of how the sandbox is built: this script, the requirement files and the
+    test support that makes the conda channel and the user env. A sandbox built by another
+    recipe is rebuilt, so that benchmarks never measure an outdated one."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    support = REPO / "tests" / "support"
+    for path in (Path(__file__), *sorted(DATA.glob("requirements-*.txt")), *sorted(support.glob("*.py"))):
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
+
+
 def build(prefix: Path, fresh: bool) -> None:
     if fresh and prefix.exists():
         shutil.rmtree(prefix)
     done = prefix / ".sandbox-complete"
-    if done.exists():
+    wanted = recipe()
+    if done.exists() and done.read_text().strip() == wanted:
         say(f"{prefix} is already built (pass --fresh to rebuild)")
         return
+    if done.exists():
+        say(f"{prefix} was built by an older recipe: rebuilding")
     if prefix.exists():
         shutil.rmtree(prefix)  # a half-built sandbox from an interrupted run
     prefix.mkdir(parents=True)
@@ -124,7 +140,7 @@ def build(prefix: Path, fresh: bool) -> None:
 
     (prefix / "state").mkdir(mode=0o700, exist_ok=True)
     subprocess.run(["chmod", "-R", "o-w", str(prefix)], check=True)
-    done.touch()
+    done.write_text(wanted + "\n")
     say(f"done: {prefix}")
 
 

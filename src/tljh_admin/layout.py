@@ -68,6 +68,21 @@ class Layout(namedtuple("Layout", "prefix system_python")):
         raise unknown_target(name)
 
 
+#: where the system programs tljh-admin runs as root (findutils' find, util-linux's setpriv)
+#: are looked up: never PATH, which whoever started tljh chose. /usr/bin first (merged /usr
+#: on Debian 12 and Ubuntu), then the unmerged places.
+SYSTEM_BIN_DIRS = ("/usr/bin", "/bin", "/usr/sbin", "/sbin")
+
+
+def system_program(name: str) -> str | None:
+    """The absolute path of a system program, or None when the system has none."""
+    for folder in SYSTEM_BIN_DIRS:
+        path = os.path.join(folder, name)
+        if os.access(path, os.X_OK) and not os.path.isdir(path):
+            return path
+    return None
+
+
 def unknown_target(name: str) -> UsageError:
     return UsageError(f"unknown environment {name!r}", hint=f"choose one of: {', '.join(ENV_NAMES)}")
 

@@ -16,7 +16,7 @@ import os
 import stat
 from collections import namedtuple
 
-from tljh_admin.layout import USER
+from tljh_admin.layout import USER, system_program
 
 # find's -printf: mode, uid, gid, type (d/f/...), device, inode, path
 _DETAILS_FORMAT = "\\001%m %U %G %y %D %i %p\\0"
@@ -56,7 +56,8 @@ class Scan(namedtuple("Scan", "trees entries errors")):
                 below = folder[len(other) + 1 :] + "/"  # `folder` seen from `other`
                 up = "../" * below.count("/")
                 cut = len(up)
-                left = {n for n in left if not _seen_from_above(n, up, cut, below, tree)}
+                # inline, not a call per name: a hub's data files are thousands of `../` rows
+                left = {n for n in left if not (n[cut:] in tree if n.startswith(up) else below + n in tree)}
         return left
 
     def saw(self, path: str) -> bool:
@@ -68,14 +69,6 @@ class Scan(namedtuple("Scan", "trees entries errors")):
         if not best:
             return False
         return path == best or path[len(best) + 1 :] in self.trees[best]
-
-
-def _seen_from_above(name: str, up: str, cut: int, below: str, tree: set[str]) -> bool:
-    """Whether `tree` (of a folder above) holds `name`, a path relative to the folder
-    `below` it: `../../../bin/x` climbs to it, `pkg/a.py` goes through `below`."""
-    if name.startswith(up) and "./" not in name[cut:]:
-        return name[cut:] in tree
-    return below + name in tree
 
 
 def users_cannot_use(mode: int, is_dir: bool) -> bool:
@@ -118,17 +111,17 @@ class Find:
     """GNU find running in the background. Its output goes to anonymous in-memory files,
     not pipes: a pipe fills after 64 KiB and would stop find until Python reads it, where
     the point is that find walks 40,000 entries on one core while Python checks on the
-    other. Spawned with os.posix_spawnp (no `subprocess` import on doctor's hot path)."""
+    other. Spawned with os.posix_spawn (no `subprocess` import on doctor's hot path)."""
 
-    def __init__(self, argv: list[str]):
+    def __init__(self, program: str, argv: list[str]):
         self.output = os.memfd_create("tljh-find-output", os.MFD_CLOEXEC)
         self.errors = os.memfd_create("tljh-find-errors", os.MFD_CLOEXEC)
         stdin = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            self.pid = os.posix_spawnp(
-                argv[0],
+            self.pid = os.posix_spawn(
+                program,
                 argv,
-                os.environ,
+                {**os.environ, "LC_ALL": "C"},  # complaints in one form; no locale files to load
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, stdin, 0),
                     (os.POSIX_SPAWN_DUP2, self.output, 1),
@@ -170,18 +163,18 @@ def _find_argv(top: str, owner: tuple[int, int], unreadable: bool, prune: list[s
     """find over `top`, skipping the folders in `prune` (walked by finds of their own): it
     prints every path relative to `top` (%P), and the details of the entries the predicate
     picks."""
-    argv = ["find", top]
+    argv = ["find", top]  # argv[0] names find's complaints, which are parsed by their `find: `
     if prune:
         argv += ["("]
         for folder in prune:
-            argv += ["-path", _glob_escaped(folder), "-o"]
+            argv += ["-path", glob_escaped(folder), "-o"]
         argv[-1:] = [")", "-prune", "-o"]
     argv += ["(", "-printf", "%P\\0"]
     argv += ["(", "!", "-type", "l", *find_predicate(owner, unreadable), ")", "-printf", _DETAILS_FORMAT, ")"]
     return argv
 
 
-def _glob_escaped(path: str) -> str:
+def glob_escaped(path: str) -> str:
     """`path` as a find -path pattern that matches only itself."""
     return "".join("\\" + c if c in "*?[]\\" else c for c in path)
 
@@ -212,14 +205,14 @@ class EnvScan:
     (a site-packages holds half an environment) and each prints paths in the form that the
     records look them up in."""
 
-    def __init__(self, root: str, owner: tuple[int, int], unreadable: bool):
+    def __init__(self, program: str, root: str, owner: tuple[int, int], unreadable: bool):
         self.root = root.rstrip("/") or "/"
         sites = site_folders(self.root)
         self.finds: dict[str, Find] = {}
         try:
-            self.finds[self.root] = Find(_find_argv(self.root, owner, unreadable, sites))
+            self.finds[self.root] = Find(program, _find_argv(self.root, owner, unreadable, sites))
             for site in sites:
-                self.finds[site] = Find(_find_argv(site, owner, unreadable, []))
+                self.finds[site] = Find(program, _find_argv(site, owner, unreadable, []))
         except BaseException:
             self.kill()
             self.result()  # reaps the finds started, closes their files
@@ -242,8 +235,11 @@ class EnvScan:
 def start_find(root: str, owner: tuple[int, int], unreadable: bool) -> EnvScan | None:
     """Start scanning an environment with GNU find. None where there is no find (the caller
     walks in Python instead)."""
+    program = system_program("find")  # never PATH's: doctor runs as root
+    if program is None:
+        return None
     try:
-        return EnvScan(root, owner, unreadable)
+        return EnvScan(program, root, owner, unreadable)
     except FileNotFoundError:
         return None
 

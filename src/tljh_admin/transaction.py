@@ -37,7 +37,7 @@ from tljh_admin import snapshot
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
-from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout
+from tljh_admin.layout import ENV_NAMES, SYSTEM, Layout, system_program
 
 if TYPE_CHECKING:
     import subprocess
@@ -726,19 +726,23 @@ def _offending_paths(
     folders: list[str], uid: int, gid: int, pruned: list[str] = ()
 ) -> list[tuple[str, int, int]]:
     """(path, st_dev, st_ino) of every file or folder whose mode or owner needs a fix."""
-    import shutil
     import subprocess
 
-    if shutil.which("find"):
+    from tljh_admin.permissions import glob_escaped
+
+    find = system_program("find")  # never PATH's: this runs as root
+    if find:
         test = [
             "(", "-perm", "-o+w", "-o", "!", "-perm", "-a+r", "-o", "!", "-uid", str(uid),
             "-o", "!", "-gid", str(gid),
             "-o", "-type", "d", "!", "-perm", "-a+x",
             "-o", "-type", "f", "-perm", "/111", "!", "-perm", "-a+x", ")",
         ]  # fmt: skip
-        prune = [arg for path in pruned for arg in ("-path", path, "-prune", "-o")]
+        # -path takes a glob: a PREFIX holding `[` or `*` must match only itself
+        prune = [arg for path in pruned for arg in ("-path", glob_escaped(path), "-prune", "-o")]
         proc = subprocess.run(
             ["find", *folders, *prune, *test, "!", "-type", "l", "-printf", "%D %i %p\\0"],
+            executable=find,
             capture_output=True,
             stdin=subprocess.DEVNULL,
         )

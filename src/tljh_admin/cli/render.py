@@ -10,7 +10,6 @@ least useful columns until they fit the terminal; ids and paths in them are neve
 
 from __future__ import annotations
 
-import json
 import sys
 
 from tljh_admin.errors import TljhError
@@ -38,6 +37,8 @@ _STATUS_STYLE = {"ok": "green", "missing": "yellow", "broken": "bold red"}
 
 
 def print_json(document: dict) -> None:
+    import json  # not at import: `re` and json's decoder cost a few ms before doctor's finds start
+
     sys.stdout.write(json.dumps(document, indent=2) + "\n")
     sys.stdout.flush()
 

@@ -20,7 +20,7 @@ from tljh_admin.doctor.model import (
     Finding,
 )
 from tljh_admin.envs.sitepackages import canonical_name, read_record_paths
-from tljh_admin.layout import HUB, SYSTEM, USER
+from tljh_admin.layout import HUB, SYSTEM, USER, system_program
 
 REBUILD_HUB = "sudo tljh env rebuild --target hub"
 FIX_READABLE = "sudo tljh doctor --fix users-can-read"
@@ -286,8 +286,6 @@ def _singleuser_hint(output: str, unreadable: int, install: str, python: str) ->
 
 
 def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
-    import shutil
-
     env = ctx.env(USER)
     if not env.ok:
         return [Finding(SKIPPED, f"the user environment is {env.status}", env.root, "")]
@@ -300,7 +298,7 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
                 "sudo tljh doctor --deep",
             )
         ]
-    setpriv = shutil.which("setpriv")
+    setpriv = system_program("setpriv")  # never PATH's: doctor runs as root
     if setpriv is None:
         return [
             Finding(
