@@ -194,8 +194,10 @@ def test_requirements_apply_exact_and_change_json(tljh, prefix, offline, tmp_pat
             "change_id",
             "result",
             "notes",
+            "also",
         }
         assert (document["command"], document["changed"], document["dry_run"]) == (command, True, True)
+        assert document["also"] == []  # one environment moved, one rolled back
     rolled = tljh("--prefix", prefix, "env", "rollback", "-t", "user", "--yes", "--json", env=offline).json()
     assert rolled["changed"] is True and rolled["result"] == "ok"
     assert {p["name"].lower(): p["version"] for p in _lock_of(tljh, prefix)["packages"]}["numpy"] == "1.26.4"

@@ -156,3 +156,26 @@ def test_user_env_files_change_only_for_jupyterhub(tljh, prefix, offline, hub_re
     assert all(
         p == site or p.startswith("share") or p in ("lib", "lib/" + site.split("/")[1]) for p in outside
     ), outside
+
+
+def test_rolling_back_one_env_of_an_upgrade_takes_the_other_along(
+    tljh, prefix, offline, hub_requirements, system_python
+):
+    # `tljh upgrade` moved jupyterhub in hub and user together; rolling back only the user env
+    # would leave the user's jupyterhub behind the hub's (rule 4): both go back, in one change
+    before = everything(prefix, system_python)
+    result = tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
+    assert result.code == 0, result.stderr
+    (upgrade,) = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"]
+
+    plan = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--dry-run", "--json").json()
+    assert [a["environment"] for a in plan["also"]] == ["hub"]
+    assert any(c["package"] == "jupyterhub" for c in plan["also"][0]["changes"])
+
+    result = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--yes")
+    assert result.code == 0, result.stderr
+    assert "rolled back with it" in result.stderr
+    assert listing_diff(before, everything(prefix, system_python)) == []
+    last = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"][-1]
+    assert set(last["target"].split(",")) == {"hub", "user"} and last["result"] == "ok"
+    assert last["id"] != upgrade["id"]

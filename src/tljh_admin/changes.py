@@ -109,6 +109,16 @@ class Prepared:
     accept_drift: bool = True
     #: uninstall: installed packages that require what is removed (name, requirement)
     breaks: list[tuple[str, str]] = field(default_factory=list)
+    #: rollback: the other environments the same change moved, rolled back with this one so
+    #: that hub and user keep one jupyterhub (each with its plan and drift)
+    also: list[Companion] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Companion:
+    env: Environment
+    plan: list[PlannedChange]
+    drift: list[PlannedChange]
 
 
 @dataclass(frozen=True)
@@ -452,13 +462,14 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
     environments (an upgrade): they succeed or are restored together."""
     change = prepared.change
     assert change is not None and prepared.run is not None
-    if prepared.drift and not prepared.accept_drift:
-        raise Refused(
-            f"the {prepared.env.name} environment changed outside tljh-admin since its last change: "
-            + ", ".join(f"{c.name} {c.before or '-'} -> {c.after or '-'}" for c in prepared.drift)
-            + "; the rollback would undo that too",
-            hint="check the plan, then pass --accept-drift to roll back anyway",
-        )
+    for env, drift in [(prepared.env, prepared.drift), *((c.env, c.drift) for c in prepared.also)]:
+        if drift and not prepared.accept_drift:
+            raise Refused(
+                f"the {env.name} environment changed outside tljh-admin since its last change: "
+                + ", ".join(f"{c.name} {c.before or '-'} -> {c.after or '-'}" for c in drift)
+                + "; the rollback would undo that too",
+                hint="check the plan, then pass --accept-drift to roll back anyway",
+            )
     layout = change.layout
     names = list(change.envs)
     with locked_and_recovered(layout, names, prepared.lock_timeout, prepared.notify) as (state, recovered):
@@ -623,7 +634,9 @@ def prepare_rollback(
     _check_target(target)
     env = inspect_environment(target, layout)
     policy.require_write_access(_write_paths(layout, env))
-    recovered = recover_first(layout, [target], lock_timeout, notify)
+    # an upgrade moved hub and user together: recover both before reading either
+    together = [HUB, USER] if target in (HUB, USER) else [target]
+    recovered = recover_first(layout, together, lock_timeout, notify)
     state = StateDir.of(layout)
     candidates = rollback_candidates(layout, target)
     if not candidates:
@@ -641,18 +654,64 @@ def prepare_rollback(
     now = _packages(env)
     plan = _diff(now, chosen["before"][target])
     drift = drift_since_last_change(state, target, now)
-    source = state.snapshot_dir(chosen["id"], target)
     change = Change(layout, state, None, command, f"rollback to before {chosen['id']}", {}, "-")
     change.envs[target] = EnvState(env, _areas(env, layout))
+    also = []
+    for other in _companions(layout, state, chosen, target):
+        other_env = inspect_environment(other, layout)
+        policy.require_write_access(_write_paths(layout, other_env))
+        other_now = _packages(other_env)
+        other_drift = drift_since_last_change(state, other, other_now)
+        also.append(Companion(other_env, _diff(other_now, chosen["before"][other]), other_drift))
+        change.envs[other] = EnvState(other_env, _areas(other_env, layout))
 
     def run(progress: Callable[[str], None]) -> None:
-        progress(f"restoring the files from before change {chosen['id']}")
-        root, areas = allowed_areas(layout, target)
-        snapshot.restore(source, root, areas)
+        for name in change.envs:
+            progress(f"restoring the {name} environment's files from before change {chosen['id']}")
+            root, areas = allowed_areas(layout, name)
+            snapshot.restore(state.snapshot_dir(chosen["id"], name), root, areas)
 
     yield Prepared(
-        "rollback", env, plan, change, run, recovered, None, lock_timeout, notify, drift, accept_drift
+        "rollback",
+        env,
+        plan,
+        change,
+        run,
+        recovered,
+        None,
+        lock_timeout,
+        notify,
+        drift,
+        accept_drift,
+        also=also,
     )
+
+
+def _jupyterhub_in(packages: dict[str, str]) -> str | None:
+    return next((v for n, v in packages.items() if canonical_name(n) == "jupyterhub"), None)
+
+
+def _companions(layout: Layout, state: StateDir, chosen: dict, target: str) -> list[str]:
+    """The other environment a rollback of `target` to before `chosen` must take along: the
+    one `chosen` changed too (an upgrade moves jupyterhub in hub and user together), when
+    rolling back `target` alone would leave the two on different jupyterhubs (rule 4)."""
+    others = [e for e in chosen["envs"] if e != target and e in (HUB, USER) and target in (HUB, USER)]
+    needed = []
+    for other in others:
+        restored = _jupyterhub_in(chosen["before"].get(target, {}))
+        beside = _jupyterhub_in(_packages(inspect_environment(other, layout)))
+        if restored is None or beside is None or restored == beside:
+            continue
+        manifest = os.path.join(state.snapshot_dir(chosen["id"], other), snapshot.MANIFEST)
+        if not os.path.exists(manifest):
+            raise Refused(
+                f"rolling back only the {target} environment would leave jupyterhub {restored} there "
+                f"and {beside} in the {other} environment, and change {chosen['id']}'s snapshot of "
+                f"the {other} environment is gone",
+                hint="bring both to one version with `sudo tljh upgrade`",
+            )
+        needed.append(other)
+    return needed
 
 
 # -- snapshot space -------------------------------------------------------------------------

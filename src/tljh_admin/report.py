@@ -211,9 +211,11 @@ def change_document(
     dry_run: bool,
     outcome=None,
     notes: tuple[str, ...] = (),
+    also: dict | None = None,
 ) -> dict:
     """What a change command planned (`--dry-run --json`) or did (`--json`): `changed` says
-    whether the environment changed (or, in a dry run, would change)."""
+    whether the environment changed (or, in a dry run, would change). `also`: {environment:
+    plan} of the others the change takes along (a rollback of an upgrade: hub and user)."""
     return {
         "schema": "tljh-admin/change",
         "version": SCHEMA_VERSION,
@@ -226,6 +228,7 @@ def change_document(
         "change_id": outcome.change_id if outcome is not None else None,
         "result": outcome.result if outcome is not None else None,
         "notes": list(notes),
+        "also": [{"environment": e, "changes": [_planned(c) for c in p]} for e, p in (also or {}).items()],
     }
 
 

@@ -497,7 +497,8 @@ def env_rollback(
     json: ChangeJsonFlag = False,
 ) -> ExitCode:
     """Put an environment back exactly as it was before a change, from the snapshot: no
-    package index needed."""
+    package index needed. When that change (`tljh upgrade`) moved jupyterhub in hub and
+    user, both go back together."""
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 

@@ -99,15 +99,23 @@ def confirm_and_apply(proposal: Proposal, *, dry_run: bool, yes: bool) -> ExitCo
 def plan_proposal(prepared: Prepared, title: str) -> Proposal:
     """The proposal of a one-environment change (install, uninstall, rollback)."""
     env = prepared.env.name
+    envs = [env, *(c.env.name for c in prepared.also)]
 
     def after(_outcome: Outcome) -> None:
-        if env == "hub":
+        if "hub" in envs:
             render.message("restart the hub for it to take effect: sudo systemctl restart jupyterhub")
 
     def show() -> None:
         if prepared.plan:
             render.plan_table(title, prepared.plan)
-        for drift in prepared.drift:
+        for companion in prepared.also:
+            render.message(
+                f"the same change moved the {companion.env.name} environment too: it is rolled back "
+                "with it, so that hub and user keep one jupyterhub"
+            )
+            if companion.plan:
+                render.plan_table(f"roll back {companion.env.name}", companion.plan)
+        for drift in [*prepared.drift, *(d for c in prepared.also for d in c.drift)]:
             render.message(
                 f"changed outside tljh-admin since its last change: {drift.name} "
                 f"{drift.before or '-'} -> {drift.after or '-'} (the rollback undoes this too)"
@@ -116,7 +124,7 @@ def plan_proposal(prepared: Prepared, title: str) -> Proposal:
     return Proposal(
         prepared,
         show=show,
-        doing=f"{prepared.kind} in the {env} environment",
+        doing=f"{prepared.kind} in the {' and '.join(envs)} environment{'s' if len(envs) > 1 else ''}",
         nothing_to_do=None if prepared.plan else f"nothing to change in the {env} environment",
         after=after,
     )
