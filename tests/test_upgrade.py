@@ -136,7 +136,10 @@ def test_restart_uses_systemctl_where_systemd_runs():
         return subprocess.CompletedProcess(command, 0, "", "")
 
     assert restart_hub(True, run=fake_run) == "restarted jupyterhub"
-    assert calls == [["systemctl", "restart", "jupyterhub"]]
+    from tljh_admin.doctor.context import systemctl
+
+    assert calls == [[systemctl(), "restart", "jupyterhub"]]
+    assert systemctl().startswith("/")  # by absolute path, never PATH's
     assert "yourself" in restart_hub(False, run=fake_run)
     assert len(calls) == 1
 
@@ -163,19 +166,36 @@ def test_rolling_back_one_env_of_an_upgrade_takes_the_other_along(
 ):
     # `tljh upgrade` moved jupyterhub in hub and user together; rolling back only the user env
     # would leave the user's jupyterhub behind the hub's (rule 4): both go back, in one change
+    numpy = tljh("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0", "--yes", env=offline)
+    assert numpy.code == 0, numpy.stderr
     before = everything(prefix, system_python)
     result = tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
     assert result.code == 0, result.stderr
-    (upgrade,) = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"]
+    first, upgrade = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"]
 
+    # back past the upgrade to before a user-only change: the hub could not follow; refused
+    listing = everything(prefix, system_python)
+    past = tljh("--prefix", prefix, "env", "rollback", "-t", "user", "--to", str(first["id"]), "--yes")
+    assert past.code == ExitCode.REFUSED, past.stderr
+    assert "jupyterhub" in past.stderr and f"--to {upgrade['id']}" in past.stderr
+    assert listing_diff(listing, everything(prefix, system_python)) == []
+
+    # a later change to the hub would be undone by taking the hub back: it must be acknowledged
+    culler = tljh(
+        "--prefix", prefix, "env", "install", "-t", "hub", "jupyterhub-tmpauthenticator", "--yes", env=offline
+    )
+    assert culler.code == 0, culler.stderr
     plan = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--dry-run", "--json").json()
     assert [a["environment"] for a in plan["also"]] == ["hub"]
-    assert any(c["package"] == "jupyterhub" for c in plan["also"][0]["changes"])
+    assert {c["package"] for c in plan["also"][0]["changes"]} >= {"jupyterhub", "jupyterhub-tmpauthenticator"}
+    listing = everything(prefix, system_python)
+    refused = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--yes")
+    assert refused.code == ExitCode.REFUSED and "later changes" in refused.stderr, refused.stderr
+    assert listing_diff(listing, everything(prefix, system_python)) == []
 
-    result = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--yes")
+    result = tljh("--prefix", prefix, "env", "rollback", "--target", "user", "--yes", "--accept-drift")
     assert result.code == 0, result.stderr
     assert "rolled back with it" in result.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
     last = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"][-1]
     assert set(last["target"].split(",")) == {"hub", "user"} and last["result"] == "ok"
-    assert last["id"] != upgrade["id"]

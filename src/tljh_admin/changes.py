@@ -119,6 +119,8 @@ class Companion:
     env: Environment
     plan: list[PlannedChange]
     drift: list[PlannedChange]
+    #: later tljh-admin changes to this env that going back undoes too: (id, command)
+    later: list[tuple[int, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -470,6 +472,13 @@ def apply(prepared: Prepared, progress: Callable[[str], None]) -> Outcome:
                 + "; the rollback would undo that too",
                 hint="check the plan, then pass --accept-drift to roll back anyway",
             )
+    for companion in prepared.also:
+        if companion.later and not prepared.accept_drift:
+            raise Refused(
+                f"taking the {companion.env.name} environment back with it also undoes later changes to it: "
+                + "; ".join(f"{i} ({command})" for i, command in companion.later),
+                hint="check the plan, then pass --accept-drift to roll back anyway",
+            )
     layout = change.layout
     names = list(change.envs)
     with locked_and_recovered(layout, names, prepared.lock_timeout, prepared.notify) as (state, recovered):
@@ -634,9 +643,7 @@ def prepare_rollback(
     _check_target(target)
     env = inspect_environment(target, layout)
     policy.require_write_access(_write_paths(layout, env))
-    # an upgrade moved hub and user together: recover both before reading either
-    together = [HUB, USER] if target in (HUB, USER) else [target]
-    recovered = recover_first(layout, together, lock_timeout, notify)
+    recovered = recover_first(layout, [target], lock_timeout, notify)
     state = StateDir.of(layout)
     candidates = rollback_candidates(layout, target)
     if not candidates:
@@ -657,12 +664,17 @@ def prepare_rollback(
     change = Change(layout, state, None, command, f"rollback to before {chosen['id']}", {}, "-")
     change.envs[target] = EnvState(env, _areas(env, layout))
     also = []
-    for other in _companions(layout, state, chosen, target):
+    for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered):
         other_env = inspect_environment(other, layout)
         policy.require_write_access(_write_paths(layout, other_env))
         other_now = _packages(other_env)
         other_drift = drift_since_last_change(state, other, other_now)
-        also.append(Companion(other_env, _diff(other_now, chosen["before"][other]), other_drift))
+        later = [
+            (e["id"], e.get("command", ""))
+            for e in state.history()
+            if e["id"] > chosen["id"] and other in e["envs"] and e["result"] == OK
+        ]
+        also.append(Companion(other_env, _diff(other_now, chosen["before"][other]), other_drift, later))
         change.envs[other] = EnvState(other_env, _areas(other_env, layout))
 
     def run(progress: Callable[[str], None]) -> None:
@@ -688,30 +700,50 @@ def prepare_rollback(
 
 
 def _jupyterhub_in(packages: dict[str, str]) -> str | None:
-    return next((v for n, v in packages.items() if canonical_name(n) == "jupyterhub"), None)
+    """The jupyterhub version in a package listing; conda-forge's `jupyterhub-base` holds
+    jupyterhub's files where the `jupyterhub` metapackage is not installed."""
+    found = {canonical_name(n): v for n, v in packages.items()}
+    return found.get("jupyterhub") or found.get("jupyterhub-base")
 
 
-def _companions(layout: Layout, state: StateDir, chosen: dict, target: str) -> list[str]:
-    """The other environment a rollback of `target` to before `chosen` must take along: the
-    one `chosen` changed too (an upgrade moves jupyterhub in hub and user together), when
-    rolling back `target` alone would leave the two on different jupyterhubs (rule 4)."""
-    others = [e for e in chosen["envs"] if e != target and e in (HUB, USER) and target in (HUB, USER)]
-    needed = []
-    for other in others:
-        restored = _jupyterhub_in(chosen["before"].get(target, {}))
-        beside = _jupyterhub_in(_packages(inspect_environment(other, layout)))
-        if restored is None or beside is None or restored == beside:
-            continue
-        manifest = os.path.join(state.snapshot_dir(chosen["id"], other), snapshot.MANIFEST)
-        if not os.path.exists(manifest):
-            raise Refused(
-                f"rolling back only the {target} environment would leave jupyterhub {restored} there "
-                f"and {beside} in the {other} environment, and change {chosen['id']}'s snapshot of "
-                f"the {other} environment is gone",
-                hint="bring both to one version with `sudo tljh upgrade`",
-            )
-        needed.append(other)
-    return needed
+def _companions(
+    layout: Layout,
+    state: StateDir,
+    chosen: dict,
+    target: str,
+    now: dict[str, str],
+    lock_timeout: float,
+    notify: Notify,
+    recovered: list[dict],
+) -> list[str]:
+    """The other environment a rollback of `target` to before `chosen` must take along, so
+    that hub and user keep one jupyterhub (rule 4): only when the rollback moves the
+    target's jupyterhub away from the other's. That other environment goes back to before
+    `chosen` too, which needs `chosen` to have changed it (an upgrade); otherwise the
+    rollback is refused."""
+    if target not in (HUB, USER):
+        return []
+    other = USER if target == HUB else HUB
+    restored, current = _jupyterhub_in(chosen["before"].get(target, {})), _jupyterhub_in(now)
+    if restored is None or restored == current:
+        return []
+    recovered += recover_first(layout, [other], lock_timeout, notify)
+    beside = _jupyterhub_in(_packages(inspect_environment(other, layout)))
+    if beside is None or beside == restored:
+        return []
+    manifest = os.path.join(state.snapshot_dir(chosen["id"], other), snapshot.MANIFEST)
+    if other in chosen["envs"] and os.path.exists(manifest):
+        return [other]
+    later = rollback_candidates(layout, target)  # newest first
+    both = [c["id"] for c in later if other in c["envs"] and c["id"] > chosen["id"]]
+    hint = "bring both to one version with `sudo tljh upgrade`"
+    if both:
+        hint = f"roll back to before change {both[-1]}, which moved both (--to {both[-1]}), or " + hint
+    raise Refused(
+        f"rolling back the {target} environment to before change {chosen['id']} would leave jupyterhub "
+        f"{restored} there and {beside} in the {other} environment",
+        hint=hint,
+    )
 
 
 # -- snapshot space -------------------------------------------------------------------------

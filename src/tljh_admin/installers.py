@@ -159,7 +159,10 @@ def find_uv() -> str:
 
         return find_uv_bin()
     except (ImportError, FileNotFoundError):
-        found = shutil.which("uv")
+        from tljh_admin.layout import system_program
+
+        # as root only the system folders' uv: PATH is whoever started tljh's choice
+        found = system_program("uv") if os.geteuid() == 0 else shutil.which("uv")
         if found:
             return found
     raise TljhError(

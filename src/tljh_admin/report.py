@@ -223,7 +223,7 @@ def change_document(
         "command": command,
         "environment": environment,
         "dry_run": dry_run,
-        "changed": bool(plan) and (dry_run or outcome is not None),
+        "changed": bool(plan or any((also or {}).values())) and (dry_run or outcome is not None),
         "changes": [_planned(c) for c in plan],
         "change_id": outcome.change_id if outcome is not None else None,
         "result": outcome.result if outcome is not None else None,

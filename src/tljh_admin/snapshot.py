@@ -165,13 +165,17 @@ def fsync_dir(path: str) -> None:
 def _cp_al(source: str, target: str, names: list[str]) -> bool:
     import subprocess
 
-    if not shutil.which("cp"):
+    from tljh_admin.layout import system_program
+
+    cp = system_program("cp")  # never PATH's: snapshots are taken as root
+    if not cp:
         return False
     os.makedirs(target, mode=0o700, exist_ok=True)
     if not names:
         return True
     proc = subprocess.run(
         ["cp", "-a", "-l", "-t", target, "--", *(os.path.join(source, n) for n in names)],
+        executable=cp,
         capture_output=True,
         stdin=subprocess.DEVNULL,
     )

@@ -306,7 +306,9 @@ def restart_hub(systemd_running: bool, run=subprocess.run) -> str:
     """`systemctl restart jupyterhub` where systemd runs; returns what happened, in words."""
     if not systemd_running:
         return "systemd is not running here: restart the hub yourself"
-    proc = run(["systemctl", "restart", "jupyterhub"], capture_output=True, text=True)
+    from tljh_admin.doctor.context import systemctl
+
+    proc = run([systemctl(), "restart", "jupyterhub"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise TljhError(
             f"systemctl restart jupyterhub failed: {(proc.stderr or proc.stdout).strip()}",

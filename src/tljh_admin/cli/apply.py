@@ -125,6 +125,8 @@ def plan_proposal(prepared: Prepared, title: str) -> Proposal:
         prepared,
         show=show,
         doing=f"{prepared.kind} in the {' and '.join(envs)} environment{'s' if len(envs) > 1 else ''}",
-        nothing_to_do=None if prepared.plan else f"nothing to change in the {env} environment",
+        nothing_to_do=None
+        if prepared.plan or any(c.plan for c in prepared.also)
+        else f"nothing to change in the {env} environment",
         after=after,
     )

@@ -13,11 +13,19 @@ from tljh_admin.layout import USER, Layout
 SYSTEMD_RUNTIME = "/run/systemd/system"  # sd_booted(3): systemd is PID 1 when this exists
 
 
+def systemctl() -> str:
+    """systemd's systemctl by absolute path (never PATH's: tljh runs as root); its packaged
+    place when the system folders hold none, so that the error names it."""
+    from tljh_admin.layout import system_program
+
+    return system_program("systemctl") or "/usr/bin/systemctl"
+
+
 def systemctl_is_active(unit: str) -> str:
     import subprocess
 
     proc = subprocess.run(
-        ["systemctl", "is-active", unit], capture_output=True, text=True, stdin=subprocess.DEVNULL
+        [systemctl(), "is-active", unit], capture_output=True, text=True, stdin=subprocess.DEVNULL
     )
     return proc.stdout.strip() or proc.stderr.strip()
 
