@@ -44,9 +44,11 @@ def ask(question: str) -> bool:
     """y/N on the terminal. Ctrl-C is Stopped (exit 130), Ctrl-D is Aborted (exit 1): one
     line each, never a traceback. (click's confirm turns both into the same Abort.)"""
     while True:
-        sys.stderr.write(f"{question} [y/N]: ")
-        sys.stderr.flush()
         try:
+            # the prompt is written inside the try: a Ctrl-C typed the moment it shows can
+            # land before readline() starts, and is still an interruption at the prompt
+            sys.stderr.write(f"{question} [y/N]: ")
+            sys.stderr.flush()
             line = sys.stdin.readline()
         except KeyboardInterrupt:
             sys.stderr.write("\n")
