@@ -113,6 +113,14 @@ class Prepared:
     #: that hub and user keep one jupyterhub (each with its plan and drift)
     also: list[Companion] = field(default_factory=list)
 
+    @property
+    def env_names(self) -> list[str]:
+        return [self.env.name, *(c.env.name for c in self.also)]
+
+    @property
+    def changes_anything(self) -> bool:
+        return bool(self.plan) or any(c.plan for c in self.also)
+
 
 @dataclass(frozen=True)
 class Companion:

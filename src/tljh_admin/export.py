@@ -459,12 +459,23 @@ def requirements_text(
     """requirements.txt: pip packages (conda-owned Python packages by their pip name when the
     env is conda; conda-only packages are not pip's and are left out, with a note)."""
     chosen, notes = _selected(lock, requested_only)
-    replace = replace or {}
-    lines = []
     left_out = [p.name for p in chosen if p.manager == CONDA_MANAGED]
-    for package in chosen:
-        if package.manager == CONDA_MANAGED:
-            continue
+    lines = _pip_lines([p for p in chosen if p.manager != CONDA_MANAGED], dict(replace or {}), notes)
+    if left_out:
+        notes.append(
+            f"{len(left_out)} conda packages are not in requirements.txt (use --format environment.yml): "
+            + ", ".join(left_out[:8])
+            + (" ..." if len(left_out) > 8 else "")
+        )
+    return Text(_header(lock) + "".join(line + "\n" for line in lines), tuple(notes))
+
+
+def _pip_lines(packages: list, replace: dict[str, str], notes: list[str]) -> list[str]:
+    """pip requirement lines for `packages`, a version from `replace` (by normalised name,
+    consumed) instead of the locked one, and what is left in `replace` added at the end;
+    requirement_line's notes go to `notes`."""
+    lines = []
+    for package in packages:
         key = canonical_name(package.name)
         if key in replace:
             lines.append(f"{package.name}=={replace.pop(key)}")
@@ -474,13 +485,7 @@ def requirements_text(
         if note:
             notes.append(note)
     lines.extend(f"{name}=={version}" for name, version in sorted(replace.items()))
-    if left_out:
-        notes.append(
-            f"{len(left_out)} conda packages are not in requirements.txt (use --format environment.yml): "
-            + ", ".join(left_out[:8])
-            + (" ..." if len(left_out) > 8 else "")
-        )
-    return Text(_header(lock) + "".join(line + "\n" for line in lines), tuple(notes))
+    return lines
 
 
 def environment_yml_text(
@@ -506,19 +511,7 @@ def environment_yml_text(
     for package in conda:
         version = replace.pop(canonical_name(package.name), package.version)
         dependencies.append(f"{package.name}={version}")
-    pip_lines = []
-    for package in chosen:
-        if package.manager != PIP_MANAGED:
-            continue
-        key = canonical_name(package.name)
-        if key in replace:
-            pip_lines.append(f"{package.name}=={replace.pop(key)}")
-            continue
-        line, note = requirement_line(package)
-        pip_lines.append(line)
-        if note:
-            notes.append(note)
-    pip_lines.extend(f"{name}=={version}" for name, version in sorted(replace.items()))
+    pip_lines = _pip_lines([p for p in chosen if p.manager == PIP_MANAGED], replace, notes)
     if pip_lines:
         if "pip" not in conda_names:
             dependencies.append("pip")

@@ -83,6 +83,12 @@ def system_program(name: str) -> str | None:
     return None
 
 
+def systemctl() -> str:
+    """systemd's systemctl; its packaged place when the system folders hold none, so that
+    the error names it (never PATH's)."""
+    return system_program("systemctl") or "/usr/bin/systemctl"
+
+
 def unknown_target(name: str) -> UsageError:
     return UsageError(f"unknown environment {name!r}", hint=f"choose one of: {', '.join(ENV_NAMES)}")
 

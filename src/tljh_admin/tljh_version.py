@@ -10,7 +10,6 @@ other step of `python3 -m tljh.installer`; tljh-admin changes the Python environ
 from __future__ import annotations
 
 import os
-import subprocess
 import tarfile
 import zipfile
 
@@ -52,20 +51,11 @@ def tljh_requirement(hub: Environment, version: str) -> tuple[str, str]:
 def fetch_requirements(hub: Environment, line: str, child_env: dict[str, str], workdir: str) -> str:
     """Download TLJH at the requested version with the hub's own pip (no dependencies) and
     extract its requirements-hub-env.txt into `workdir`; returns that file's path."""
-    from tljh_admin.rebuild import _pip_spelling
+    from tljh_admin.rebuild import _pip_spelling, _run
 
     dest = os.path.join(workdir, "tljh-download")
     command = [hub.interpreter.path, "-m", "pip", "download", "--no-deps", "--quiet", "-d", dest]
-    proc = subprocess.run(
-        [*command, _pip_spelling(line)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-        env=child_env,
-        cwd=workdir,
-        stdin=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    proc = _run([*command, _pip_spelling(line)], child_env, workdir)
     if proc.returncode != 0:
         tail = "\n".join((proc.stderr or proc.stdout).strip().splitlines()[-6:])
         raise ResolutionFailed(f"TLJH at {line!r} could not be fetched", hint=f"pip said:\n{tail}")

@@ -34,7 +34,7 @@ from tljh_admin.installers import (
     plan_changes,
     resolution_error,
 )
-from tljh_admin.layout import HUB, USER, Layout
+from tljh_admin.layout import HUB, USER, Layout, systemctl
 from tljh_admin.transaction import Change, EnvState, StateDir, scratch_folder
 
 # RequirementsSource.kind values
@@ -306,8 +306,6 @@ def restart_hub(systemd_running: bool, run=subprocess.run) -> str:
     """`systemctl restart jupyterhub` where systemd runs; returns what happened, in words."""
     if not systemd_running:
         return "systemd is not running here: restart the hub yourself"
-    from tljh_admin.doctor.context import systemctl
-
     proc = run([systemctl(), "restart", "jupyterhub"], capture_output=True, text=True)
     if proc.returncode != 0:
         raise TljhError(

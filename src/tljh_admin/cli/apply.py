@@ -101,7 +101,7 @@ def confirm_and_apply(proposal: Proposal, *, dry_run: bool, yes: bool) -> ExitCo
 def plan_proposal(prepared: Prepared, title: str) -> Proposal:
     """The proposal of a one-environment change (install, uninstall, rollback)."""
     env = prepared.env.name
-    envs = [env, *(c.env.name for c in prepared.also)]
+    envs = prepared.env_names
 
     def after(_outcome: Outcome) -> None:
         if "hub" in envs:
@@ -126,9 +126,7 @@ def plan_proposal(prepared: Prepared, title: str) -> Proposal:
     return Proposal(
         prepared,
         show=show,
-        doing=f"{prepared.kind} in the {' and '.join(envs)} environment{'s' if len(envs) > 1 else ''}",
-        nothing_to_do=None
-        if prepared.plan or any(c.plan for c in prepared.also)
-        else f"nothing to change in the {env} environment",
+        doing=f"{prepared.kind} in the {render.environments(envs)}",
+        nothing_to_do=None if prepared.changes_anything else f"nothing to change in the {env} environment",
         after=after,
     )

@@ -141,13 +141,12 @@ def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> 
         render.message(f"restored change {entry['id']} left unfinished by a killed tljh")
     name = prepared.env.name
     also = {c.env.name: c.plan for c in prepared.also}
-    if not (prepared.plan or any(c.plan for c in prepared.also)) or dry_run:
+    if not prepared.changes_anything or dry_run:
         render.print_json(change_document(layout, command, name, prepared.plan, dry_run, also=also))
         return ExitCode.OK
     if not yes:
         raise UsageError("--json changes nothing without --yes", hint="add --yes, or --dry-run for the plan")
-    where = " and ".join([name, *also]) + (" environments" if also else " environment")
-    with render.progress(f"{prepared.kind} in the {where}") as progress:
+    with render.progress(f"{prepared.kind} in the {render.environments(prepared.env_names)}") as progress:
         outcome = changes.apply(prepared, progress)
     render.print_json(change_document(layout, command, name, prepared.plan, False, outcome, also=also))
     return ExitCode.OK

@@ -36,6 +36,11 @@ def set_quiet(quiet: bool) -> None:
 _STATUS_STYLE = {"ok": "green", "missing": "yellow", "broken": "bold red"}
 
 
+def environments(names: list[str]) -> str:
+    """`hub environment`, `user and hub environments`."""
+    return " and ".join(names) + (" environments" if len(names) > 1 else " environment")
+
+
 def print_json(document: dict) -> None:
     import json  # not at import: `re` and json's decoder cost a few ms before doctor's finds start
 

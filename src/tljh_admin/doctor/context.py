@@ -8,17 +8,9 @@ import pwd
 
 from tljh_admin import permissions
 from tljh_admin.envs.model import Environment
-from tljh_admin.layout import USER, Layout
+from tljh_admin.layout import USER, Layout, systemctl
 
 SYSTEMD_RUNTIME = "/run/systemd/system"  # sd_booted(3): systemd is PID 1 when this exists
-
-
-def systemctl() -> str:
-    """systemd's systemctl by absolute path (never PATH's: tljh runs as root); its packaged
-    place when the system folders hold none, so that the error names it."""
-    from tljh_admin.layout import system_program
-
-    return system_program("systemctl") or "/usr/bin/systemctl"
 
 
 def systemctl_is_active(unit: str) -> str:
