@@ -4,20 +4,15 @@ can be copied and pasted."""
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pty
 import re
-import select
-import signal
 import subprocess
-import termios
 from pathlib import Path
 
 import pytest
 
 from tests.support import prefixes
-from tests.support.cli import read_until_closed, tljh_argv
+from tests.support.cli import read_until_closed, start_at_prompt, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.cli import spec
 from tljh_admin.cli.fast import DISABLE_VAR
@@ -32,37 +27,15 @@ def _environments(prefix: Path) -> dict:
     return {f"{env}/{k}": v for env in ("hub", "user") for k, v in file_listing(prefix / env).items()}
 
 
-def _own_terminal() -> None:
-    # in the child, after setsid: the pty becomes its controlling terminal, so the ^C typed
-    # below is turned into SIGINT by the kernel's line discipline, as at a real terminal.
-    # A shell starts background jobs (`pytest &`, as scripts/test does) with SIGINT ignored,
-    # and an ignored signal stays ignored across exec: give the child a terminal's default.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-
 @pytest.mark.parametrize(("key", "code", "words"), [(b"\x03", 130, "interrupted"), (b"\x04", 1, "no answer")])
 def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key, code, words):
     before = _environments(prefix)
-    main, child = pty.openpty()
     env = prefixes.hermetic_env(
         NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse)
     )
-    proc = subprocess.Popen(
-        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0"),
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=env,
-        start_new_session=True,
-        preexec_fn=_own_terminal,
-    )
-    os.close(child)
-    seen = b""
+    args = ["env", "install", "-t", "user", "numpy==2.1.0"]
+    proc, main, _ = start_at_prompt(prefix, args, env, controlling=True)
     try:
-        while b"Go ahead? [y/N]: " not in seen:
-            assert select.select([main], [], [], 120)[0], seen  # never hang the suite
-            seen += os.read(main, 4096)
         os.write(main, key)
         assert proc.wait(timeout=60) == code
     finally:

@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import NOBODY
 from tests.support import prefixes
-from tests.support.cli import read_until_closed, start_tljh, tljh_argv
+from tests.support.cli import read_until_closed, start_at_prompt, start_tljh, tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin.envs import inspect_environment
 from tljh_admin.errors import ExitCode
@@ -559,22 +559,9 @@ def test_new_files_get_the_prefix_owner(prefix, install):
 @pytest.mark.parametrize("answer", ["y", "n"])
 def test_asks_on_a_terminal(prefix, offline, system_python, answer):
     """On a terminal the plan is shown and the admin is asked; 'n' changes nothing."""
-    import pty
-
     before = everything(prefix, system_python)
-    main, child = pty.openpty()
     env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python), **offline)
-    proc = subprocess.Popen(
-        tljh_argv("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0"),
-        stdin=child,
-        stdout=child,
-        stderr=child,
-        env=env,
-    )
-    os.close(child)
-    seen = b""
-    while b"Go ahead?" not in seen:
-        seen += os.read(main, 4096)
+    proc, main, seen = start_at_prompt(prefix, ["env", "install", "-t", "user", "numpy==2.1.0"], env)
     os.write(main, f"{answer}\n".encode())
     rest = read_until_closed(main)
     assert proc.wait(timeout=120) == 0

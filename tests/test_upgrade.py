@@ -136,7 +136,7 @@ def test_restart_uses_systemctl_where_systemd_runs():
         return subprocess.CompletedProcess(command, 0, "", "")
 
     assert restart_hub(True, run=fake_run) == "restarted jupyterhub"
-    from tljh_admin.doctor.context import systemctl
+    from tljh_admin.layout import systemctl
 
     assert calls == [[systemctl(), "restart", "jupyterhub"]]
     assert systemctl().startswith("/")  # by absolute path, never PATH's
