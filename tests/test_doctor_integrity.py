@@ -405,11 +405,9 @@ def test_not_root_says_run_with_sudo_and_never_crashes(open_prefix, nobody_pytho
 def test_deep_runs_singleuser_as_nobody(open_prefix, script_wheels, wheelhouse, system_python):
     if os.geteuid() != 0:
         pytest.skip("running as uid 65534 needs root")
-    # the copied CPython finds its libpython through a RUNPATH under /root, which nobody
-    # cannot enter (--deep says exactly that); a venv of the system python is runnable
+    # the user env is the copied CPython, its interpreter relocated as conda-build does
+    # ($ORIGIN/../lib finds the env's own libpython, not the build's under root's home)
     user = open_prefix / "user"
-    shutil.rmtree(user)
-    prefixes.make_venv(system_python, user)
     prefixes.pip_install(user, wheelhouse, "jupyterhub==5.2.1")
     prefixes.pip_install(user, script_wheels, "--no-deps", "singleuser-stub")
     deep = deep_report(open_prefix, system_python, ["singleuser-runs", "hub-imports"])

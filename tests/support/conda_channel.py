@@ -178,11 +178,11 @@ def python_spec(cpython: Path) -> CondaSpec:
     """`python` as conda-forge ships it: the whole installation (interpreter, standard
     library, shared library, headers), taken from the CPython build the suite already copies
     for the plain user env."""
-    from tests.support.prefixes import _is_full_cpython
+    from tests.support.prefixes import _is_full_cpython, relocatable_interpreter
 
     short = _is_full_cpython(cpython)
     assert short, f"{cpython} is not a CPython installation"
-    copied: dict[str, Path] = {f"bin/python{short}": cpython / "bin" / f"python{short}"}
+    copied: dict[str, Path] = {}
     stdlib = cpython / "lib" / f"python{short}"
     for folder, dirs, names in os.walk(stdlib):
         dirs[:] = [d for d in dirs if d not in _STDLIB_SKIP]
@@ -204,6 +204,7 @@ def python_spec(cpython: Path) -> CondaSpec:
         "python",
         python_version(cpython, short),
         f"h0_0_cp{short.replace('.', '')}",
+        files={f"bin/python{short}": relocatable_interpreter(cpython, short)},
         copied=copied,
         symlinks={"bin/python3": f"python{short}", "bin/python": "python3"},
         executable=frozenset({f"bin/python{short}"}),

@@ -56,6 +56,20 @@ def _is_full_cpython(prefix: Path) -> str | None:
     return None
 
 
+def relocatable_interpreter(cpython: Path, short: str) -> bytes:
+    """bin/pythonX.Y of `cpython` with its RUNPATH pointed at `$ORIGIN/../lib`, as
+    conda-build leaves a shared-library Python (patchelf --set-rpath). A pyenv build's RUNPATH
+    names its own lib/ under root's home: as root the copy would load that libpython, and as
+    any user (users' servers) fail to load one at all. patchelf is not here, so the string is
+    replaced in place and padded with NULs, the way conda relocates prefixes in binaries."""
+    binary = (cpython / "bin" / f"python{short}").read_bytes()
+    built = os.fsencode(cpython / "lib") + b"\0"
+    relocated = b"$ORIGIN/../lib"
+    if binary.count(built) != 1 or len(relocated) >= len(built):
+        return binary  # a static build, or a RUNPATH this cannot shorten: left as it is
+    return binary.replace(built, relocated.ljust(len(built), b"\0"))
+
+
 def _version_key(text: str) -> tuple[int, ...]:
     return tuple(int(part) for part in text.split(".") if part.isdigit())
 
@@ -93,7 +107,9 @@ def copy_cpython(source: Path, dest: Path) -> Path:
     short = _is_full_cpython(source)
     assert short, f"{source} is not a CPython installation"
     (dest / "bin").mkdir(parents=True)
-    shutil.copy2(source / "bin" / f"python{short}", dest / "bin" / f"python{short}")
+    interpreter = dest / "bin" / f"python{short}"
+    interpreter.write_bytes(relocatable_interpreter(source, short))
+    shutil.copystat(source / "bin" / f"python{short}", interpreter)
     os.symlink(f"python{short}", dest / "bin" / "python3")
     os.symlink("python3", dest / "bin" / "python")
     shutil.copytree(
