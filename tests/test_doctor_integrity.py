@@ -245,12 +245,28 @@ def test_files_another_uid_can_change_in_the_hub(tljh, prefix):
     by_subject = {f["subject"]: f for f in check["findings"]}
     assert set(by_subject) == {str(owned), str(group_writable)}
     assert all(f["impact"] == "root-code" and "root" in f["message"] for f in by_subject.values())
+    # no automatic chown: it would make root's whatever uid 65534 put into these files
+    assert all(not f["fixable"] and "remove it" in f["hint"] for f in by_subject.values())
+    before_fix = file_listing(prefix / "hub")
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", "stray-owners")
+    assert fixed.code == ExitCode.PROBLEMS_FOUND and fixed.json()["changed"] is False
+    assert listing_diff(before_fix, file_listing(prefix / "hub")) == []
+    # a file only a group differs on, read-only for that group, is just regrouped
+    regrouped = hub_site / "oauthenticator" / "regrouped.py"
+    regrouped.write_text("")
+    os.chown(owned, 0, 0)
+    os.chown(group_writable, 0, 0)
+    group_writable.chmod(0o755)
+    os.chown(regrouped, 0, 65534)
+    _, _, checks = run_doctor(tljh, prefix)
+    (finding,) = checks[("stray-owners", "hub")]["findings"]
+    assert finding["status"] == "warning" and finding["impact"] == "cosmetic" and finding["fixable"]
     fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", "stray-owners")
     assert fixed.code == ExitCode.OK, fixed.stdout
     _, after, checks = run_doctor(tljh, prefix)
     assert checks[("stray-owners", "hub")]["status"] == OK
     assert problems(after) == {p for p in problems(before) if p[0] != "stray-owners"}
-    assert (owned.stat().st_uid, group_writable.stat().st_gid) == (0, 0)
+    assert regrouped.stat().st_gid == 0
 
 
 def test_pth_files_that_let_users_into_the_hub(tljh, prefix, tmp_path):
@@ -266,8 +282,9 @@ def test_pth_files_that_let_users_into_the_hub(tljh, prefix, tmp_path):
     check = checks[("hub-sys-path", "hub")]
     assert check["status"] == FAILED
     subjects = {f["subject"] for f in check["findings"]}
-    assert subjects == {str(hub_site / "outside.pth"), str(hub_site / "plugins.pth"), str(inside)}
+    assert subjects == {str(hub_site / "outside.pth"), str(hub_site / "plugins.pth")}
     assert all(f["impact"] == "root-code" and "root" in f["message"] for f in check["findings"])
+    assert all(f["hint"].startswith("sudo rm ") for f in check["findings"])  # never a chown of theirs
     assert "distutils-precedence.pth" not in json.dumps(check)  # its `import` line is not a folder
     # the folder itself is also someone else's file under the hub
     assert str(inside) in {f["subject"] for f in checks[("stray-owners", "hub")]["findings"]}

@@ -127,3 +127,77 @@ def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, 
     assert stat.S_IMODE(cached.stat().st_mode) == 0o600
     assert stat.S_IMODE(written.stat().st_mode) == 0o644
     assert not marker.exists()
+
+
+# -- root runs no code others could have changed ----------------------------------------------
+
+
+def _site(env_root) -> "os.PathLike":
+    from pathlib import Path
+
+    (site,) = Path(env_root).glob("lib/python3.*/site-packages")
+    return site
+
+
+def _planted_pth(site, marker) -> None:
+    """What a user who could write the site folder plants: a .pth whose `import` line runs
+    in every Python started on that env, pip's included."""
+    pth = site / "zz-planted.pth"
+    pth.write_text(f"import os; open({str(marker)!r}, 'w').write(str(os.geteuid()))\n")
+    os.chown(pth, 65534, 65534)
+
+
+def test_no_installer_runs_in_an_env_others_can_write(tljh, prefix, install, tmp_path):  # noqa: F811
+    """A user site folder others may write: pip (even for a dry run's plan) would run the
+    .pth they planted, as root; and the change's normalisation would then chown it to root.
+    Refused before anything of the env runs, naming the folder; nothing changes."""
+    from tests.support.listing import file_listing, listing_diff
+    from tljh_admin.errors import ExitCode
+
+    site = _site(prefix / "user")
+    marker = tmp_path / "ran-as"
+    _planted_pth(site, marker)
+    site.chmod(0o777)
+    before = file_listing(prefix)
+    for args in (["--dry-run", "oauthenticator"], ["oauthenticator", "--yes"]):
+        result = install("user", *args)
+        assert result.code == ExitCode.REFUSED, result.stderr
+        assert str(site) in result.stderr and "world-writable" in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1
+    uninstall = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "numpy", "--yes")
+    assert uninstall.code == ExitCode.REFUSED, uninstall.stderr
+    assert not marker.exists(), f"the planted .pth ran as uid {marker.read_text()}"
+    assert listing_diff(before, file_listing(prefix)) == []
+
+    # doctor names both, as failures root-code; --fix takes the world-write away and leaves
+    # the other uid's file for the admin to judge
+    doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "user").json()
+    found = {(c["id"], f["subject"]): f for c in doc["checks"] for f in c["findings"] if f["status"] == "failed"}
+    assert found[("world-writable", str(site))]["impact"] == "root-code"
+    assert found[("stray-owners", str(site / "zz-planted.pth"))]["impact"] == "root-code"
+    tljh("--prefix", prefix, "doctor", "--fix", "--target", "user", "world-writable")
+    still = install("user", "--dry-run", "oauthenticator")
+    assert still.code == ExitCode.REFUSED and "uid 65534 owns it" in still.stderr
+    (site / "zz-planted.pth").unlink()  # the admin's judgement
+    assert install("user", "--dry-run", "oauthenticator").code == ExitCode.OK
+    assert not marker.exists()
+
+
+def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tmp_path):  # noqa: F811
+    """An editable plugin installed from a checkout that is gone: whoever creates that
+    folder decides what the hub imports as root. No installer, no plugin evaluation, no
+    --deep import runs from such a hub; doctor says so and names the .pth to remove."""
+    from tljh_admin.errors import ExitCode
+
+    site = _site(prefix / "hub")
+    gone = tmp_path / "myplugin-src"
+    (site / "__editable__.myplugin.pth").write_text(f"{gone}\n")
+    result = install("hub", "--dry-run", "oauthenticator")
+    assert result.code == ExitCode.REFUSED and str(gone) in result.stderr and "does not exist" in result.stderr
+    doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "hub", "hub-sys-path").json()
+    (finding,) = doc["checks"][0]["findings"]
+    assert finding["status"] == "failed" and finding["impact"] == "root-code"
+    assert "does not exist" in finding["message"] and finding["hint"].startswith("sudo rm ")
+    deep = tljh("--prefix", prefix, "doctor", "--json", "--deep", "hub-imports").json()
+    (finding,) = deep["checks"][0]["findings"]
+    assert finding["status"] == "skipped" and "not started as root" in finding["message"]

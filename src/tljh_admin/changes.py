@@ -31,6 +31,7 @@ from tljh_admin.installers import (
     write_constraints,
 )
 from tljh_admin.layout import ENV_NAMES, HUB, SYSTEM, USER, Layout, unknown_target
+from tljh_admin.permissions import require_only_root_can_change
 from tljh_admin.transaction import (
     FAILED,
     INTERRUPTED,
@@ -154,6 +155,8 @@ def _common_guards(layout: Layout, env: Environment, allow_system: bool, break_s
     policy.require_system_allowed(env, allow_system, break_system)
     policy.require_runnable(env)
     policy.require_write_access(_write_paths(layout, env))
+    # before anything is written (the installers check again, right before they run)
+    require_only_root_can_change(env)
 
 
 def _areas(env: Environment, layout: Layout) -> snapshot.Areas:
@@ -651,6 +654,7 @@ def prepare_rollback(
     _check_target(target)
     env = inspect_environment(target, layout)
     policy.require_write_access(_write_paths(layout, env))
+    require_only_root_can_change(env)  # normalisation would make root's what others planted
     recovered = recover_first(layout, [target], lock_timeout, notify)
     state = StateDir.of(layout)
     candidates = rollback_candidates(layout, target)
@@ -675,6 +679,7 @@ def prepare_rollback(
     for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered):
         other_env = inspect_environment(other, layout)
         policy.require_write_access(_write_paths(layout, other_env))
+        require_only_root_can_change(other_env)
         other_now = _packages(other_env)
         other_drift = drift_since_last_change(state, other, other_now)
         later = [

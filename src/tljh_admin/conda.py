@@ -369,5 +369,3 @@ def resolution_failed(failure: InstallerFailed) -> ResolutionFailed:
     return ResolutionFailed(
         f"{failure}: {last}", hint=f"conda said:\n{failure.output}" if failure.output else ""
     )
-
-

@@ -199,6 +199,9 @@ class Installer(abc.ABC):
     name = ""
 
     def __init__(self, env: Environment, child_env: dict[str, str], workdir: str):
+        from tljh_admin.permissions import require_only_root_can_change
+
+        require_only_root_can_change(env)  # before anything of the env runs (a plan runs pip)
         self.env = env
         self.child_env = child_env
         self.workdir = workdir

@@ -16,7 +16,7 @@ import os
 import stat
 from collections import namedtuple
 
-from tljh_admin.layout import USER, system_program
+from tljh_admin.layout import HUB, USER, system_program
 
 # find's -printf: mode, uid, gid, type (d/f/...), device, inode, path
 _DETAILS_FORMAT = "\\001%m %U %G %y %D %i %p\\0"
@@ -315,6 +315,170 @@ def walk(root: str, picks) -> Scan:
 
 def scanned_entry(path: str, st: os.stat_result, is_dir: bool) -> ScannedEntry:
     return ScannedEntry(path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, is_dir, st.st_dev, st.st_ino)
+
+
+# -- what only root may change -------------------------------------------------------------
+#
+# Root runs an environment's code: its Python (pip, uv's target, plugins, `import
+# jupyterhub`), conda and mamba. Anyone else who can change a file of it, or a folder a
+# `.pth` puts on its sys.path, can run code as root; and a change's normalisation would
+# then chown what they planted to the owner. So before root runs anything from an
+# environment, nothing of it may be writable or owned by others.
+
+
+def trusted_uids(owner: tuple[int, int]) -> set[int]:
+    """Who may own and write what root runs: root, the prefix's owner, this process."""
+    return {0, owner[0], os.geteuid()}
+
+
+def other_writer(st: os.stat_result, owner: tuple[int, int]) -> str | None:
+    """Who other than the trusted uids can change this object, or None."""
+    if st.st_uid not in trusted_uids(owner):
+        return f"uid {st.st_uid} owns it"
+    if st.st_mode & stat.S_IWOTH and not stat.S_ISLNK(st.st_mode):
+        return "it is world-writable"
+    if st.st_mode & stat.S_IWGRP and not stat.S_ISLNK(st.st_mode) and st.st_gid not in (0, owner[1]):
+        return f"group {st.st_gid} may write it"
+    return None
+
+
+def unsafe_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, str] | None:
+    """(folder, why) for the first of / and the folders down to `path` (resolved) that
+    others could use to change or swap what lies there, or None. A sticky folder others may
+    write (/tmp) is no way in above an entry a trusted uid owns: they cannot rename it."""
+    real = os.path.realpath(path)
+    chain = ["/"]
+    for part in real.strip("/").split("/") if real != "/" else ():
+        chain.append(os.path.join(chain[-1], part))
+    for depth, current in enumerate(chain):
+        try:
+            st = os.lstat(current)
+        except OSError:
+            return None  # nothing below exists yet: the caller says what is missing
+        why = other_writer(st, owner)
+        if why is None:
+            continue
+        sticky_on_the_way = st.st_mode & stat.S_ISVTX and depth < len(chain) - 1
+        if st.st_uid not in trusted_uids(owner) or not sticky_on_the_way:
+            return current, why
+    return None
+
+
+def changeable_by_others(root: str, owner: tuple[int, int], limit: int = 20) -> list[tuple[str, str]]:
+    """(path, why) for up to `limit` files and folders under `root` that a user other than
+    the trusted uids could change: world-writable, owned by another uid, or writable by
+    another group. Symlinks are left out: their mode means nothing, and nothing here
+    follows them."""
+    uid, gid = owner
+    euid = os.geteuid()
+    program = system_program("find")  # never PATH's: this runs as root
+    found: list[tuple[str, str]] = []
+    if program is not None:
+        test = ["(", "-perm", "-o+w", "-o", "!", "-uid", "0", "!", "-uid", str(uid), "!", "-uid", str(euid)]
+        test += ["-o", "-perm", "-g+w", "!", "-gid", "0", "!", "-gid", str(gid), ")"]
+        proc = Find(program, ["find", root, "!", "-type", "l", *test, "-printf", "%p\\0"])
+        raw, _ = proc.result()
+        for path in os.fsdecode(raw).split("\0")[:-1][:limit]:
+            try:
+                why = other_writer(os.lstat(path), owner)
+            except OSError:
+                continue
+            if why:
+                found.append((path, why))
+        return found
+    for folder, _, files in os.walk(root):
+        for path in [folder, *(os.path.join(folder, n) for n in files)]:
+            try:
+                why = other_writer(os.lstat(path), owner)
+            except OSError:
+                continue
+            if why:
+                found.append((path, why))
+                if len(found) >= limit:
+                    return found
+    return found
+
+
+def pth_folders(site: str):
+    """(pth file, folder) for each folder a .pth file in `site` names, the way
+    site.addpackage reads it: `import` lines are run, not added; comments are skipped. The
+    folders are not required to exist (site skips those, until someone creates them)."""
+    try:
+        names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+    except OSError:
+        return
+    for file_name in names:
+        pth = os.path.join(site, file_name)
+        try:
+            with open(pth, encoding="utf-8", errors="replace") as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            if not line.strip() or line.startswith("#") or line.startswith(("import ", "import\t")):
+                continue
+            yield pth, os.path.normpath(os.path.join(site, line.rstrip()))
+
+
+def sys_path_risks(root: str, site_dirs, owner: tuple[int, int]) -> list[tuple[str, str, str]]:
+    """(pth file, folder, why) for each folder outside `root` that a .pth file puts on
+    sys.path and that others could create, change or swap."""
+    inside = os.path.realpath(root) + "/"
+    risks = []
+    for site in site_dirs:
+        for pth, folder in pth_folders(site):
+            real = os.path.realpath(folder)
+            if (real + "/").startswith(inside):
+                continue  # the environment's own: changeable_by_others looks at it
+            if not os.path.exists(real):
+                risks.append((pth, folder, "it does not exist: whoever creates it first decides its code"))
+                continue
+            unsafe = unsafe_ancestor(real, owner)
+            if unsafe:
+                risks.append((pth, folder, f"{unsafe[0]}: {unsafe[1]}"))
+                continue
+            writable = changeable_by_others(real, owner, limit=1)
+            if writable:
+                risks.append((pth, folder, f"{writable[0][0]}: {writable[0][1]}"))
+    return risks
+
+
+def others_can_change(env) -> list[tuple[str, str]]:
+    """(path, why) for what users other than root could change of the code root runs from
+    a PREFIX environment (hub or user): the folders above it, its files, its interpreter,
+    and the folders its .pth files name. Empty for the system python (apt's)."""
+    if env.name not in (HUB, USER) or not env.root or not os.path.isdir(env.root):
+        return []
+    root = env.root.rstrip("/")
+    st = os.stat(os.path.dirname(root))  # PREFIX: TLJH's `chown -R root:root` makes its owner root
+    owner = (st.st_uid, st.st_gid)
+    found = []
+    for path in {root, os.path.realpath(env.interpreter.path)}:
+        unsafe = unsafe_ancestor(path, owner)
+        if unsafe:
+            found.append(unsafe)
+    found += changeable_by_others(root, owner)
+    found += [
+        (pth, f"it names {folder}, and {why}")
+        for pth, folder, why in sys_path_risks(root, env.site_dirs, owner)
+    ]
+    return found
+
+
+def require_only_root_can_change(env) -> None:
+    """Refuse to run code from `env` as root when others could have changed it."""
+    found = others_can_change(env)
+    if found:
+        from tljh_admin.errors import Refused
+
+        path, why = found[0]
+        more = f" (and {len(found) - 1} more)" if len(found) > 1 else ""
+        raise Refused(
+            f"users other than root can change the {env.name} environment's code: {path}: {why}{more};"
+            " tljh-admin does not run it as root",
+            hint=f"sudo tljh doctor --target {env.name} lists them: remove what nobody installed, then"
+            " take the others' access away (doctor --fix takes world-write away)",
+        )
 
 
 # -- acting on what was scanned ------------------------------------------------------------

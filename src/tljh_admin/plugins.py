@@ -205,6 +205,13 @@ def plugin_report(hub: Environment, evaluate: bool = True) -> PluginReport:
 def _cannot_run(hub: Environment) -> str:
     if not hub.ok:
         return f"the hub environment is {hub.status}: {hub.reason}"
+    from tljh_admin.permissions import others_can_change
+
+    found = others_can_change(hub)  # evaluating imports plugins as root
+    if found:
+        return (
+            f"not run as root: users other than root can change the hub's code ({found[0][0]}: {found[0][1]})"
+        )
     return ""
 
 

@@ -974,6 +974,10 @@ def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -
     if request.installer not in (PIP, UV):
         raise UsageError(f"unknown installer {request.installer!r}", hint="choose one of: pip, uv")
     env = _check(layout, request.target)
+    from tljh_admin.permissions import require_only_root_can_change
+
+    # the old env becomes the rollback snapshot, and what others planted would come back
+    require_only_root_can_change(env)
     new = python_facts(layout.system_python)
     recovered: list[dict] = []
     if not request.dry_run:

@@ -51,8 +51,10 @@ def tljh_requirement(hub: Environment, version: str) -> tuple[str, str]:
 def fetch_requirements(hub: Environment, line: str, child_env: dict[str, str], workdir: str) -> str:
     """Download TLJH at the requested version with the hub's own pip (no dependencies) and
     extract its requirements-hub-env.txt into `workdir`; returns that file's path."""
+    from tljh_admin.permissions import require_only_root_can_change
     from tljh_admin.rebuild import _pip_spelling, _run
 
+    require_only_root_can_change(hub)  # its pip runs as root
     dest = os.path.join(workdir, "tljh-download")
     command = [hub.interpreter.path, "-m", "pip", "download", "--no-deps", "--quiet", "-d", dest]
     proc = _run([*command, _pip_spelling(line)], child_env, workdir)

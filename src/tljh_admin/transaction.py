@@ -867,6 +867,7 @@ class Change:
     def begin(self) -> None:
         """Reserve an id, journal the change, then snapshot every env; the journal says
         `running` only once every snapshot is complete."""
+
         def entry(change_id: int) -> dict:
             self.change_id = change_id
             return self.journal_entry()

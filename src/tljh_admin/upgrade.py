@@ -156,6 +156,10 @@ def prepare_upgrade(
     resolver, and yield the plan (and, when nothing blocks it, a Prepared change that
     applies it: apply() takes both locks and checks that neither env moved meanwhile)."""
     hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
+    from tljh_admin.permissions import require_only_root_can_change
+
+    for env in (hub, user):  # both run as root below: pip, conda, the plugins' evaluation
+        require_only_root_can_change(env)
     source, notes = requirements_source(hub, hub_requirements)
     if version:  # TLJH itself moves to `version` first, and its own list is the plan's (tljh_version.py)
         source, requirement_lines = _version_requirements(hub, version, installer_name)

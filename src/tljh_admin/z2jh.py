@@ -129,6 +129,7 @@ def _without_secrets(value, dotted: str, unmapped: list):
         return [_without_secrets(item, f"{dotted}[{i}]", unmapped) for i, item in enumerate(value)]
     return value
 
+
 # TLJH settings with no z2jh counterpart, and why (tljh/configurer.py and z2jh's schema).
 NO_COUNTERPART = {
     "users.extra_user_groups": "Unix groups of TLJH's system users; z2jh's users have no Unix account",

@@ -27,7 +27,6 @@ from tljh_admin.doctor.model import (
     ROOT_CODE,
     SKIPPED,
     SPAWNS_FAIL,
-    USER_CODE,
     WARNING,
     Check,
     Finding,
@@ -644,9 +643,10 @@ REGISTRY: tuple[Check, ...] = (
         "nothing world-writable",
         PREFIX_ENVS,
         safety.world_writable_files,
-        "the hub runs as root: a writable file there is a root shell for any user",
+        "the hub runs as root, and root runs the user env's pip and conda: a writable file in "
+        "either is a root shell for any user",
         fixable=True,
-        impact={HUB: ROOT_CODE, USER: USER_CODE},
+        impact=ROOT_CODE,
         scans=True,
     ),
     Check(
@@ -654,17 +654,19 @@ REGISTRY: tuple[Check, ...] = (
         "files owned by the prefix's owner",
         PREFIX_ENVS,
         safety.stray_owners,
-        "a file another uid owns can be changed by that uid: under the hub, that is code run as root",
+        "a file another uid owns can be changed by that uid: code root runs (the hub; the user "
+        "env's pip and conda)",
         fixable=True,
-        impact={HUB: ROOT_CODE, USER: USER_CODE},
+        impact=ROOT_CODE,
         scans=True,
     ),
     Check(
         "hub-sys-path",
-        "the hub imports only what root controls",
-        (HUB,),
-        safety.hub_sys_path,
-        ".pth files that put a folder outside the hub, or one users can write, on the root hub's sys.path",
+        "sys.path holds only what root controls",
+        PREFIX_ENVS,
+        safety.sys_path_folders,
+        ".pth files that put on sys.path a folder outside the env (even one not there yet) or one "
+        "users can write: root imports from both envs",
         impact=ROOT_CODE,
     ),
     Check(

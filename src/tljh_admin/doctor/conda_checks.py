@@ -55,9 +55,7 @@ def _escaping(files) -> list[str]:
     if not joined.startswith("/") and "\0/" not in joined and not _PARENT_SEGMENT.search(joined):
         return []
     return [
-        str(rel)
-        for rel in files
-        if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.split("/")
+        str(rel) for rel in files if not isinstance(rel, str) or os.path.isabs(rel) or ".." in rel.split("/")
     ]
 
 

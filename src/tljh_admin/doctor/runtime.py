@@ -258,6 +258,19 @@ def hub_imports(ctx: Context, name: str) -> list[Finding]:
     hub = ctx.env(HUB)
     if not hub.ok:
         return [Finding(SKIPPED, f"the hub environment is {hub.status}", hub.root, "")]
+    from tljh_admin.permissions import others_can_change
+
+    others = others_can_change(hub)
+    if others:
+        path, why = others[0]
+        return [
+            Finding(
+                SKIPPED,
+                f"not started as root: users other than root can change the hub's code ({path}: {why})",
+                hub.root,
+                f"sudo tljh doctor --target {HUB}",
+            )
+        ]
     code, output = _run([hub.interpreter.path, "-I", "-c", "import jupyterhub"], hub.root)
     if code == 0:
         return []
@@ -345,4 +358,3 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
             SPAWNS_FAIL,
         )
     ]
-

@@ -25,15 +25,20 @@ from tljh_admin.doctor.model import (
     SKIPPED,
     SKIPPED_NEEDS_ROOT,
     SPAWNS_FAIL,
-    USER_CODE,
     WARNING,
     Finding,
     Fix,
 )
-from tljh_admin.layout import HUB
+from tljh_admin.layout import HUB, USER
 
 #: how many paths one check lists one by one before it sums the rest up in one finding
 MAX_PATH_FINDINGS = 50
+
+#: why others' write access to each environment is root's problem
+_ROOT_RUNS = {
+    HUB: "the hub runs as root",
+    USER: "root runs the user env's pip and conda for every install",
+}
 
 
 def _unreadable_as_this_user(ctx: Context, name: str) -> list[Finding]:
@@ -131,13 +136,13 @@ def world_writable_files(ctx: Context, name: str) -> list[Finding]:
         kind = "folder" if entry.is_dir else "file"
         return Finding(
             FAILED,
-            f"world-writable {kind}: the hub runs as root, so any user who writes here runs code as root"
-            if name == HUB
-            else f"world-writable {kind}: any user can change what every other user's server imports",
+            f"world-writable {kind}: {_ROOT_RUNS[name]}, so any user who writes here runs code as root;"
+            " tljh-admin changes nothing here until it is fixed",
             entry.path,
-            f"sudo chmod o-w {quoted(entry.path)} (tljh doctor --fix does)",
+            f"sudo chmod o-w {quoted(entry.path)} (tljh doctor --fix does; `tljh doctor --deep` then"
+            " shows whether installed files were changed meanwhile)",
             Fix(f"chmod o-w {entry.path}", lambda: permissions.drop_world_write(entry)),
-            ROOT_CODE if name == HUB else USER_CODE,
+            ROOT_CODE,
         )
 
     return _unreadable_as_this_user(ctx, name) + _path_findings(entries, make)
@@ -150,105 +155,72 @@ def stray_owners(ctx: Context, name: str) -> list[Finding]:
     def make(entry) -> Finding:
         # another uid owns it, or another group may write it: they can change it
         can_change = entry.uid != uid or bool(entry.mode & stat.S_IWGRP)
-        if name == HUB and can_change:
-            status, impact = FAILED, ROOT_CODE
-            why = "its owner can change code the hub runs as root: a root-code-execution risk"
-        elif can_change:
-            status, impact = WARNING, USER_CODE
-            why = "its owner can change what every user's server imports"
-        else:
-            status, impact, why = WARNING, COSMETIC, "read-only for that group, but not how TLJH leaves files"
+        owned = f"owned by {entry.uid}:{entry.gid}, not by the prefix's owner {uid}:{gid}"
+        if can_change:
+            # no automatic chown: it would make root's whatever that user put there
+            return Finding(
+                FAILED,
+                f"{owned}: its owner can change code that {_ROOT_RUNS[name]}: a root-code-execution"
+                " risk; tljh-admin changes nothing here until it is fixed",
+                entry.path,
+                f"check what it is: remove it if nobody installed it, else sudo chown {uid}:{gid}"
+                f" {quoted(entry.path)}",
+                None,
+                ROOT_CODE,
+            )
         return Finding(
-            status,
-            f"owned by {entry.uid}:{entry.gid}, not by the prefix's owner {uid}:{gid}: {why}",
+            WARNING,
+            f"{owned}: read-only for that group, but not how TLJH leaves files",
             entry.path,
-            f"sudo chown {uid}:{gid} {quoted(entry.path)} (tljh doctor --fix does)",
-            Fix(f"chown {uid}:{gid} {entry.path}", lambda: permissions.chown_scanned(entry, uid, gid)),
-            impact,
+            f"sudo chgrp {gid} {quoted(entry.path)} (tljh doctor --fix does)",
+            Fix(f"chgrp {gid} {entry.path}", lambda: permissions.chown_scanned(entry, uid, gid)),
+            COSMETIC,
         )
 
     return _path_findings(entries, make)
 
 
-def _pth_folders(site: str):
-    """(pth file, folder) for each folder a .pth file in `site` puts on sys.path, the way
-    site.addpackage reads it: `import` lines are run, not added; comments and folders
-    that do not exist are skipped."""
-    try:
-        names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
-    except OSError:
-        return
-    for file_name in names:
-        pth = os.path.join(site, file_name)
-        try:
-            with open(pth, encoding="utf-8", errors="replace") as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            if not line.strip() or line.startswith("#") or line.startswith(("import ", "import\t")):
-                continue
-            folder = os.path.normpath(os.path.join(site, line.rstrip()))
-            if os.path.exists(folder):
-                yield pth, folder
-
-
-def _writable_by_others(path: str, owner_uid: int) -> str | None:
-    """Who other than root (or the prefix's owner) can write `path`, or None."""
-    st = os.stat(path)
-    if st.st_uid not in (0, owner_uid):
-        return f"uid {st.st_uid} owns it"
-    if st.st_mode & stat.S_IWOTH:
-        return "it is world-writable"
-    if st.st_mode & stat.S_IWGRP and st.st_gid != 0:
-        return f"group {st.st_gid} may write it"
-    return None
-
-
-def hub_sys_path(ctx: Context, name: str) -> list[Finding]:
-    """`.pth` files in the hub's site folders must not put on sys.path a folder outside the
-    hub, or one that a non-root user can write: the hub imports from it as root."""
-    env = ctx.env(HUB)
+def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
+    """`.pth` files in an environment's site folders must not put on sys.path a folder
+    outside it that others could create, change or swap (root imports from it: the hub
+    always, the user env whenever root installs a package), nor one inside it that others
+    can write."""
+    env = ctx.env(name)
     if not env.site_dirs:
-        return [Finding(SKIPPED, "the hub environment has no site folder", env.root, "")]
+        return [Finding(SKIPPED, f"the {name} environment has no site folder", env.root, "")]
     root = os.path.realpath(env.root) + "/"
-    owner_uid = ctx.prefix_owner[0]
+    owner = ctx.prefix_owner
+    risks = {
+        (pth, folder): why for pth, folder, why in permissions.sys_path_risks(env.root, env.site_dirs, owner)
+    }
     found = []
     for site in env.site_dirs:
-        for pth, folder in _pth_folders(site):
+        for pth, folder in permissions.pth_folders(site):
             real = os.path.realpath(folder)
-            outside = not (real + "/").startswith(root)
-            try:
-                writer = _writable_by_others(real, owner_uid)
-            except OSError:
-                continue
-            if not outside and writer is None:
-                continue
-            where = "outside the hub environment" if outside else "inside the hub"
-            if writer:
-                where += f", and {writer}"
+            if (real + "/").startswith(root):
+                if not os.path.exists(real):
+                    continue
+                try:
+                    writer = permissions.other_writer(os.stat(real), owner)
+                except OSError:
+                    continue
+                if writer is None:
+                    continue
+                where = f"inside the {name} environment, and {writer}"
+            elif (pth, folder) in risks:
+                where = f"outside the {name} environment: {risks[pth, folder]}"
+            else:
+                where = f"outside the {name} environment"
             found.append(
                 Finding(
                     FAILED,
-                    f"{os.path.basename(pth)} puts {folder} on the hub's sys.path ({where}); the hub "
-                    "imports from it as root: whoever can write there can run code as root",
+                    f"{os.path.basename(pth)} puts {folder} on sys.path ({where}); {_ROOT_RUNS[name]} and"
+                    " imports from it: whoever can write there can run code as root",
                     pth,
-                    f"sudo rm {quoted(pth)} (an editable or --user install made it? reinstall that package "
-                    "normally)",
+                    f"sudo rm {quoted(pth)} (an editable or --user install made it? reinstall that package"
+                    " normally)",
                     None,
                     ROOT_CODE,
                 )
             )
-            if writer:
-                found.append(
-                    Finding(
-                        FAILED,
-                        f"on the hub's sys.path (through {os.path.basename(pth)}) and {writer}: "
-                        "a root-code-execution risk",
-                        folder,
-                        f"sudo chown -R root:root {quoted(folder)} && sudo chmod -R go-w {quoted(folder)}",
-                        None,
-                        ROOT_CODE,
-                    )
-                )
     return found
