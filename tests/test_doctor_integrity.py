@@ -443,3 +443,21 @@ def test_deep_runs_singleuser_as_nobody(open_prefix, script_wheels, wheelhouse, 
     doctor.apply_fixes(doctor.run_doctor(ctx, doctor.select_checks(["users-can-read"])))
     deep = deep_report(open_prefix, system_python, ["singleuser-runs"])
     assert deep[("singleuser-runs", "user")].status == OK
+
+
+def test_deep_hashes_only_regular_files_inside_the_env(tljh, prefix):
+    """A RECORD is a file anyone who could write the site folder may plant: rows naming
+    /dev/zero (a read that never ends) or a FIFO (an open that blocks) are not read."""
+    hub_site = site(prefix / "hub")
+    meta = hub_site / "planted-1.0.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: planted\nVersion: 1.0\n\n")
+    os.mkfifo(hub_site / "planted.fifo")
+    (meta / "RECORD").write_text(
+        "/dev/zero,sha256=AAAA,1\n../../../../../../../../../dev/zero,sha256=AAAA,1\n"
+        "planted.fifo,sha256=AAAA,1\nplanted-1.0.dist-info/METADATA,,\n"
+    )
+    result = tljh("--prefix", prefix, "doctor", "--json", "--deep", "record-files", timeout=60)
+    assert result.code == ExitCode.OK, result.stdout
+    check = next(c for c in result.json()["checks"] if c["env"] == "hub")
+    assert check["status"] == OK

@@ -11,6 +11,7 @@ conda-files' (conda_checks.py).
 from __future__ import annotations
 
 import os
+import stat
 
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import (
@@ -156,26 +157,48 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     return found
 
 
+def _sha256_of_file(path: str) -> tuple[bytes | None, bytes]:
+    """The SHA-256 of a regular file and its first bytes, read in chunks; (None, b"") for
+    anything else: a symlink is not followed, a FIFO or device not opened for long."""
+    import hashlib
+
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None, b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, b""
+        digest = hashlib.sha256()
+        first = b""
+        while chunk := os.read(fd, 1 << 20):
+            first = first or chunk[:2]
+            digest.update(chunk)
+        return digest.digest(), first
+    except OSError:
+        return None, b""
+    finally:
+        os.close(fd)
+
+
 def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], list[str]]:
     """--deep: files whose content is not what RECORD says was installed, and, apart, the
     scripts among them (pip, conda and relocation tools rewrite their `#!` line)."""
     import base64
-    import hashlib
 
     bin_dir = os.path.join(root, "bin") + "/"
+    inside = os.path.realpath(root) + "/"
     changed, scripts = [], []
     for path, digest in rows:
         algorithm, _, expected = digest.partition("=")
-        if algorithm != "sha256":
-            continue
-        try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
-            continue  # missing files are reported above
-        actual = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        if algorithm != "sha256" or not os.path.realpath(path).startswith(inside):
+            continue  # a row naming a place outside the env (/dev/zero, ../../etc) is not read
+        sha, first = _sha256_of_file(path)
+        if sha is None:
+            continue  # missing files are reported above; not a regular file: not hashed
+        actual = base64.urlsafe_b64encode(sha).rstrip(b"=").decode()
         if actual != expected:
-            is_script = path.startswith(bin_dir) and data.startswith(b"#!")
+            is_script = path.startswith(bin_dir) and first.startswith(b"#!")
             (scripts if is_script else changed).append(os.path.relpath(path, root))
     found = []
     label = f"{dist.name} {dist.version}"
