@@ -131,3 +131,33 @@ def test_repo2docker_export_refuses_a_folder_someone_else_controls(tljh, shared_
     assert result.code == 0, result.stderr
     written = {p: e for p, e in file_listing(ours).items()}
     assert "requirements.txt" in written and all(e[3] == 0 for e in written.values() if e[0] == "file")
+
+
+@needs_root
+def test_repo2docker_export_reads_no_file_a_kernel_folder_user_swapped_in(tljh, prefix, tmp_path):
+    """A TA's kernel folder (theirs) under share/jupyter/kernels: a symlink (swapped in after
+    the walk listed a file) and a hard link to a root-only file (where fs.protected_hardlinks
+    is 0) are not read into the export; their own plain file is."""
+    from tljh_admin import export
+
+    secret = tmp_path / "shadow"
+    secret.write_text("root-only-secret\n")
+    secret.chmod(0o600)
+    kernels = prefix / "user" / "share" / "jupyter" / "kernels"
+    course = kernels / "course"
+    course.mkdir(parents=True)
+    (course / "kernel.json").write_text('{"argv": ["python3"], "display_name": "Course"}\n')
+    (course / "swapped.json").symlink_to(secret)
+    os.link(secret, course / "linked.json")  # as root: what protected_hardlinks=0 lets a user do
+    subprocess.run(["chown", "-R", "65534:65534", course], check=True)
+    root = str(prefix / "user")
+    assert export._read_env_file(root, str(course / "swapped.json")) is None  # the swap, after the walk
+    assert export._read_env_file(root, str(course / "kernel.json")).startswith(b'{"argv"')
+    dest = tmp_path / "image"
+    dest.mkdir(mode=0o700)
+    result = tljh("--prefix", prefix, "env", "export", "--target", "user", "--format", "repo2docker", dest)
+    assert result.code == 0, result.stderr
+    exported = {p.name: p.read_bytes() for p in dest.rglob("*.json")}
+    assert "kernel.json" in exported and "linked.json" not in exported
+    assert not any(b"root-only-secret" in content for content in exported.values())
+    assert "linked.json left out" in result.stdout + result.stderr

@@ -18,6 +18,7 @@ import contextlib
 import json
 import os
 import re
+import stat
 from collections import namedtuple
 
 from tljh_admin.envs.model import Environment
@@ -597,6 +598,37 @@ def jupyter_extras(env: Environment) -> list[tuple[str, str]]:
     return found
 
 
+def _read_env_file(root: str, path: str) -> bytes | None:
+    """The content of `path`, a file under the environment `root`, reached one folder at a
+    time without following a symlink; None unless it is a regular file, or when it has more
+    names than one in a folder others may write (a hard link planted to a root-only file).
+    A kernel folder may belong to a user: what is swapped in after the walk is not read."""
+    from tljh_admin import permissions
+    from tljh_admin.snapshot import Beneath
+
+    try:
+        with Beneath(root) as beneath:
+            folder, name = beneath.parent(path)
+            fd = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=folder
+            )
+            try:
+                st = os.fstat(fd)
+                if not stat.S_ISREG(st.st_mode):
+                    return None
+                owner = (os.stat(root).st_uid, os.stat(root).st_gid)
+                if st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner):
+                    return None
+                chunks = []
+                while chunk := os.read(fd, 1 << 20):
+                    chunks.append(chunk)
+                return b"".join(chunks)
+            finally:
+                os.close(fd)
+    except OSError:
+        return None
+
+
 _POST_BUILD = """#!/bin/bash
 # Written by `tljh env export --format repo2docker`: the kernelspecs and Jupyter configuration
 # the TLJH user environment carries that no package installs. repo2docker runs this after
@@ -630,10 +662,13 @@ def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_not
         files.append(ExportedFile("runtime.txt", f"python-{short}\n".encode(), 0o644))
         files.append(ExportedFile("requirements.txt", text.text.encode(), 0o644))
     notes.extend(text.notes)
-    extras = jupyter_extras(env)
-    for rel, path in extras:
-        with open(path, "rb") as f:
-            content = f.read()
+    extras = []
+    for rel, path in jupyter_extras(env):
+        content = _read_env_file(env.root, path)
+        if content is None:
+            notes.append(f"{rel} left out: not a plain file root alone can have put there")
+            continue
+        extras.append(rel)
         content = content.replace(env.root.encode(), PREFIX_PLACEHOLDER.encode())
         files.append(ExportedFile(os.path.join(EXPORT_DATA_DIR, rel), content, 0o644))
     if extras:
