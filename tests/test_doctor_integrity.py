@@ -461,3 +461,30 @@ def test_deep_hashes_only_regular_files_inside_the_env(tljh, prefix):
     assert result.code == ExitCode.OK, result.stdout
     check = next(c for c in result.json()["checks"] if c["env"] == "hub")
     assert check["status"] == OK
+
+
+def test_fixes_grant_nothing_through_a_hard_link_to_elsewhere(tljh, prefix, tmp_path):
+    """Where fs.protected_hardlinks is 0 a user can link a root-only file into a folder of
+    theirs in the env; users-can-read's a+r and stray-owners' chgrp would then reach that
+    file. Only taking bits away passes a second name, and conda's own (pkgs/<dist>/<path>)."""
+    user = prefix / "user"
+    theirs = user / "share" / "course"
+    theirs.mkdir(parents=True)
+    secret = tmp_path / "shadow"
+    secret.write_text("root-only\n")
+    secret.chmod(0o600)
+    os.chown(secret, 0, 42)  # root:shadow, as /etc/shadow
+    os.link(secret, theirs / "notes.txt")  # as root: what protected_hardlinks=0 lets a user do
+    # a conda package's file: the env's name and its package cache's, both 0600 (root's umask 077)
+    conda_file = user / "share" / "condapkg.dat"
+    conda_file.write_text("data\n")
+    conda_file.chmod(0o600)
+    twin = user / "pkgs" / "condapkg-1.0-0" / "share" / "condapkg.dat"
+    twin.parent.mkdir(parents=True)
+    os.link(conda_file, twin)
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", "users-can-read", "stray-owners")
+    fixes = fixed.json()["fixes"]
+    assert any(f["error"] and "hard link" in f["error"] for f in fixes), fixes
+    st = secret.stat()
+    assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o600, 42)
+    assert stat.S_IMODE(conda_file.stat().st_mode) == 0o644

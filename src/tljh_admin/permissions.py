@@ -501,29 +501,62 @@ def open_scanned(entry: ScannedEntry) -> int:
     return fd
 
 
-def chmod_scanned(entry: ScannedEntry, new_mode) -> None:
+def _other_names(st: os.stat_result, path: str, env_root: str | None) -> bool:
+    """Whether this file has names besides `path` that tljh-admin cannot vouch for. conda
+    links a package's files from its cache: two names, the env's and pkgs/<dist>/<same
+    path>. Any other hard link may be one a user planted to a file outside the env (where
+    fs.protected_hardlinks is 0): granting bits or an owner through it would grant them there."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink == 1:
+        return False
+    if st.st_nlink == 2 and env_root and path.startswith(env_root.rstrip("/") + "/"):
+        import glob
+
+        rel = path[len(env_root.rstrip("/")) + 1 :]
+        for twin in glob.glob(os.path.join(glob.escape(env_root), "pkgs", "*", glob.escape(rel))):
+            try:
+                twin_st = os.lstat(twin)
+            except OSError:
+                continue
+            if (twin_st.st_dev, twin_st.st_ino) == (st.st_dev, st.st_ino):
+                return False
+    return True
+
+
+def _refuse_other_names(entry: ScannedEntry) -> OSError:
+    return OSError(
+        errno.EMLINK, "it has another hard link, maybe to a file outside the env: not changed", entry.path
+    )
+
+
+def chmod_scanned(entry: ScannedEntry, new_mode, env_root: str | None = None) -> None:
     """Set the mode `new_mode(current_mode)` on the scanned object (its current mode, read
-    from the open file, not the scan's)."""
+    from the open file, not the scan's). Taking bits away is always safe; adding them to a
+    file with other names only where those are conda's (_other_names)."""
     fd = open_scanned(entry)
     try:
-        current = stat.S_IMODE(os.fstat(fd).st_mode)
+        st = os.fstat(fd)
+        current = stat.S_IMODE(st.st_mode)
         wanted = new_mode(current)
+        if wanted & ~current and _other_names(st, entry.path, env_root):
+            raise _refuse_other_names(entry)
         if wanted != current:
             os.fchmod(fd, wanted)
     finally:
         os.close(fd)
 
 
-def chown_scanned(entry: ScannedEntry, uid: int, gid: int) -> None:
+def chown_scanned(entry: ScannedEntry, uid: int, gid: int, env_root: str | None = None) -> None:
     fd = open_scanned(entry)
     try:
+        if _other_names(os.fstat(fd), entry.path, env_root):
+            raise _refuse_other_names(entry)
         os.fchown(fd, uid, gid)
     finally:
         os.close(fd)
 
 
-def make_usable(entry: ScannedEntry) -> None:
-    chmod_scanned(entry, lambda mode: usable_mode(mode, entry.is_dir))
+def make_usable(entry: ScannedEntry, env_root: str | None = None) -> None:
+    chmod_scanned(entry, lambda mode: usable_mode(mode, entry.is_dir), env_root)
 
 
 def drop_world_write(entry: ScannedEntry) -> None:

@@ -118,7 +118,7 @@ def users_can_read(ctx: Context, name: str) -> list[Finding]:
             "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
             Fix(
                 f"add the read/enter bits users need to {len(entries)} paths in {env.root}",
-                lambda: _apply_all(permissions.make_usable, entries),
+                lambda: _apply_all(lambda entry: permissions.make_usable(entry, env.root), entries),
             ),
             SPAWNS_FAIL,
         )
@@ -173,7 +173,10 @@ def stray_owners(ctx: Context, name: str) -> list[Finding]:
             f"{owned}: read-only for that group, but not how TLJH leaves files",
             entry.path,
             f"sudo chgrp {gid} {quoted(entry.path)} (tljh doctor --fix does)",
-            Fix(f"chgrp {gid} {entry.path}", lambda: permissions.chown_scanned(entry, uid, gid)),
+            Fix(
+                f"chgrp {gid} {entry.path}",
+                lambda: permissions.chown_scanned(entry, uid, gid, ctx.env(name).root),
+            ),
             COSMETIC,
         )
 
