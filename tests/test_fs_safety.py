@@ -201,3 +201,42 @@ def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tm
     deep = tljh("--prefix", prefix, "doctor", "--json", "--deep", "hub-imports").json()
     (finding,) = deep["checks"][0]["findings"]
     assert finding["status"] == "skipped" and "not started as root" in finding["message"]
+
+
+def test_rebuild_builds_no_local_source_others_can_change(tmp_path):
+    """`env rebuild` reinstalls a package from the folder it was installed from. A folder
+    in /tmp that was cleared and recreated by a user (or a checkout someone else can write)
+    would run their build backend as root, even for the plan: such a source is replaced by
+    the index's release of the same version, with the reason. A root-owned folder in a
+    sticky world-writable one (/tmp itself) is still used."""
+    import subprocess
+
+    from tljh_admin import rebuild
+
+    sticky = tmp_path / "tmp"
+    sticky.mkdir()
+    sticky.chmod(0o1777)
+    theirs = sticky / "demo-auth"  # recreated by uid 65534 after the admin's was cleared
+    theirs.mkdir()
+    (theirs / "pyproject.toml").write_text("[build-system]\n")
+    subprocess.run(["chown", "-R", "65534:65534", theirs], check=True)
+    ours = sticky / "our-auth"
+    ours.mkdir()
+    (ours / "pyproject.toml").write_text("[build-system]\n")
+    planted = ours / "backend.py"  # a file someone else may write, in a folder of ours
+    planted.write_text("")
+    planted.chmod(0o666)
+    clean = sticky / "clean-auth"
+    clean.mkdir()
+    (clean / "pyproject.toml").write_text("[build-system]\n")
+
+    def line(folder, kind=rebuild.DIRECTORY):
+        origin = rebuild.Origin(kind, f"file://{folder}")
+        return rebuild.requirement_line(rebuild.InstalledDist("demo-auth", "1.0", True, origin, ()))
+
+    for folder, why in ((theirs, "uid 65534 owns it"), (ours, "world-writable")):
+        for kind in (rebuild.DIRECTORY, rebuild.EDITABLE):
+            requirement, note = line(folder, kind)
+            assert requirement == "demo-auth==1.0", requirement
+            assert why in note and "from the index" in note, note
+    assert line(clean) == (f"demo-auth @ file://{clean}", "")
