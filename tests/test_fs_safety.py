@@ -42,7 +42,6 @@ def _walk_inodes(root):
             yield path, os.lstat(path)
 
 
-
 def test_a_timeout_kills_the_childs_whole_process_group(tmp_path):
     """The plugin evaluation's timeout: a plugin whose import starts a process of its own
     must not outlive it, nor keep tljh waiting on the output pipe it inherited."""
@@ -132,7 +131,7 @@ def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, 
 # -- root runs no code others could have changed ----------------------------------------------
 
 
-def _site(env_root) -> "os.PathLike":
+def _site(env_root):
     from pathlib import Path
 
     (site,) = Path(env_root).glob("lib/python3.*/site-packages")
@@ -172,7 +171,9 @@ def test_no_installer_runs_in_an_env_others_can_write(tljh, prefix, install, tmp
     # doctor names both, as failures root-code; --fix takes the world-write away and leaves
     # the other uid's file for the admin to judge
     doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "user").json()
-    found = {(c["id"], f["subject"]): f for c in doc["checks"] for f in c["findings"] if f["status"] == "failed"}
+    found = {
+        (c["id"], f["subject"]): f for c in doc["checks"] for f in c["findings"] if f["status"] == "failed"
+    }
     assert found[("world-writable", str(site))]["impact"] == "root-code"
     assert found[("stray-owners", str(site / "zz-planted.pth"))]["impact"] == "root-code"
     tljh("--prefix", prefix, "doctor", "--fix", "--target", "user", "world-writable")
@@ -193,7 +194,8 @@ def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tm
     gone = tmp_path / "myplugin-src"
     (site / "__editable__.myplugin.pth").write_text(f"{gone}\n")
     result = install("hub", "--dry-run", "oauthenticator")
-    assert result.code == ExitCode.REFUSED and str(gone) in result.stderr and "does not exist" in result.stderr
+    assert result.code == ExitCode.REFUSED, result.stderr
+    assert str(gone) in result.stderr and "does not exist" in result.stderr
     doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "hub", "hub-sys-path").json()
     (finding,) = doc["checks"][0]["findings"]
     assert finding["status"] == "failed" and finding["impact"] == "root-code"

@@ -616,7 +616,8 @@ def _read_env_file(root: str, path: str) -> bytes | None:
                 st = os.fstat(fd)
                 if not stat.S_ISREG(st.st_mode):
                     return None
-                owner = (os.stat(root).st_uid, os.stat(root).st_gid)
+                root_st = os.stat(root)
+                owner = (root_st.st_uid, root_st.st_gid)
                 if st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner):
                     return None
                 chunks = []

@@ -443,17 +443,25 @@ def sys_path_risks(root: str, site_dirs, owner: tuple[int, int]) -> list[tuple[s
     return risks
 
 
+#: environments this process found only root could change: others cannot gain write
+#: access to them afterwards (only root can grant it), so a change checks once, not per step
+_VOUCHED: set[tuple[str, str]] = set()
+
+
 def others_can_change(env) -> list[tuple[str, str]]:
     """(path, why) for what users other than root could change of the code root runs from
     a PREFIX environment (hub or user): the folders above it, its files, its interpreter,
     and the folders its .pth files name. Empty for the system python (apt's)."""
     if env.name not in (HUB, USER) or not env.root or not os.path.isdir(env.root):
         return []
+    key = (env.root, env.interpreter.path)
+    if key in _VOUCHED:
+        return []
     root = env.root.rstrip("/")
     st = os.stat(os.path.dirname(root))  # PREFIX: TLJH's `chown -R root:root` makes its owner root
     owner = (st.st_uid, st.st_gid)
     found = []
-    for path in {root, os.path.realpath(env.interpreter.path)}:
+    for path in dict.fromkeys([root, os.path.realpath(env.interpreter.path)]):  # in order, once
         unsafe = unsafe_ancestor(path, owner)
         if unsafe:
             found.append(unsafe)
@@ -462,6 +470,8 @@ def others_can_change(env) -> list[tuple[str, str]]:
         (pth, f"it names {folder}, and {why}")
         for pth, folder, why in sys_path_risks(root, env.site_dirs, owner)
     ]
+    if not found:
+        _VOUCHED.add(key)
     return found
 
 
