@@ -489,3 +489,29 @@ def test_fixes_grant_nothing_through_a_hard_link_to_elsewhere(tljh, prefix, tmp_
     st = secret.stat()
     assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o600, 42)
     assert stat.S_IMODE(conda_file.stat().st_mode) == 0o644
+
+
+@pytest.mark.parametrize(
+    "argv", [["env", "list"], ["env", "list", "--json"], ["env", "packages", "-t", "hub"]]
+)
+def test_not_root_and_an_unreadable_site_folder_is_one_line(open_prefix, nobody_python, system_python, argv):
+    (site(open_prefix / "hub")).chmod(0o700)  # a root umask of 077 at install time
+    proc = subprocess.run(
+        [
+            *NOBODY,
+            nobody_python,
+            "-m",
+            "tljh_admin",
+            "--prefix",
+            open_prefix,
+            "--system-python",
+            system_python,
+        ]
+        + argv,
+        capture_output=True,
+        text=True,
+        env=prefixes.hermetic_env(),
+    )
+    assert proc.returncode == ExitCode.PERMISSION_DENIED, proc.stderr
+    assert proc.stderr.count("\n") == 1 and "run with sudo" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""

@@ -40,6 +40,13 @@ def main(argv: list[str] | None = None) -> None:
         code = int(ExitCode.ABORTED)
     except (BrokenPipeError, render.PipeClosed):
         code = _pipe_closed()
+    except PermissionError as error:
+        # a file or folder this user may not read (a root umask of 077 leaves many): one line
+        from tljh_admin.errors import PermissionDenied
+
+        where = error.filename or "a file"
+        render.print_error(PermissionDenied(f"this user cannot read {where}", hint="run with sudo"))
+        code = int(PermissionDenied.exit_code)
     sys.exit(code)
 
 
