@@ -506,8 +506,8 @@ def test_not_root_and_an_unreadable_site_folder_is_one_line(open_prefix, nobody_
             open_prefix,
             "--system-python",
             system_python,
-        ]
-        + argv,
+            *argv,
+        ],
         capture_output=True,
         text=True,
         env=prefixes.hermetic_env(),

@@ -385,8 +385,33 @@ class StateDir:
             ) from None
 
 
+#: the text fields every history entry has (StateDir.close writes them), as the readers use them
+_ENTRY_TEXT = ("time", "who", "target", "command", "result")
+
+
+def _packages_by_env(value) -> bool:
+    """{env: {name: version}}, every key and version a string."""
+    return isinstance(value, dict) and all(
+        isinstance(env, str)
+        and isinstance(packages, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in packages.items())
+        for env, packages in value.items()
+    )
+
+
 def _well_formed_entry(entry: dict) -> bool:
-    return isinstance(entry.get("id"), int) and isinstance(entry.get("envs"), dict) and "result" in entry
+    """Whether a history line has every field, of the type, its readers use: a line edited
+    by hand into another shape is skipped like a torn one, never a traceback later."""
+    envs = entry.get("envs")
+    return (
+        type(entry.get("id")) is int
+        and isinstance(envs, dict)
+        and all(isinstance(k, str) and isinstance(v, str) for k, v in envs.items())
+        and all(isinstance(entry.get(key), str) for key in _ENTRY_TEXT)
+        and _packages_by_env(entry.get("before"))
+        and _packages_by_env(entry.get("after"))
+        and all(env in entry["before"] for env in envs)
+    )
 
 
 def _listdir(path: str) -> list[str]:
