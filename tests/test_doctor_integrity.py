@@ -515,3 +515,16 @@ def test_not_root_and_an_unreadable_site_folder_is_one_line(open_prefix, nobody_
     assert proc.returncode == ExitCode.PERMISSION_DENIED, proc.stderr
     assert proc.stderr.count("\n") == 1 and "run with sudo" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""
+
+
+def test_a_dist_info_that_lost_its_record(tljh, prefix):
+    """What an interrupted hand-run pip leaves: pip can neither upgrade nor uninstall the
+    project (`Cannot uninstall ... no RECORD file`), so doctor must not call it healthy."""
+    (dist_info,) = site(prefix / "user").glob("numpy-*.dist-info")
+    (dist_info / "RECORD").unlink()  # a hard link to the shared base: unlinking leaves that alone
+    _, _, checks = run_doctor(tljh, prefix, "record-files")
+    check = checks[("record-files", "user")]
+    assert check["status"] == FAILED
+    (finding,) = check["findings"]
+    assert "no RECORD" in finding["message"] and finding["impact"] == "spawns-fail"
+    assert finding["hint"].startswith(f"sudo rm -r '{dist_info}'") and "numpy==1.26.4" in finding["hint"]

@@ -103,6 +103,12 @@ def missing_files(dist, paths: list[str], scan) -> list[str]:
     return ordered
 
 
+def _record_gone(dist) -> bool:
+    """A dist-info (pip's and uv's always carry a RECORD) whose RECORD is not there."""
+    meta = os.path.join(dist.location, dist.metadata_dir)
+    return dist.metadata_dir.endswith(".dist-info") and not os.path.lexists(os.path.join(meta, "RECORD"))
+
+
 def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:
     if name == SYSTEM:
         return (
@@ -123,6 +129,20 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     rewritten: list[str] = []
     root = env.root.rstrip("/") + "/"
     for dist, paths in records:
+        if paths is None and _record_gone(dist):
+            meta = os.path.join(dist.location, dist.metadata_dir)
+            found.append(
+                Finding(
+                    FAILED,
+                    f"{dist.name} {dist.version} has no RECORD (an interrupted or hand-made install): pip"
+                    " can neither upgrade nor uninstall it",
+                    f"{dist.name} {dist.version}",
+                    f"sudo rm -r {quoted(meta)} && "
+                    + _reinstall_hint(ctx, name, [f"{dist.name}=={dist.version}"]),
+                    impact=_IMPACT[name],
+                )
+            )
+            continue
         if not paths:
             continue
         missing = missing_files(dist, paths, scan)
