@@ -237,8 +237,19 @@ def test_kill_9_of_tljh_alone_never_races_its_still_running_installer(prefix, ru
     proc = start(prefix, ["env", "install", "-t", "user", "bigpkg", "--yes"], offline)
     wait_for(lambda: (site / "bigpkg").is_dir() and len(os.listdir(site / "bigpkg")) > 200)
     kill(proc, prefix, whole=False)
+    # what the files say now is no state anyone chose: read-only commands say so, and no
+    # lock of it is exported (env apply would copy it to every server)
+    listed = run("env", "list", "--json")
+    user = next(e for e in listed.json()["environments"] if e["name"] == "user")
+    assert (
+        listed.code == ExitCode.PROBLEMS_FOUND and user["status"] == "broken" and "change 1" in user["reason"]
+    )
+    assert run("env", "packages", "-t", "user").code == ExitCode.PROBLEMS_FOUND
+    exported = run("env", "export", "-t", "user", "--format", "lock")
+    assert exported.code == ExitCode.REFUSED and "change 1" in exported.stderr and exported.stdout == ""
     nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
     assert nxt.code == 0, nxt.stderr
+    assert run("env", "list").code == ExitCode.OK  # recovered
     time.sleep(1.5)  # whatever an orphan would still write lands by now
     assert listing_diff(before, envs_listing(prefix)) == []
     assert doctor_unfinished(run)["status"] == "ok"

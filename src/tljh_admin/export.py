@@ -23,7 +23,7 @@ from collections import namedtuple
 
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import PermissionDenied, TljhError, UsageError
+from tljh_admin.errors import PermissionDenied, Refused, TljhError, UsageError
 
 LOCK_SCHEMA = "tljh-admin/env-lock"
 LOCK_VERSION = 1
@@ -758,6 +758,11 @@ def _inspected(layout, target: str) -> Environment:
 
     if target not in ENV_NAMES:
         raise unknown_target(target)
+    from tljh_admin.queries import unfinished_changes
+
+    why = unfinished_changes(layout).get(target)
+    if why:  # a lock of a half-done change would copy a state nobody chose to every server
+        raise Refused(f"the {target} environment cannot be exported now: {why}", hint="export it afterwards")
     return inspect_environment(target, layout)
 
 
