@@ -416,7 +416,18 @@ def test_not_root_says_run_with_sudo_and_never_crashes(open_prefix, nobody_pytho
     checks = {(c["id"], c["env"]): c for c in doc["checks"]}
     readable = checks[("users-can-read", "user")]
     assert readable["status"] == FAILED  # what it could see, it reports
-    assert any(f["status"] == SKIPPED and "run with sudo" in f["message"] for f in readable["findings"])
+    # and what it could not read, users' servers cannot either: a failure, not a skip
+    assert any("cannot read or enter, nor can users' servers" in f["message"] for f in readable["findings"])
+    (site(open_prefix / "user")).chmod(0o700)  # even the site folder itself
+    argv = ["--prefix", open_prefix, "--system-python", system_python, "doctor", "users-can-read"]
+    proc = subprocess.run(
+        [*NOBODY, nobody_python, "-m", "tljh_admin", *argv],
+        capture_output=True,
+        text=True,
+        env=prefixes.hermetic_env(),
+    )
+    assert proc.returncode == 1 and "nor can users' servers" in proc.stdout, proc.stdout + proc.stderr
+    assert "healthy" not in proc.stdout
 
 
 def test_deep_runs_singleuser_as_nobody(open_prefix, script_wheels, wheelhouse, system_python):

@@ -380,7 +380,15 @@ def doctor_report(report, strict: bool, fixes) -> None:
         out.print(f"{verb}: {escape(finding.fix.description)}" + (f" ({escape(error)})" if error else ""))
     counts = {s: report.count(s) for s in ("ok", "warning", "failed", "error", "skipped")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
-    verdict = "problems found" if report.exit_code(strict) else "healthy"
+    from tljh_admin.doctor.model import SKIPPED_NEEDS_ROOT
+
+    needs_root = any(SKIPPED_NEEDS_ROOT in f.message for r in report.results for f in r.findings)
+    if report.exit_code(strict):
+        verdict = "problems found"
+    elif needs_root:
+        verdict = "nothing wrong in what this user can read; run with sudo for the rest"
+    else:
+        verdict = "healthy"
     out.print(f"[bold]{len(report.results)} checks: {summary} -- {verdict}[/]")
 
 

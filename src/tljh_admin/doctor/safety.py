@@ -41,10 +41,23 @@ _ROOT_RUNS = {
 }
 
 
-def _unreadable_as_this_user(ctx: Context, name: str) -> list[Finding]:
+def _unreadable_as_this_user(ctx: Context, name: str, users_view: bool = False) -> list[Finding]:
     errors = ctx.scan(name).errors
     if not errors or os.geteuid() == 0:
         return []
+    if users_view:
+        # a user who is not root meets what users' servers meet: that is the finding itself
+        return [
+            Finding(
+                FAILED,
+                f"{len(errors)} folders uid {os.geteuid()} cannot read or enter, nor can users' servers "
+                f"({errors[0]})",
+                ctx.env(name).root,
+                "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
+                None,
+                SPAWNS_FAIL,
+            )
+        ]
     return [
         Finding(
             SKIPPED,
@@ -92,6 +105,25 @@ def _path_findings(entries, make) -> list[Finding]:
 
 
 def users_can_read(ctx: Context, name: str) -> list[Finding]:
+    try:
+        return _users_can_read(ctx, name)
+    except PermissionError as error:
+        if os.geteuid() == 0:
+            raise
+        # a user who is not root meets what users' servers meet: that is the finding itself
+        return [
+            Finding(
+                FAILED,
+                f"uid {os.geteuid()} cannot read this, nor can users' servers",
+                error.filename or ctx.layout.env_root(name),
+                "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
+                None,
+                SPAWNS_FAIL,
+            )
+        ]
+
+
+def _users_can_read(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if not env.root or not os.path.isdir(env.root):
         return [Finding(SKIPPED, f"the {name} environment is missing", env.root, "")]
@@ -102,7 +134,7 @@ def users_can_read(ctx: Context, name: str) -> list[Finding]:
             entries.insert(0, permissions.scanned_entry(ctx.layout.prefix, st, True))
     except OSError:
         pass
-    found = _unreadable_as_this_user(ctx, name)
+    found = _unreadable_as_this_user(ctx, name, users_view=True)
     if not entries:
         return found
     folders = sum(e.is_dir for e in entries)
