@@ -331,7 +331,13 @@ def test_hub_venv_left_behind_by_the_os_python(tljh, prefix, wheelhouse, tmp_pat
         and "lib/python3.10" in finding["message"]
     )
     assert finding["hint"] == "sudo tljh env rebuild --target hub" and "upgrade" not in finding["hint"]
-    assert checks[("env-present", "hub")]["status"] == OK  # it runs: this is what the old doctor missed
+    # it starts, yet cannot import its packages: inspection (env list, env-present) says so too
+    present = checks[("env-present", "hub")]
+    assert present["status"] == FAILED and "moved on" in present["findings"][0]["message"]
+    assert present["findings"][0]["hint"].startswith("sudo tljh env rebuild --target hub")
+    listed = tljh("--prefix", prefix, "env", "list", "--json")
+    hub = next(e for e in listed.json()["environments"] if e["name"] == "hub")
+    assert listed.code == ExitCode.PROBLEMS_FOUND and hub["status"] == "broken" and "3.12" in hub["reason"]
     assert result.code == ExitCode.PROBLEMS_FOUND
 
     deep = deep_report(prefix, system_python, ["hub-imports"])

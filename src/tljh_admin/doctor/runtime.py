@@ -19,14 +19,13 @@ from tljh_admin.doctor.model import (
     WARNING,
     Finding,
 )
+from tljh_admin.envs.backends import binary_version
 from tljh_admin.envs.sitepackages import canonical_name, read_record_paths
 from tljh_admin.layout import HUB, SYSTEM, USER, system_program
 
 REBUILD_HUB = "sudo tljh env rebuild --target hub"
 FIX_READABLE = "sudo tljh doctor --fix users-can-read"
 
-_BINARY_VERSION = re.compile(r"python(\d+\.\d+)t?$")
-_STDLIB_DIR = re.compile(r"python(\d+\.\d+)t?$")
 # pip/distlib's launcher for interpreter paths with spaces or over 127 bytes:
 #   #!/bin/sh
 #   '''exec' "/opt tljh/user/bin/python3" "$0" "$@"
@@ -41,35 +40,6 @@ DEEP_TIMEOUT_SECONDS = 120
 
 def _short(version: str | None) -> str:
     return ".".join((version or "").split(".")[:2])
-
-
-def binary_version(binary: str) -> str | None:
-    """X.Y of the interpreter file `binary` (the end of a symlink chain), from its name
-    (`python3.11`) or else from the installation it sits in (its `lib/pythonX.Y/os.py`;
-    when there are several, the `bin/pythonX.Y` that is this very file)."""
-    match = _BINARY_VERSION.search(os.path.basename(binary))
-    if match:
-        return match.group(1)
-    install = os.path.dirname(os.path.dirname(binary))
-    try:
-        names = os.listdir(os.path.join(install, "lib"))
-    except OSError:
-        return None
-    versions = sorted(
-        m.group(1)
-        for m in map(_STDLIB_DIR.match, names)
-        if m and os.path.isfile(os.path.join(install, "lib", m.group(0), "os.py"))
-    )
-    if len(versions) == 1:
-        return versions[0]
-    for version in versions:
-        candidate = os.path.join(install, "bin", f"python{version}")
-        try:
-            if os.path.samefile(candidate, binary):
-                return version
-        except OSError:
-            continue
-    return None
 
 
 def hub_venv_base(ctx: Context, name: str) -> list[Finding]:
@@ -256,7 +226,7 @@ def _run(argv: list[str], env_root: str) -> tuple[int | None, str]:
 
 def hub_imports(ctx: Context, name: str) -> list[Finding]:
     hub = ctx.env(HUB)
-    if not hub.ok:
+    if not hub.interpreter.runnable:  # a hub that starts but cannot see its packages is tried
         return [Finding(SKIPPED, f"the hub environment is {hub.status}", hub.root, "")]
     from tljh_admin.permissions import others_can_change
 

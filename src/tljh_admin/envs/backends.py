@@ -68,6 +68,38 @@ def _version_from_name(name: str) -> str | None:
     return f"{match.group(1)}.{match.group(2)}" if match else None
 
 
+_PYTHON_DIR_NAME = re.compile(r"python(\d+\.\d+)t?$")  # bin/python3.11, lib/python3.13t
+
+
+def binary_version(binary: str) -> str | None:
+    """X.Y of the interpreter file `binary` (the end of a symlink chain), from its name
+    (`python3.11`) or else from the installation it sits in (its `lib/pythonX.Y/os.py`;
+    when there are several, the `bin/pythonX.Y` that is this very file)."""
+    match = _PYTHON_DIR_NAME.search(os.path.basename(binary))
+    if match:
+        return match.group(1)
+    install = os.path.dirname(os.path.dirname(binary))
+    try:
+        names = os.listdir(os.path.join(install, "lib"))
+    except OSError:
+        return None
+    versions = sorted(
+        m.group(1)
+        for m in map(_PYTHON_DIR_NAME.match, names)
+        if m and os.path.isfile(os.path.join(install, "lib", m.group(0), "os.py"))
+    )
+    if len(versions) == 1:
+        return versions[0]
+    for version in versions:
+        candidate = os.path.join(install, "bin", f"python{version}")
+        try:
+            if os.path.samefile(candidate, binary):
+                return version
+        except OSError:
+            continue
+    return None
+
+
 def _lib_python_dirs(root: str) -> list[str]:
     """`lib/pythonX.Y` folders under a prefix, newest first (after an OS upgrade there can be two)."""
     found: dict[str, str] = {}
@@ -227,6 +259,16 @@ class VenvBackend(Backend):
         if reason and base:
             home, version = base
             reason += f"; pyvenv.cfg expects Python {version or '?'} in {home}"
+        if reason is None:
+            # runnable, but maybe not the Python its packages were installed for: the OS
+            # Python moved on under the venv (TLJH#613); read from files, nothing is started
+            runs = binary_version(link.end)
+            libs = [os.path.basename(lib) for lib in _lib_python_dirs(self.root)]
+            if runs and libs and f"python{runs}" not in libs:
+                reason = (
+                    f"{link.path} runs Python {runs}, but its packages are in lib/{', lib/'.join(libs)}:"
+                    f" the OS Python moved on under it (tljh env rebuild --target {self.name})"
+                )
         return reason
 
     def externally_managed(self, version: str | None) -> bool:
