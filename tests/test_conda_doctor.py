@@ -63,3 +63,30 @@ def test_checks_skip_a_pip_user_env(tljh, base_prefix):
     _, checks = _doctor(tljh, base_prefix)
     for check in ("conda-files", "conda-history", "conda-tools"):
         assert checks[(check, "user")]["status"] == "skipped"
+
+
+def test_records_edited_into_another_shape(tljh, conda_prefix):
+    """A record conda would fail on (its `files` null, its `name` gone): doctor says which
+    and why, and export refuses to write a lock missing that package; neither crashes."""
+    import json
+
+    from tljh_admin.errors import ExitCode
+
+    user = conda_prefix / "user"
+    records = sorted((user / "conda-meta").glob("*.json"))
+    nulled, nameless = records[0], records[1]
+    for record, edit in ((nulled, {"files": None}), (nameless, {"name": None})):
+        data = json.loads(record.read_text())
+        data.update(edit)
+        if edit.get("name", 0) is None:
+            del data["name"]
+        record.unlink()  # a hard link to the shared base: replaced, not edited in place
+        record.write_text(json.dumps(data))
+    _, checks = _doctor(tljh, conda_prefix)
+    files = checks[("conda-files", "user")]
+    assert files["status"] == "failed", files
+    messages = {f["subject"]: f["message"] for f in files["findings"]}
+    assert "files is not a list" in messages[str(nulled)] and "name is missing" in messages[str(nameless)]
+    exported = tljh("--prefix", conda_prefix, "env", "export", "-t", "user", "--format", "lock")
+    assert exported.code == ExitCode.REFUSED and "not a conda record" in exported.stderr, exported.stderr
+    assert exported.stdout == "" and "Traceback" not in exported.stderr

@@ -23,6 +23,27 @@ def find_tool(env_root: str) -> str | None:
     return None
 
 
+# -- conda-meta records ----------------------------------------------------------------
+
+
+def record_problem(data) -> str | None:
+    """Why a parsed conda-meta/*.json is not a record conda could have written, or None:
+    the fields tljh-admin and conda read, each of its type (conda's PrefixRecord: name,
+    version and build strings; files and depends lists of strings)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    for key in ("name", "version", "build"):
+        if not isinstance(data.get(key), str) or not data[key]:
+            return f"its {key} is missing or not a string"
+    for key in ("files", "depends"):
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            return f"its {key} is not a list of strings"
+    if not isinstance(data.get("channel", ""), str):
+        return "its channel is not a string"
+    return None
+
+
 # -- conda-meta/history ----------------------------------------------------------------
 
 

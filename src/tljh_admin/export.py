@@ -156,15 +156,22 @@ def conda_meta_records(root: str) -> list[dict]:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
     except OSError:
         return []
+    from tljh_admin.conda_env import record_problem
+
     records = []
     for file_name in names:
         try:
             with open(os.path.join(folder, file_name), encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError):
-            continue
-        if isinstance(data, dict) and data.get("name") and data.get("version"):
-            records.append(data)
+            data = None
+        why = record_problem(data) if data is not None else "not readable JSON"
+        if why:  # a lock without that package would install another env than this one
+            raise Refused(
+                f"conda-meta/{file_name} in {root} is not a conda record ({why}); the lock would be wrong",
+                hint="see tljh doctor (conda-files)",
+            )
+        records.append(data)
     return records
 
 

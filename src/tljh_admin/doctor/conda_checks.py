@@ -13,6 +13,7 @@ import json
 import os
 import re
 
+from tljh_admin import conda_env as conda
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import FAILED, SKIPPED, WARNING, Check, Finding
 from tljh_admin.layout import USER
@@ -32,8 +33,6 @@ def _skipped_unless_conda(ctx: Context) -> list[Finding] | None:
 
 
 def _reinstall_hint(env_root: str, name: str) -> str:
-    from tljh_admin import conda_env as conda
-
     tool = conda.find_tool(env_root) or os.path.join(env_root, "bin", "conda")
     return (
         f"sudo {tool} install --yes --prefix {env_root} --force-reinstall -c {conda.DEFAULT_CHANNEL} {name}"
@@ -78,17 +77,21 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
         path = os.path.join(env.root, "conda-meta", record.meta_file)
         try:
             with open(path, encoding="utf-8") as f:
-                files = json.load(f).get("files", [])
-        except (OSError, ValueError, AttributeError):
+                data = json.load(f)
+        except (OSError, ValueError):
+            data = None
+        why = conda.record_problem(data) if data is not None else "not readable JSON"
+        if why:
             found.append(
                 Finding(
                     FAILED,
-                    f"{record.meta_file}: not a readable conda record",
+                    f"{record.meta_file}: not a conda record ({why}); conda fails on it",
                     path,
                     _reinstall_hint(root, record.name),
                 )
             )
             continue
+        files = data.get("files", [])
         escaping = _escaping(files)
         if escaping:
             named = set(escaping)
@@ -125,8 +128,6 @@ def conda_history(ctx: Context, name: str) -> list[Finding]:
     skipped = _skipped_unless_conda(ctx)
     if skipped is not None:
         return skipped
-    from tljh_admin import conda_env as conda
-
     env = ctx.env(USER)
     revisions = conda.read_history(env.root)
     if not revisions:
@@ -168,8 +169,6 @@ def conda_tools(ctx: Context, name: str) -> list[Finding]:
     skipped = _skipped_unless_conda(ctx)
     if skipped is not None:
         return skipped
-    from tljh_admin import conda_env as conda
-
     env = ctx.env(USER)
     records = {r.name for r in env.conda_records}
     found = []
