@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import stat
 import subprocess
@@ -753,3 +754,35 @@ def test_full_disk_while_taking_the_snapshot_changes_nothing(prefix, run, tmp_pa
         assert list((state / "snapshots").iterdir()) == []
     finally:
         subprocess.run(["umount", state], check=True)
+
+
+def test_an_unfinished_change_whose_snapshot_is_gone_has_a_way_out(prefix, run):
+    """The snapshot of a killed change removed by hand: nothing can be restored, so doctor
+    offers no --fix but the way out (look at the env, then set the journal aside), changes
+    are refused with the same words, and following them works. A change killed while it
+    was still taking its snapshot changed nothing: a warning that --fix clears."""
+    state = state_of(prefix)
+    assert run("env", "install", "-t", "user", "oauthenticator", "--yes").code == 0
+    journal = {"id": 50, "command": "tljh env install x", "kind": "install", "installer": "pip", "who": "x",
+               "started": "now", "envs": {"user": str(prefix / "user")}, "before": {"user": {}},
+               "phase": "running", "processes": [], "marker": "m"}  # fmt: skip
+    (state / "journal" / "50.json").write_text(json.dumps(journal))
+    finding = doctor_unfinished(run)["findings"][0]
+    assert finding["status"] == "failed" and not finding["fixable"]
+    assert "gone" in finding["message"] and finding["hint"].endswith(
+        f"sudo rm {shlex.quote(str(state / 'journal' / '50.json'))}"
+    )
+    refused = run("env", "install", "-t", "user", "tomli", "--yes")
+    assert refused.code == ExitCode.REFUSED and "gone" in refused.stderr and "sudo rm" in refused.stderr
+    (state / "journal" / "50.json").unlink()  # what the hint says, after looking at the env
+    assert run("env", "install", "-t", "user", "tomli", "--yes").code == 0
+
+    (state / "journal" / "51.json").write_text(json.dumps({**journal, "id": 51, "phase": "snapshotting"}))
+    finding = doctor_unfinished(run)["findings"][0]
+    assert (
+        finding["status"] == "warning"
+        and finding["fixable"]
+        and "before anything changed" in finding["message"]
+    )
+    assert run("doctor", "--fix", "unfinished-change").code == 0
+    assert doctor_unfinished(run)["status"] == "ok"

@@ -400,6 +400,8 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         with os.fdopen(fd, encoding="utf-8") as f:
             manifest = json.load(f)
     except FileNotFoundError:
+        if not os.path.isdir(dest):
+            raise unusable("it is gone (removed by hand?)") from None
         raise unusable("it is incomplete (no manifest: the process was stopped while taking it)") from None
     except (OSError, ValueError, UnicodeDecodeError) as error:
         raise unusable(f"its manifest is unreadable ({type(error).__name__})") from None

@@ -26,6 +26,7 @@ import fcntl
 import json
 import os
 import pwd
+import shlex
 import signal
 import stat
 import time
@@ -946,6 +947,27 @@ def prune_snapshots(state: StateDir, keep: int | None = None) -> list[int]:
     return removed
 
 
+def usable_snapshots(state: StateDir, journal: dict) -> list[tuple[str, str, tuple]]:
+    """(snapshot, env root, areas) of each env of an unfinished change, all checked
+    (snapshot.read_manifest) before any is used. An unusable one stops recovery, with the
+    way out: look at the env, then set that change's journal aside."""
+    targets = []
+    for name in journal["envs"]:
+        root, areas = allowed_areas(state.layout, name) if state.layout else ("", ())
+        dest = state.snapshot_dir(journal["id"], name)
+        try:
+            snapshot.read_manifest(dest, root, areas)
+        except snapshot.SnapshotUnusable as error:
+            names = " and ".join(journal["envs"])
+            raise snapshot.SnapshotUnusable(
+                f"change {journal['id']} never finished, and {error.message}",
+                hint=f"check the {names} environment by hand (tljh env packages, tljh doctor), then set the"
+                f" change aside: sudo rm {shlex.quote(state.path('journal', str(journal['id']) + '.json'))}",
+            ) from None
+        targets.append((dest, root, areas))
+    return targets
+
+
 def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[dict]:
     """Restore changes a killed process left half done. Call with the envs' locks held: a
     journal whose locks we hold has no living owner. Untrusted journals are set aside and
@@ -974,12 +996,7 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
             )
             recovered.append(entry)
             continue
-        targets = []
-        for name in journal["envs"]:
-            root, areas = allowed_areas(state.layout, name) if state.layout else ("", ())
-            dest = state.snapshot_dir(journal["id"], name)
-            snapshot.read_manifest(dest, root, areas)  # every env's snapshot checked before any restore
-            targets.append((dest, root, areas))
+        targets = usable_snapshots(state, journal)  # every env's snapshot checked before any restore
         notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
         with signals_deferred():
             for dest, root, areas in targets:

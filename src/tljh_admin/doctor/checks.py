@@ -425,7 +425,8 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
     if _never_changed(ctx):
         return []  # nothing to recover or distrust, and no need to import the change machinery
     from tljh_admin.errors import PermissionDenied
-    from tljh_admin.transaction import StateDir
+    from tljh_admin.snapshot import SnapshotUnusable
+    from tljh_admin.transaction import SNAPSHOTTING, StateDir, usable_snapshots
 
     state = StateDir.of(ctx.layout)
     found = [
@@ -465,11 +466,27 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
 
             recover_unfinished(state, envs)
 
+        started = f"change {journal['id']} ({journal['command']}, started {journal['started']})"
+        if journal.get("phase") == SNAPSHOTTING:
+            found.append(
+                Finding(
+                    WARNING,
+                    f"{started} was killed while taking its snapshot, before anything changed",
+                    f"change {journal['id']}",
+                    "tljh doctor --fix (or any tljh change to that env) records it as abandoned",
+                    Fix(f"record change {journal['id']} as abandoned", restore),
+                )
+            )
+            continue
+        try:
+            usable_snapshots(state, journal)
+        except SnapshotUnusable as error:  # no --fix: nothing to restore from
+            found.append(Finding(FAILED, error.message, f"change {journal['id']}", error.hint))
+            continue
         found.append(
             Finding(
                 FAILED,
-                f"change {journal['id']} ({journal['command']}, started {journal['started']}) "
-                "never finished: "
+                f"{started} never finished: "
                 f"the {' and '.join(envs)} environment{'s are' if len(envs) > 1 else ' is'} half changed",
                 f"change {journal['id']}",
                 "restore it (tljh doctor --fix, or any tljh env install/uninstall on that env, does)",
