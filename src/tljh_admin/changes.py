@@ -663,6 +663,16 @@ def prepare_rollback(
             f"no change to the {target} environment can be rolled back",
             hint="see tljh env history; only the last few changes keep a snapshot",
         )
+    last = next((e for e in reversed(state.history()) if e["result"] == OK and target in e["envs"]), None)
+    if to is None and last is not None and last["id"] != candidates[0]["id"]:
+        # the newest change's snapshot was removed or damaged: going further back silently
+        # would undo it too, unasked
+        raise Refused(
+            f"change {last['id']}, the last to the {target} environment, has no usable snapshot (removed or"
+            f" damaged); rolling back further would undo it too",
+            hint=f"tljh env rollback --target {target} --to {candidates[0]['id']} undoes both, if that is"
+            " what you want",
+        )
     chosen = candidates[0] if to is None else next((c for c in candidates if c["id"] == to), None)
     if chosen is None:
         raise TljhError(
