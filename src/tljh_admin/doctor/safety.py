@@ -34,6 +34,8 @@ from tljh_admin.layout import HUB, USER
 #: how many paths one check lists one by one before it sums the rest up in one finding
 MAX_PATH_FINDINGS = 50
 
+_FIX_READABLE = "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)"
+
 #: why others' write access to each environment is root's problem
 _ROOT_RUNS = {
     HUB: "the hub runs as root",
@@ -53,7 +55,7 @@ def _unreadable_as_this_user(ctx: Context, name: str, users_view: bool = False) 
                 f"{len(errors)} folders uid {os.geteuid()} cannot read or enter, nor can users' servers "
                 f"({errors[0]})",
                 ctx.env(name).root,
-                "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
+                _FIX_READABLE,
                 None,
                 SPAWNS_FAIL,
             )
@@ -116,7 +118,7 @@ def users_can_read(ctx: Context, name: str) -> list[Finding]:
                 FAILED,
                 f"uid {os.geteuid()} cannot read this, nor can users' servers",
                 error.filename or ctx.layout.env_root(name),
-                "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
+                _FIX_READABLE,
                 None,
                 SPAWNS_FAIL,
             )
@@ -147,7 +149,7 @@ def _users_can_read(ctx: Context, name: str) -> list[Finding]:
             f"{len(entries) - folders} files and {folders} folders users' servers cannot read or enter "
             f"({_examples(shown)}): a root umask of 077 or 027 at install time does this",
             env.root,
-            "sudo tljh doctor --fix users-can-read (adds a+r, and a+x on folders and executables)",
+            _FIX_READABLE,
             Fix(
                 f"add the read/enter bits users need to {len(entries)} paths in {env.root}",
                 lambda: _apply_all(lambda entry: permissions.make_usable(entry, env.root), entries),
@@ -192,7 +194,7 @@ def stray_owners(ctx: Context, name: str) -> list[Finding]:
             # no automatic chown: it would make root's whatever that user put there
             return Finding(
                 FAILED,
-                f"{owned}: its owner can change code that {_ROOT_RUNS[name]}: a root-code-execution"
+                f"{owned}: that uid or group can change it, and {_ROOT_RUNS[name]}: a root-code-execution"
                 " risk; tljh-admin changes nothing here until it is fixed",
                 entry.path,
                 f"check what it is: remove it if nobody installed it, else sudo chown {uid}:{gid}"
