@@ -90,3 +90,20 @@ def test_records_edited_into_another_shape(tljh, conda_prefix):
     exported = tljh("--prefix", conda_prefix, "env", "export", "-t", "user", "--format", "lock")
     assert exported.code == ExitCode.REFUSED and "not a conda record" in exported.stderr, exported.stderr
     assert exported.stdout == "" and "Traceback" not in exported.stderr
+
+
+def test_a_conda_env_that_lost_conda_meta_is_not_a_healthy_plain_install(tljh, conda_prefix):
+    """Without conda-meta/ the env looks like a plain CPython installation, yet it holds
+    conda and mamba, which no longer know its packages: broken, with the way out."""
+    import shutil
+
+    from tljh_admin.errors import ExitCode
+
+    shutil.rmtree(conda_prefix / "user" / "conda-meta")
+    listed = tljh("--prefix", conda_prefix, "env", "list", "--json")
+    user = next(e for e in listed.json()["environments"] if e["name"] == "user")
+    assert listed.code == ExitCode.PROBLEMS_FOUND and user["status"] == "broken"
+    assert "no conda-meta/" in user["reason"] and "installer" in user["reason"]
+    _, checks = _doctor(tljh, conda_prefix)
+    assert checks[("env-present", "user")]["status"] == "failed"
+    assert tljh("--prefix", conda_prefix, "upgrade", "--dry-run").code != ExitCode.OK

@@ -338,6 +338,18 @@ class CondaBackend(Backend):
 class StandaloneBackend(Backend):
     kind = STANDALONE
 
+    def broken_reason(self, link: InterpreterLink) -> str | None:
+        reason = super().broken_reason(link)
+        tools = [t for t in ("conda", "mamba") if os.path.isfile(os.path.join(self.root, "bin", t))]
+        if reason is None and tools:
+            # Miniforge without conda-meta/: conda no longer knows what it installed, and
+            # every conda command on it (TLJH's upgrade included) fails or undoes packages
+            reason = (
+                f"it has bin/{tools[0]} but no conda-meta/: conda's records of its packages are gone"
+                " (re-run TLJH's installer to recreate the user environment)"
+            )
+        return reason
+
 
 class SystemBackend(Backend):
     kind = SYSTEM_KIND
