@@ -148,6 +148,19 @@ def tljh(system_python):
     return run
 
 
+@pytest.fixture
+def planted_find(tmp_path, monkeypatch) -> Path:
+    """A `find` planted first in PATH (a folder early in it may be writable by someone
+    else); returns the file it touches when run. What runs as root must never run it."""
+    planted = tmp_path / "planted-bin"
+    planted.mkdir()
+    marker = tmp_path / "planted-find-ran"
+    (planted / "find").write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 0\n")
+    (planted / "find").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{planted}:{os.environ['PATH']}")
+    return marker
+
+
 @pytest.fixture(scope="session")
 def open_tmp():
     """A temporary folder uid 65534 can enter (pytest's own is 0700)."""

@@ -73,6 +73,7 @@ def test_records_edited_into_another_shape(tljh, conda_prefix):
     from tljh_admin.errors import ExitCode
 
     user = conda_prefix / "user"
+    # the stand-in wrote these from real packages; only the damage is done by hand
     records = sorted((user / "conda-meta").glob("*.json"))
     nulled, nameless = records[0], records[1]
     for record, edit in ((nulled, {"files": None}), (nameless, {"name": None})):

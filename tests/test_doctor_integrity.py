@@ -398,25 +398,20 @@ def open_prefix(base_prefix, open_tmp, request) -> Path:
     shutil.rmtree(dest.parent)
 
 
-def test_not_root_says_run_with_sudo_and_never_crashes(open_prefix, nobody_python, wheelhouse, system_python):
-    _pip_under_umask(open_prefix / "user", wheelhouse, "bigpkg")
-    proc = subprocess.run(
-        [
-            *NOBODY,
-            nobody_python,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            open_prefix,
-            "--system-python",
-            system_python,
-            "doctor",
-            "--json",
-        ],
+def _as_nobody(nobody_python, open_prefix, system_python, *argv) -> subprocess.CompletedProcess:
+    """tljh on `open_prefix` as uid 65534, as any user who is not root runs it."""
+    layout = ["--prefix", open_prefix, "--system-python", system_python]
+    return subprocess.run(
+        [*NOBODY, nobody_python, "-m", "tljh_admin", *layout, *argv],
         capture_output=True,
         text=True,
         env=prefixes.hermetic_env(),
     )
+
+
+def test_not_root_says_run_with_sudo_and_never_crashes(open_prefix, nobody_python, wheelhouse, system_python):
+    _pip_under_umask(open_prefix / "user", wheelhouse, "bigpkg")
+    proc = _as_nobody(nobody_python, open_prefix, system_python, "doctor", "--json")
     doc = json.loads(proc.stdout)
     assert doc["summary"]["error"] == 0, [c for c in doc["checks"] if c["status"] == "error"]
     checks = {(c["id"], c["env"]): c for c in doc["checks"]}
@@ -425,13 +420,7 @@ def test_not_root_says_run_with_sudo_and_never_crashes(open_prefix, nobody_pytho
     # and what it could not read, users' servers cannot either: a failure, not a skip
     assert any("cannot read or enter, nor can users' servers" in f["message"] for f in readable["findings"])
     (site(open_prefix / "user")).chmod(0o700)  # even the site folder itself
-    argv = ["--prefix", open_prefix, "--system-python", system_python, "doctor", "users-can-read"]
-    proc = subprocess.run(
-        [*NOBODY, nobody_python, "-m", "tljh_admin", *argv],
-        capture_output=True,
-        text=True,
-        env=prefixes.hermetic_env(),
-    )
+    proc = _as_nobody(nobody_python, open_prefix, system_python, "doctor", "users-can-read")
     assert proc.returncode == 1 and "nor can users' servers" in proc.stdout, proc.stdout + proc.stderr
     assert "healthy" not in proc.stdout
 
@@ -493,7 +482,8 @@ def test_fixes_grant_nothing_through_a_hard_link_to_elsewhere(tljh, prefix, tmp_
     secret.chmod(0o600)
     os.chown(secret, 0, 42)  # root:shadow, as /etc/shadow
     os.link(secret, theirs / "notes.txt")  # as root: what protected_hardlinks=0 lets a user do
-    # a conda package's file: the env's name and its package cache's, both 0600 (root's umask 077)
+    # a conda package's file: the env's name and its package cache's, both 0600 (root's umask 077);
+    # linked by hand: the conda stand-in copies files out of its cache, it never hard-links them
     conda_file = user / "share" / "condapkg.dat"
     conda_file.write_text("data\n")
     conda_file.chmod(0o600)
@@ -513,22 +503,7 @@ def test_fixes_grant_nothing_through_a_hard_link_to_elsewhere(tljh, prefix, tmp_
 )
 def test_not_root_and_an_unreadable_site_folder_is_one_line(open_prefix, nobody_python, system_python, argv):
     (site(open_prefix / "hub")).chmod(0o700)  # a root umask of 077 at install time
-    proc = subprocess.run(
-        [
-            *NOBODY,
-            nobody_python,
-            "-m",
-            "tljh_admin",
-            "--prefix",
-            open_prefix,
-            "--system-python",
-            system_python,
-            *argv,
-        ],
-        capture_output=True,
-        text=True,
-        env=prefixes.hermetic_env(),
-    )
+    proc = _as_nobody(nobody_python, open_prefix, system_python, *argv)
     assert proc.returncode == ExitCode.PERMISSION_DENIED, proc.stderr
     assert proc.stderr.count("\n") == 1 and "run with sudo" in proc.stderr and "Traceback" not in proc.stderr
     assert proc.stdout == ""

@@ -74,15 +74,10 @@ def test_no_site_walk_through_a_symlinked_lib(tmp_path):
     assert set(scan.trees) == {str(root)}
 
 
-def test_a_find_planted_in_path_is_never_run(tmp_path, monkeypatch):
+def test_a_find_planted_in_path_is_never_run(tmp_path, planted_find):
     # doctor runs as root: the find it starts is findutils' own, by absolute path, whatever
     # PATH holds (a folder early in it may be writable by someone else)
-    planted = tmp_path / "bin"
-    planted.mkdir()
-    marker = tmp_path / "planted-find-ran"
-    (planted / "find").write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 0\n")
-    (planted / "find").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{planted}:{os.environ['PATH']}")
+    marker = planted_find
     root, site = _env(tmp_path)
     st = os.stat(root)
     scan = permissions.read_find(permissions.start_find(root, (st.st_uid, st.st_gid), unreadable=True))

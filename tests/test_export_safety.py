@@ -151,8 +151,9 @@ def test_repo2docker_export_reads_no_file_a_kernel_folder_user_swapped_in(tljh, 
     os.link(secret, course / "linked.json")  # as root: what protected_hardlinks=0 lets a user do
     subprocess.run(["chown", "-R", "65534:65534", course], check=True)
     root = str(prefix / "user")
-    assert export._read_env_file(root, str(course / "swapped.json")) is None  # the swap, after the walk
-    assert export._read_env_file(root, str(course / "kernel.json")).startswith(b'{"argv"')
+    swapped, plain = export._read_env_files(root, [str(course / "swapped.json"), str(course / "kernel.json")])
+    assert swapped is None  # the swap, after the walk
+    assert plain.startswith(b'{"argv"')
     dest = tmp_path / "image"
     dest.mkdir(mode=0o700)
     result = tljh("--prefix", prefix, "env", "export", "--target", "user", "--format", "repo2docker", dest)

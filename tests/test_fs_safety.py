@@ -100,18 +100,13 @@ def test_normalisation_leaves_a_hard_link_to_an_outside_file_alone(tmp_path):
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o644
 
 
-def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, monkeypatch):
+def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, planted_find):
     """conda's package cache (a skipped area) stays as conda left it even when PREFIX holds
     `[` or `*` (find's -path is a glob), and the find that picks the paths is the system's,
     not one planted early in PATH."""
     from tljh_admin import snapshot, transaction
 
-    planted = tmp_path / "bin"
-    planted.mkdir()
-    marker = tmp_path / "planted-find-ran"
-    (planted / "find").write_text(f"#!/bin/sh\ntouch '{marker}'\nexit 0\n")
-    (planted / "find").chmod(0o755)
-    monkeypatch.setenv("PATH", f"{planted}:{os.environ['PATH']}")
+    marker = planted_find
     env = tmp_path / "opt [tljh]*" / "user"
     cached = env / "pkgs" / "numpy-2.0" / "info" / "index.json"
     cached.parent.mkdir(parents=True)

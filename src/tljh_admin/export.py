@@ -605,36 +605,43 @@ def jupyter_extras(env: Environment) -> list[tuple[str, str]]:
     return found
 
 
-def _read_env_file(root: str, path: str) -> bytes | None:
-    """The content of `path`, a file under the environment `root`, reached one folder at a
-    time without following a symlink; None unless it is a regular file, or when it has more
-    names than one in a folder others may write (a hard link planted to a root-only file).
-    A kernel folder may belong to a user: what is swapped in after the walk is not read."""
+def _read_env_files(root: str, paths: list[str]) -> list[bytes | None]:
+    """The content of each of `paths`, files under the environment `root`, reached one
+    folder at a time without following a symlink; None for one that is not a regular file,
+    or that has more names than one in a folder others may write (a hard link planted to a
+    root-only file). A kernel folder may belong to a user: what is swapped in after the
+    walk is not read."""
     from tljh_admin import permissions
     from tljh_admin.snapshot import Beneath
 
-    try:
-        with Beneath(root) as beneath:
-            folder, name = beneath.parent(path)
-            fd = os.open(
-                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC, dir_fd=folder
-            )
+    root_st = os.stat(root)
+    owner = (root_st.st_uid, root_st.st_gid)
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    contents: list[bytes | None] = []
+    with Beneath(root) as beneath:  # one walk for all: folders kept open between files
+        for path in paths:
+            try:
+                folder, name = beneath.parent(path)
+                fd = os.open(name, flags, dir_fd=folder)
+            except OSError:
+                contents.append(None)
+                continue
             try:
                 st = os.fstat(fd)
-                if not stat.S_ISREG(st.st_mode):
-                    return None
-                root_st = os.stat(root)
-                owner = (root_st.st_uid, root_st.st_gid)
-                if st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner):
-                    return None
-                chunks = []
-                while chunk := os.read(fd, 1 << 20):
-                    chunks.append(chunk)
-                return b"".join(chunks)
+                planted = st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner)
+                contents.append(_read_to_end(fd) if stat.S_ISREG(st.st_mode) and not planted else None)
+            except OSError:
+                contents.append(None)
             finally:
                 os.close(fd)
-    except OSError:
-        return None
+    return contents
+
+
+def _read_to_end(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 _POST_BUILD = """#!/bin/bash
@@ -671,8 +678,8 @@ def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_not
         files.append(ExportedFile("requirements.txt", text.text.encode(), 0o644))
     notes.extend(text.notes)
     extras = []
-    for rel, path in jupyter_extras(env):
-        content = _read_env_file(env.root, path)
+    found = jupyter_extras(env)
+    for (rel, _), content in zip(found, _read_env_files(env.root, [path for _, path in found]), strict=True):
         if content is None:
             notes.append(f"{rel} left out: not a plain file root alone can have put there")
             continue

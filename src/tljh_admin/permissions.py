@@ -368,35 +368,46 @@ def changeable_by_others(root: str, owner: tuple[int, int], limit: int = 20) -> 
     """(path, why) for up to `limit` files and folders under `root` that a user other than
     the trusted uids could change: world-writable, owned by another uid, or writable by
     another group. Symlinks are left out: their mode means nothing, and nothing here
-    follows them."""
-    uid, gid = owner
-    euid = os.geteuid()
-    program = system_program("find")  # never PATH's: this runs as root
+    follows them. GNU find picks the candidates; without it, every path is a candidate."""
     found: list[tuple[str, str]] = []
-    if program is not None:
-        test = ["(", "-perm", "-o+w", "-o", "!", "-uid", "0", "!", "-uid", str(uid), "!", "-uid", str(euid)]
-        test += ["-o", "-perm", "-g+w", "!", "-gid", "0", "!", "-gid", str(gid), ")"]
-        proc = Find(program, ["find", root, "!", "-type", "l", *test, "-printf", "%p\\0"])
-        raw, _ = proc.result()
-        for path in os.fsdecode(raw).split("\0")[:-1][:limit]:
-            try:
-                why = other_writer(os.lstat(path), owner)
-            except OSError:
-                continue
-            if why:
-                found.append((path, why))
-        return found
-    for folder, _, files in os.walk(root):
-        for path in [folder, *(os.path.join(folder, n) for n in files)]:
-            try:
-                why = other_writer(os.lstat(path), owner)
-            except OSError:
-                continue
-            if why:
-                found.append((path, why))
-                if len(found) >= limit:
-                    return found
+    for path in _candidates_others_may_change(root, owner):
+        try:
+            why = other_writer(os.lstat(path), owner)
+        except OSError:
+            continue
+        if why:
+            found.append((path, why))
+            if len(found) >= limit:
+                break
     return found
+
+
+def _candidates_others_may_change(root: str, owner: tuple[int, int]):
+    program = system_program("find")  # never PATH's: this runs as root
+    if program is None:
+        for folder, _, files in os.walk(root):
+            yield folder
+            yield from (os.path.join(folder, n) for n in files)
+        return
+    uid, gid = owner
+    test = [
+        "(",
+        "-perm",
+        "-o+w",
+        "-o",
+        "!",
+        "-uid",
+        "0",
+        "!",
+        "-uid",
+        str(uid),
+        "!",
+        "-uid",
+        str(os.geteuid()),
+    ]
+    test += ["-o", "-perm", "-g+w", "!", "-gid", "0", "!", "-gid", str(gid), ")"]
+    raw, _ = Find(program, ["find", root, "!", "-type", "l", *test, "-printf", "%p\\0"]).result()
+    yield from os.fsdecode(raw).split("\0")[:-1]
 
 
 def pth_folders(site: str):
@@ -420,27 +431,27 @@ def pth_folders(site: str):
             yield pth, os.path.normpath(os.path.join(site, line.rstrip()))
 
 
-def sys_path_risks(root: str, site_dirs, owner: tuple[int, int]) -> list[tuple[str, str, str]]:
-    """(pth file, folder, why) for each folder outside `root` that a .pth file puts on
-    sys.path and that others could create, change or swap."""
+def sys_path_entries(root: str, site_dirs, owner: tuple[int, int]):
+    """(pth file, folder, outside, why) for every folder a .pth file in `site_dirs` puts on
+    sys.path: `outside` the environment `root` or not, and `why` others could create, change
+    or swap it (None when they cannot)."""
     inside = os.path.realpath(root) + "/"
-    risks = []
     for site in site_dirs:
         for pth, folder in pth_folders(site):
             real = os.path.realpath(folder)
             if (real + "/").startswith(inside):
-                continue  # the environment's own: changeable_by_others looks at it
-            if not os.path.exists(real):
-                risks.append((pth, folder, "it does not exist: whoever creates it first decides its code"))
-                continue
-            unsafe = unsafe_ancestor(real, owner)
-            if unsafe:
-                risks.append((pth, folder, f"{unsafe[0]}: {unsafe[1]}"))
-                continue
-            writable = changeable_by_others(real, owner, limit=1)
-            if writable:
-                risks.append((pth, folder, f"{writable[0][0]}: {writable[0][1]}"))
-    return risks
+                try:
+                    why = other_writer(os.stat(real), owner)
+                except OSError:
+                    why = None  # not there: site skips it, and only root can create it here
+                yield pth, folder, False, why
+            elif not os.path.exists(real):
+                yield pth, folder, True, "it does not exist: whoever creates it first decides its code"
+            else:
+                unsafe = unsafe_ancestor(real, owner) or next(
+                    iter(changeable_by_others(real, owner, 1)), None
+                )
+                yield pth, folder, True, f"{unsafe[0]}: {unsafe[1]}" if unsafe else None
 
 
 #: environments this process found only root could change: others cannot gain write
@@ -468,7 +479,8 @@ def others_can_change(env) -> list[tuple[str, str]]:
     found += changeable_by_others(root, owner)
     found += [
         (pth, f"it names {folder}, and {why}")
-        for pth, folder, why in sys_path_risks(root, env.site_dirs, owner)
+        for pth, folder, outside, why in sys_path_entries(root, env.site_dirs, owner)
+        if outside and why  # inside the env, changeable_by_others has looked already
     ]
     if not found:
         _VOUCHED.add(key)

@@ -48,18 +48,7 @@ def _unreadable_as_this_user(ctx: Context, name: str, users_view: bool = False) 
     if not errors or os.geteuid() == 0:
         return []
     if users_view:
-        # a user who is not root meets what users' servers meet: that is the finding itself
-        return [
-            Finding(
-                FAILED,
-                f"{len(errors)} folders uid {os.geteuid()} cannot read or enter, nor can users' servers "
-                f"({errors[0]})",
-                ctx.env(name).root,
-                _FIX_READABLE,
-                None,
-                SPAWNS_FAIL,
-            )
-        ]
+        return [_users_cannot_either(f"{len(errors)} folders", f" ({errors[0]})", ctx.env(name).root)]
     return [
         Finding(
             SKIPPED,
@@ -112,17 +101,20 @@ def users_can_read(ctx: Context, name: str) -> list[Finding]:
     except PermissionError as error:
         if os.geteuid() == 0:
             raise
-        # a user who is not root meets what users' servers meet: that is the finding itself
-        return [
-            Finding(
-                FAILED,
-                f"uid {os.geteuid()} cannot read this, nor can users' servers",
-                error.filename or ctx.layout.env_root(name),
-                _FIX_READABLE,
-                None,
-                SPAWNS_FAIL,
-            )
-        ]
+        return [_users_cannot_either("what", "", error.filename or ctx.layout.env_root(name))]
+
+
+def _users_cannot_either(what: str, detail: str, subject: str) -> Finding:
+    """What a user who is not root cannot read, users' servers cannot either: for
+    users-can-read, that is the finding itself, not a check to skip."""
+    return Finding(
+        FAILED,
+        f"{what} uid {os.geteuid()} cannot read or enter, nor can users' servers{detail}",
+        subject,
+        _FIX_READABLE,
+        None,
+        SPAWNS_FAIL,
+    )
 
 
 def _users_can_read(ctx: Context, name: str) -> list[Finding]:
@@ -225,39 +217,24 @@ def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if not env.site_dirs:
         return [Finding(SKIPPED, f"the {name} environment has no site folder", env.root, "")]
-    root = os.path.realpath(env.root) + "/"
-    owner = ctx.prefix_owner
-    risks = {
-        (pth, folder): why for pth, folder, why in permissions.sys_path_risks(env.root, env.site_dirs, owner)
-    }
     found = []
-    for site in env.site_dirs:
-        for pth, folder in permissions.pth_folders(site):
-            real = os.path.realpath(folder)
-            if (real + "/").startswith(root):
-                if not os.path.exists(real):
-                    continue
-                try:
-                    writer = permissions.other_writer(os.stat(real), owner)
-                except OSError:
-                    continue
-                if writer is None:
-                    continue
-                where = f"inside the {name} environment, and {writer}"
-            elif (pth, folder) in risks:
-                where = f"outside the {name} environment: {risks[pth, folder]}"
-            else:
-                where = f"outside the {name} environment"
-            found.append(
-                Finding(
-                    FAILED,
-                    f"{os.path.basename(pth)} puts {folder} on sys.path ({where}); {_ROOT_RUNS[name]} and"
-                    " imports from it: whoever can write there can run code as root",
-                    pth,
-                    f"sudo rm {quoted(pth)} (an editable or --user install made it? reinstall that package"
-                    " normally)",
-                    None,
-                    ROOT_CODE,
-                )
+    for pth, folder, outside, why in permissions.sys_path_entries(env.root, env.site_dirs, ctx.prefix_owner):
+        if outside:
+            where = f"outside the {name} environment" + (f": {why}" if why else "")
+        elif why:
+            where = f"inside the {name} environment, and {why}"
+        else:
+            continue
+        found.append(
+            Finding(
+                FAILED,
+                f"{os.path.basename(pth)} puts {folder} on sys.path ({where}); {_ROOT_RUNS[name]} and"
+                " imports from it: whoever can write there can run code as root",
+                pth,
+                f"sudo rm {quoted(pth)} (an editable or --user install made it? reinstall that package"
+                " normally)",
+                None,
+                ROOT_CODE,
             )
+        )
     return found
