@@ -179,6 +179,44 @@ def test_no_installer_runs_in_an_env_others_can_write(tljh, prefix, install, tmp
     assert not marker.exists()
 
 
+def test_a_prefix_others_may_write_or_own_is_not_roots(tljh, prefix, install):  # noqa: F811
+    """PREFIX world-writable, or owned by another uid (an admin's `chown -R ubuntu`): that
+    user can swap the hub for their own, which root then runs. Every change is refused
+    before anything runs, nothing changes, and doctor names PREFIX as a root-code failure
+    (before, doctor trusted the prefix's owner and called such a server healthy)."""
+    from tests.support.listing import file_listing, listing_diff
+    from tljh_admin.errors import ExitCode
+
+    def failures(check):
+        doc = tljh("--prefix", prefix, "doctor", "--json", check).json()
+        return [(r["env"], f) for r in doc["checks"] for f in r["findings"] if f["status"] == "failed"]
+
+    for way_in, why, check, hint in (
+        (lambda: prefix.chmod(0o777), "it is world-writable", "world-writable", "sudo chmod o-w "),
+        (
+            lambda: os.chown(prefix, 1234, 1234),
+            "uid 1234 owns it",
+            "stray-owners",
+            "check who made it theirs",
+        ),
+    ):
+        way_in()
+        before = file_listing(prefix)
+        for target in ("hub", "user"):
+            result = install(target, "--dry-run", "oauthenticator")
+            assert result.code == ExitCode.REFUSED, result.stderr
+            assert f"{prefix}: {why}" in result.stderr
+        assert listing_diff(before, file_listing(prefix)) == []
+        found = failures(check)
+        assert [env for env, _ in found] == ["hub", "user"], found
+        for _, finding in found:
+            assert finding["subject"] == str(prefix) and finding["impact"] == "root-code"
+            assert why in finding["message"] and finding["hint"].startswith(hint)
+        prefix.chmod(0o755)
+        os.chown(prefix, 0, 0)
+        assert failures(check) == []
+
+
 def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tmp_path):  # noqa: F811
     """An editable plugin installed from a checkout that is gone: whoever creates that
     folder decides what the hub imports as root. No installer, no plugin evaluation, no

@@ -249,10 +249,9 @@ def start_env_scans(layout, names) -> dict:
     doctor's checks read (the user env's also picks what users cannot read). Started as
     early as possible, so that find walks while Python imports and inspects."""
     try:
-        st = os.stat(layout.prefix)
+        owner = code_owner(layout.prefix)
     except OSError:
         return {}  # the checks say what is wrong with PREFIX
-    owner = (st.st_uid, st.st_gid)
     finds = {}
     for name in names:
         root = layout.env_root(name)
@@ -326,9 +325,20 @@ def scanned_entry(path: str, st: os.stat_result, is_dir: bool) -> ScannedEntry:
 # environment, nothing of it may be writable or owned by others.
 
 
+def code_owner(prefix: str) -> tuple[int, int]:
+    """(uid, gid) that should own the code root runs from PREFIX: the prefix's owner when
+    that is root (TLJH's installer runs as root) or the user running tljh-admin (a
+    developer's own sandbox); root:root otherwise. A prefix another user owns is theirs to
+    swap: what root would run from it is that user's, so it is flagged, never trusted."""
+    st = os.stat(prefix)
+    if st.st_uid in (0, os.geteuid()):
+        return st.st_uid, st.st_gid
+    return 0, 0
+
+
 def trusted_uids(owner: tuple[int, int]) -> set[int]:
-    """Who may own and write what root runs: root, the prefix's owner, this process."""
-    return {0, owner[0], os.geteuid()}
+    """Who may own and write what root runs: root, and the code owner (code_owner)."""
+    return {0, owner[0]}
 
 
 def other_writer(st: os.stat_result, owner: tuple[int, int]) -> str | None:
@@ -364,6 +374,21 @@ def unsafe_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, str] | None
     return None
 
 
+def unsafe_around(root: str, interpreter: str, owner: tuple[int, int]) -> list[tuple[str, str]]:
+    """(path, why) for what others could use to swap an environment from outside it: the
+    first unsafe folder above its root, and the first unsafe part of the way to its
+    interpreter's real file (a venv's python is the system's). What lies inside the root
+    is the scans' (changeable_by_others, doctor's find): left out here."""
+    real_root = os.path.realpath(root)
+    inside = real_root + "/"
+    found = []
+    for path in dict.fromkeys([os.path.dirname(real_root), os.path.realpath(interpreter)]):
+        unsafe = unsafe_ancestor(path, owner)
+        if unsafe and not (unsafe[0] + "/").startswith(inside) and unsafe not in found:
+            found.append(unsafe)
+    return found
+
+
 def changeable_by_others(root: str, owner: tuple[int, int], limit: int = 20) -> list[tuple[str, str]]:
     """(path, why) for up to `limit` files and folders under `root` that a user other than
     the trusted uids could change: world-writable, owned by another uid, or writable by
@@ -390,21 +415,7 @@ def _candidates_others_may_change(root: str, owner: tuple[int, int]):
             yield from (os.path.join(folder, n) for n in files)
         return
     uid, gid = owner
-    test = [
-        "(",
-        "-perm",
-        "-o+w",
-        "-o",
-        "!",
-        "-uid",
-        "0",
-        "!",
-        "-uid",
-        str(uid),
-        "!",
-        "-uid",
-        str(os.geteuid()),
-    ]
+    test = ["(", "-perm", "-o+w", "-o", "!", "-uid", "0", "!", "-uid", str(uid)]
     test += ["-o", "-perm", "-g+w", "!", "-gid", "0", "!", "-gid", str(gid), ")"]
     raw, _ = Find(program, ["find", root, "!", "-type", "l", *test, "-printf", "%p\\0"]).result()
     yield from os.fsdecode(raw).split("\0")[:-1]
@@ -469,13 +480,8 @@ def others_can_change(env) -> list[tuple[str, str]]:
     if key in _VOUCHED:
         return []
     root = env.root.rstrip("/")
-    st = os.stat(os.path.dirname(root))  # PREFIX: TLJH's `chown -R root:root` makes its owner root
-    owner = (st.st_uid, st.st_gid)
-    found = []
-    for path in dict.fromkeys([root, os.path.realpath(env.interpreter.path)]):  # in order, once
-        unsafe = unsafe_ancestor(path, owner)
-        if unsafe:
-            found.append(unsafe)
+    owner = code_owner(os.path.dirname(root))
+    found = unsafe_around(root, env.interpreter.path, owner)
     found += changeable_by_others(root, owner)
     found += [
         (pth, f"it names {folder}, and {why}")

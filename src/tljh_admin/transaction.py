@@ -797,10 +797,13 @@ def _offending_paths(
 
 
 def env_owner(layout: Layout, env: Environment) -> tuple[int, int]:
-    """Who new files belong to: the prefix's owner for hub and user (TLJH's `chown -R
-    root:root` on the prefix), the site folder's owner for the system python."""
-    path = layout.prefix if env.name != SYSTEM else (env.site_dirs[0] if env.site_dirs else env.root)
-    st = os.stat(path)
+    """Who new files belong to: the code owner for hub and user (permissions.code_owner:
+    root, as TLJH's installer leaves PREFIX), the site folder's owner for the system python."""
+    if env.name != SYSTEM:
+        from tljh_admin.permissions import code_owner
+
+        return code_owner(layout.prefix)
+    st = os.stat(env.site_dirs[0] if env.site_dirs else env.root)
     return st.st_uid, st.st_gid
 
 

@@ -2,7 +2,7 @@
 
 A check is a plain function `(context, env) -> [Finding]`; REGISTRY lists them. Fixes are
 offered only where they are safe and exact (removing pip's leftovers, chmod o-w, a+r/a+rX
-for users, chown to the prefix's owner, restoring an interrupted change). The checks about
+for users, chgrp to the code owner's group, restoring an interrupted change). The checks about
 files are in integrity.py, about who may read or change them in safety.py, about whether
 programs really run in runtime.py.
 """
@@ -668,7 +668,7 @@ REGISTRY: tuple[Check, ...] = (
     ),
     Check(
         "stray-owners",
-        "files owned by the prefix's owner",
+        "files owned by root (or the prefix's owner, when that runs tljh)",
         PREFIX_ENVS,
         safety.stray_owners,
         "a file another uid owns can be changed by that uid: code root runs (the hub; the user "

@@ -50,7 +50,7 @@ class Context:
         self._envs: dict[str, Environment] = {}
         self._scans: dict[str, permissions.Scan] = {}
         self._finds: dict = {}
-        self._prefix_owner: tuple[int, int] | None = None
+        self._code_owner: tuple[int, int] | None = None
 
     def env(self, name: str) -> Environment:
         if name not in self._envs:
@@ -60,11 +60,11 @@ class Context:
         return self._envs[name]
 
     @property
-    def prefix_owner(self) -> tuple[int, int]:
-        if self._prefix_owner is None:
-            st = os.stat(self.layout.prefix)
-            self._prefix_owner = (st.st_uid, st.st_gid)
-        return self._prefix_owner
+    def code_owner(self) -> tuple[int, int]:
+        """Who should own the environments' files (permissions.code_owner)."""
+        if self._code_owner is None:
+            self._code_owner = permissions.code_owner(self.layout.prefix)
+        return self._code_owner
 
     def _root(self, name: str) -> str:
         root = self.layout.env_root(name)
@@ -82,7 +82,7 @@ class Context:
 
     def scan(self, name: str) -> permissions.Scan:
         """Every path of a PREFIX environment (by folder walked), and the details of the
-        entries that are world-writable, not the prefix owner's or (user env) not usable by
+        entries that are world-writable, not the code owner's or (user env) not usable by
         users."""
         if name not in self._scans:
             root = self._root(name)
@@ -91,7 +91,7 @@ class Context:
             else:
                 proc = self._finds.pop(name, None)
                 if proc is None:
-                    proc = permissions.start_find(root, self.prefix_owner, unreadable=name == USER)
+                    proc = permissions.start_find(root, self.code_owner, unreadable=name == USER)
                 if proc is not None:
                     self._scans[name] = permissions.read_find(proc)
                 else:
@@ -99,7 +99,7 @@ class Context:
         return self._scans[name]
 
     def _picker(self, name: str):
-        owner = self.prefix_owner
+        owner = self.code_owner
 
         def picks(mode: int, uid: int, gid: int, is_dir: bool) -> bool:
             if permissions.world_writable(mode) or (uid, gid) != owner:

@@ -155,6 +155,43 @@ def _users_can_read(ctx: Context, name: str) -> list[Finding]:
 # -- nothing others can change -------------------------------------------------------------
 
 
+def _unsafe_around(ctx: Context, name: str, world_writable: bool) -> list[Finding]:
+    """Findings for the folders above an environment, and the way to its interpreter, that
+    others could use to swap it for their own (permissions.unsafe_around): the world-writable
+    ones for world-writable, the ones another uid owns or another group may write for
+    stray-owners."""
+    env = ctx.env(name)
+    if not env.root or not os.path.isdir(env.root):
+        return []
+    found = []
+    for path, why in permissions.unsafe_around(env.root, env.interpreter.path, ctx.code_owner):
+        try:
+            mode = os.lstat(path).st_mode
+        except OSError:
+            continue
+        if permissions.world_writable(mode) != world_writable:
+            continue
+        if world_writable:
+            hint = f"sudo chmod o-w {quoted(path)}"
+        elif why.startswith("group"):
+            hint = f"sudo chmod g-w {quoted(path)}"
+        else:
+            hint = f"check who made it theirs, then sudo chown root:root {quoted(path)}"
+        found.append(
+            Finding(
+                FAILED,
+                f"outside the {name} environment, on the way to it or its python: {why}; whoever can"
+                f" change it can swap in their own, and {_ROOT_RUNS[name]}: a root-code-execution risk;"
+                " tljh-admin changes nothing here until it is fixed",
+                path,
+                hint,
+                None,
+                ROOT_CODE,
+            )
+        )
+    return found
+
+
 def world_writable_files(ctx: Context, name: str) -> list[Finding]:
     entries = [e for e in ctx.scan(name).entries if permissions.world_writable(e.mode)]
 
@@ -171,17 +208,19 @@ def world_writable_files(ctx: Context, name: str) -> list[Finding]:
             ROOT_CODE,
         )
 
-    return _unreadable_as_this_user(ctx, name) + _path_findings(entries, make)
+    return (
+        _unreadable_as_this_user(ctx, name) + _unsafe_around(ctx, name, True) + _path_findings(entries, make)
+    )
 
 
 def stray_owners(ctx: Context, name: str) -> list[Finding]:
-    uid, gid = ctx.prefix_owner
+    uid, gid = ctx.code_owner
     entries = [e for e in ctx.scan(name).entries if (e.uid, e.gid) != (uid, gid)]
 
     def make(entry) -> Finding:
         # another uid owns it, or another group may write it: they can change it
         can_change = entry.uid != uid or bool(entry.mode & stat.S_IWGRP)
-        owned = f"owned by {entry.uid}:{entry.gid}, not by the prefix's owner {uid}:{gid}"
+        owned = f"owned by {entry.uid}:{entry.gid}, not by {uid}:{gid} (who owns the code root runs)"
         if can_change:
             # no automatic chown: it would make root's whatever that user put there
             return Finding(
@@ -206,7 +245,7 @@ def stray_owners(ctx: Context, name: str) -> list[Finding]:
             COSMETIC,
         )
 
-    return _path_findings(entries, make)
+    return _unsafe_around(ctx, name, False) + _path_findings(entries, make)
 
 
 def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
@@ -218,7 +257,7 @@ def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
     if not env.site_dirs:
         return [Finding(SKIPPED, f"the {name} environment has no site folder", env.root, "")]
     found = []
-    for pth, folder, outside, why in permissions.sys_path_entries(env.root, env.site_dirs, ctx.prefix_owner):
+    for pth, folder, outside, why in permissions.sys_path_entries(env.root, env.site_dirs, ctx.code_owner):
         if outside:
             where = f"outside the {name} environment" + (f": {why}" if why else "")
         elif why:
