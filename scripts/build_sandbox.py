@@ -10,7 +10,8 @@ package index.
   the conda/mamba stand-in (py-rattler; conda itself is not on PyPI), which the env's
   bin/conda and bin/mamba run; then jupyterhub at exactly the hub's version plus TLJH's
   user-env extras with pip. Without such a CPython build: a venv stand-in.
-- permissions normalised like TLJH does (chmod -R o-w), state/ made 0700.
+- TLJH's config/ (0700, with an empty config.yaml and jupyterhub_config.d/), state/ made
+  0700, permissions normalised like TLJH does (chmod -R o-w).
 
 Usage: python scripts/build_sandbox.py PREFIX [--fresh]
 """
@@ -139,6 +140,11 @@ def build(prefix: Path, fresh: bool) -> None:
     pip(prefix / "user", f"jupyterhub=={version}", "-r", str(DATA / "requirements-user-env-extras.txt"))
 
     (prefix / "state").mkdir(mode=0o700, exist_ok=True)
+    # tljh/installer.py ensure_config_yaml: config/ and config/jupyterhub_config.d made 0700
+    # ("private"), then config.yaml written by yaml.dump of the config (empty here)
+    for folder in (prefix / "config", prefix / "config" / "jupyterhub_config.d"):
+        folder.mkdir(mode=0o700, exist_ok=True)
+    (prefix / "config" / "config.yaml").write_text("{}\n")
     subprocess.run(["chmod", "-R", "o-w", str(prefix)], check=True)
     done.write_text(wanted + "\n")
     say(f"done: {prefix}")

@@ -124,6 +124,42 @@ def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     assert {c for c in changed if not c.startswith("state")} == relative
 
 
+def test_hub_config_others_can_change(tljh, prefix, tmp_path):
+    """The hub runs PREFIX/config/jupyterhub_config.d/*.py as root and reads config.yaml:
+    a file there others may write or own, and a symlink there to a file others own or to
+    one not there yet, are root-code failures, each named; the hint for a symlink removes
+    the link, never chowns through it."""
+    config = prefix / "config"
+    extra = config / "jupyterhub_config.d"
+    extra.mkdir(mode=0o700, parents=True)  # as tljh/installer.py's ensure_config_yaml makes them
+    config.chmod(0o700)
+    (config / "config.yaml").write_text("{}\n")
+    (extra / "course.py").write_text("c.Spawner.environment = {}\n")
+    _, _, checks = run_doctor(tljh, prefix, "hub-config")
+    assert checks[("hub-config", "hub")]["status"] == OK
+
+    os.chmod(config / "config.yaml", 0o666)
+    os.chown(extra / "course.py", 65534, 65534)
+    elsewhere = tmp_path / "elsewhere.py"
+    elsewhere.write_text("")
+    os.chown(elsewhere, 65534, 65534)
+    (extra / "linked.py").symlink_to(elsewhere)
+    (extra / "later.py").symlink_to(tmp_path / "not-yet.py")
+    result, _, checks = run_doctor(tljh, prefix, "hub-config")
+    assert result.code == ExitCode.PROBLEMS_FOUND
+    found = {f["subject"]: f for f in checks[("hub-config", "hub")]["findings"]}
+    assert set(found) == {
+        str(config / "config.yaml"),
+        *(str(extra / n) for n in ("course.py", "linked.py", "later.py")),
+    }
+    assert {(f["status"], f["impact"]) for f in found.values()} == {(FAILED, "root-code")}
+    assert "world-writable" in found[str(config / "config.yaml")]["message"]
+    assert "uid 65534 owns it" in found[str(extra / "course.py")]["message"]
+    assert f"leads to {elsewhere}" in found[str(extra / "linked.py")]["message"]
+    assert "does not exist" in found[str(extra / "later.py")]["message"]
+    assert found[str(extra / "linked.py")]["hint"].startswith("sudo rm ")
+
+
 def test_missing_dependency_in_user(tljh, prefix, wheelhouse):
     pip(prefix / "user", wheelhouse, "--no-deps", "needs-missing")
     _, _, checks = run_doctor(tljh, prefix)

@@ -26,6 +26,12 @@ HUB_DIR = "hub"
 USER_DIR = "user"
 STATE_DIR = "state"
 
+# tljh/config.py: CONFIG_DIR = INSTALL_PREFIX/config, CONFIG_FILE = CONFIG_DIR/config.yaml;
+# tljh/jupyterhub_config.py then loads CONFIG_DIR/jupyterhub_config.d/*.py, in the hub, as root.
+CONFIG_DIR = "config"
+CONFIG_FILE = "config.yaml"
+EXTRA_CONFIG_DIR = "jupyterhub_config.d"
+
 HUB, USER, SYSTEM = "hub", "user", "system"
 ENV_NAMES = (HUB, USER, SYSTEM)
 
@@ -52,6 +58,18 @@ class Layout(namedtuple("Layout", "prefix system_python")):
     @property
     def state(self) -> str:
         return os.path.join(self.prefix, STATE_DIR)
+
+    @property
+    def config(self) -> str:
+        return os.path.join(self.prefix, CONFIG_DIR)
+
+    @property
+    def config_file(self) -> str:
+        return os.path.join(self.prefix, CONFIG_DIR, CONFIG_FILE)
+
+    @property
+    def extra_config(self) -> str:
+        return os.path.join(self.prefix, CONFIG_DIR, EXTRA_CONFIG_DIR)
 
     @property
     def admin_state(self) -> str:

@@ -456,13 +456,17 @@ def sys_path_entries(root: str, site_dirs, owner: tuple[int, int]):
                 except OSError:
                     why = None  # not there: site skips it, and only root can create it here
                 yield pth, folder, False, why
-            elif not os.path.exists(real):
-                yield pth, folder, True, "it does not exist: whoever creates it first decides its code"
             else:
-                unsafe = unsafe_ancestor(real, owner) or next(
-                    iter(changeable_by_others(real, owner, 1)), None
-                )
-                yield pth, folder, True, f"{unsafe[0]}: {unsafe[1]}" if unsafe else None
+                yield pth, folder, True, others_reach(real, owner)
+
+
+def others_reach(real: str, owner: tuple[int, int]) -> str | None:
+    """Why others could create, change or swap `real`, a resolved path outside what the
+    scans walk (where a .pth file or a symlink leads root), or None."""
+    if not os.path.exists(real):
+        return "it does not exist: whoever creates it first decides its code"
+    unsafe = unsafe_ancestor(real, owner) or next(iter(changeable_by_others(real, owner, 1)), None)
+    return f"{unsafe[0]}: {unsafe[1]}" if unsafe else None
 
 
 #: environments this process found only root could change: others cannot gain write

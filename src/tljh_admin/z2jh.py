@@ -11,6 +11,7 @@ import re
 from collections import namedtuple
 
 from tljh_admin.errors import UsageError
+from tljh_admin.layout import CONFIG_DIR, CONFIG_FILE, EXTRA_CONFIG_DIR
 
 # Chart release -> JupyterHub version of its hub image.
 # Source: jupyterhub/zero-to-jupyterhub-k8s, jupyterhub/Chart.yaml `appVersion` at each
@@ -56,12 +57,6 @@ def jupyterhub_for_chart(chart: str) -> str:
         )
     return CHART_JUPYTERHUB[version]
 
-
-# tljh/config.py: CONFIG_DIR = INSTALL_PREFIX/config, CONFIG_FILE = CONFIG_DIR/config.yaml;
-# tljh/jupyterhub_config.py loads CONFIG_DIR/jupyterhub_config.d/*.py after it.
-TLJH_CONFIG_DIR = "config"
-TLJH_CONFIG_FILE = "config.yaml"
-TLJH_EXTRA_CONFIG_DIR = "jupyterhub_config.d"
 
 # TLJH's defaults for what is translated (tljh/configurer.py, `default`): TLJH applies them
 # when config.yaml says nothing, so the z2jh config carries them to behave the same.
@@ -154,7 +149,7 @@ class Z2jhConfig(namedtuple("Z2jhConfig", "values unmapped")):
 
 def read_tljh_config(prefix: str) -> tuple[dict, str]:
     """TLJH's config.yaml as written by the admin ({} when there is none), and its path."""
-    path = os.path.join(prefix, TLJH_CONFIG_DIR, TLJH_CONFIG_FILE)
+    path = os.path.join(prefix, CONFIG_DIR, CONFIG_FILE)
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -312,7 +307,7 @@ def translate(
 
 
 def extra_config_files(prefix: str) -> tuple[str, ...]:
-    folder = os.path.join(prefix, TLJH_CONFIG_DIR, TLJH_EXTRA_CONFIG_DIR)
+    folder = os.path.join(prefix, CONFIG_DIR, EXTRA_CONFIG_DIR)
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".py"))
     except OSError:

@@ -687,6 +687,15 @@ REGISTRY: tuple[Check, ...] = (
         impact=ROOT_CODE,
     ),
     Check(
+        "hub-config",
+        "TLJH's config is root's",
+        (HUB,),
+        safety.hub_config,
+        "the hub reads PREFIX/config/config.yaml and runs PREFIX/config/jupyterhub_config.d/*.py as"
+        " root (tljh/jupyterhub_config.py): others' write access there is a root shell",
+        impact=ROOT_CODE,
+    ),
+    Check(
         "stray-system-installs",
         "nothing pip-installed into the system python",
         (SYSTEM,),

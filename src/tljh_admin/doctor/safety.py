@@ -277,3 +277,52 @@ def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
             )
         )
     return found
+
+
+def hub_config(ctx: Context, name: str) -> list[Finding]:
+    """TLJH's config folder: the hub runs its jupyterhub_config.d/*.py as root, and reads
+    config.yaml (authenticator, admins). Nothing there, nor what a symlink there leads to,
+    may be changeable by others. The folders above it are world-writable's and
+    stray-owners' (PREFIX)."""
+    folder = ctx.layout.config
+    if not os.path.lexists(folder):
+        return []
+    owner = ctx.code_owner
+    found: list[Finding] = []
+
+    def judge(path: str) -> None:
+        try:
+            st = os.lstat(path)
+        except OSError:
+            return
+        if stat.S_ISLNK(st.st_mode):  # the hub follows it: judge where it leads
+            real = os.path.realpath(path)
+            why = permissions.others_reach(real, owner)
+            why = why and f"it leads to {real}, and {why}"
+            hint = f"sudo rm {quoted(path)} (as root, copy what it should hold into {folder} instead)"
+        else:
+            why = permissions.other_writer(st, owner)
+            hint = (
+                f"check what it is: remove it if nobody wrote it, else sudo chown root:root {quoted(path)}"
+                f" && sudo chmod go-w {quoted(path)}"
+            )
+        if why:
+            found.append(
+                Finding(
+                    FAILED,
+                    f"TLJH's config: {why}; the hub reads config.yaml and runs jupyterhub_config.d/*.py"
+                    " as root: whoever can change it can run code as root",
+                    path,
+                    hint,
+                    None,
+                    ROOT_CODE,
+                )
+            )
+
+    judge(folder)
+    for top, dirs, files in os.walk(folder):  # never into a symlinked folder: judged above
+        for entry in (*dirs, *files):
+            if len(found) >= MAX_PATH_FINDINGS:
+                return found
+            judge(os.path.join(top, entry))
+    return found
