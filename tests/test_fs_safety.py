@@ -217,6 +217,78 @@ def test_a_prefix_others_may_write_or_own_is_not_roots(tljh, prefix, install):  
         assert failures(check) == []
 
 
+def _grant_write_by_acl(path, uid: int, default: bool = False) -> None:
+    """`setfacl -m u:UID:rwx PATH` (or `-d -m`, the default ACL new files inherit), through
+    the kernel's own interface (setfacl is not installed here): a real POSIX ACL."""
+    import struct
+
+    obj, user, group_obj, mask, other = 0x01, 0x02, 0x04, 0x10, 0x20  # linux/posix_acl_xattr.h
+    nobody = 0xFFFFFFFF
+    entries = [
+        (obj, 7, nobody),
+        (user, 7, uid),
+        (group_obj, 5, nobody),
+        (mask, 7, nobody),
+        (other, 5, nobody),
+    ]
+    raw = struct.pack("<I", 2) + b"".join(struct.pack("<HHI", *e) for e in entries)
+    os.setxattr(path, "system.posix_acl_default" if default else "system.posix_acl_access", raw)
+
+
+def test_an_acl_that_lets_a_user_write_is_found_refused_and_fixed(tljh, prefix, install):  # noqa: F811
+    """`setfacl -m u:ubuntu:rwX` on the hub, to spare someone sudo: the owner and the mode
+    look like root's, but uid 65534 can write. doctor names each path (root-code) and --fix
+    removes exactly those ACLs; until then every change is refused, nothing written."""
+    from tests.support import prefixes
+    from tests.support.listing import file_listing, listing_diff
+    from tljh_admin.errors import ExitCode
+
+    site = _site(prefix / "hub")
+    module = prefixes.own(site / "jupyterhub" / "__init__.py")  # a hard link to the shared base until now
+    _grant_write_by_acl(module, 65534)
+    _grant_write_by_acl(site / "oauthenticator", 65534)
+    _grant_write_by_acl(site / "oauthenticator", 65534, default=True)
+    before = file_listing(prefix)
+    result = install("hub", "--dry-run", "oauthenticator")
+    assert result.code == ExitCode.REFUSED and "an ACL lets uid 65534" in result.stderr, result.stderr
+    assert listing_diff(before, file_listing(prefix)) == []
+
+    doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "hub", "acl-writers").json()
+    found = {f["subject"]: f for f in doc["checks"][0]["findings"]}
+    assert set(found) == {str(module), str(site / "oauthenticator")}
+    assert {(f["status"], f["impact"], f["fixable"]) for f in found.values()} == {
+        ("failed", "root-code", True)
+    }
+    assert "(in new files)" in found[str(site / "oauthenticator")]["message"]
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", "--target", "hub", "acl-writers").json()
+    assert {f["subject"] for f in fixed["fixes"] if f["applied"]} == set(found)
+    changed = [line for line in listing_diff(before, file_listing(prefix)) if " state" not in line]
+    assert changed == []  # modes and owners as they were (state/: doctor's lock)
+    for path in found:
+        assert not [n for n in os.listxattr(path) if n.startswith("system.posix_acl")]
+    assert install("hub", "--dry-run", "oauthenticator").code == ExitCode.OK
+
+
+def test_files_a_change_writes_do_not_inherit_an_acl_for_others(prefix, install):  # noqa: F811
+    """A default ACL on the site folder (its own mode still 755, so nothing flags it) would
+    hand every file pip writes there to uid 65534: the change's normalisation takes those
+    ACLs away, and says so."""
+    from tljh_admin.permissions import acl_writers
+
+    site = _site(prefix / "user")
+    _grant_write_by_acl(site, 65534, default=True)
+    result = install("user", "oauthenticator", "--yes")
+    assert result.code == 0, result.stderr
+    assert "removed the ACLs that let others write" in result.stderr
+    written = [
+        site / "oauthenticator",
+        *(site / "oauthenticator").rglob("*"),
+        *site.glob("oauthenticator-*.dist-info/*"),
+    ]
+    assert len(written) > 5
+    assert [p for p in written if acl_writers(str(p), (0, 0), p.is_dir())] == []
+
+
 def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tmp_path):  # noqa: F811
     """An editable plugin installed from a checkout that is gone: whoever creates that
     folder decides what the hub imports as root. No installer, no plugin evaluation, no

@@ -139,6 +139,7 @@ class Outcome:
     history: dict
     world_writable_fixed: int
     owner_fixed: int
+    acl_removed: int = 0
 
 
 def _check_target(target: str) -> None:
@@ -525,13 +526,14 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
             revisions = _conda_revisions(change)
             prepared.run(progress)
             after: dict[str, Environment] = {}
-            world_writable_fixed = owner_fixed = 0
+            world_writable_fixed = owner_fixed = acl_removed = 0
             for name in names:
                 # one inspection: chmod and chown do not change what is installed
                 after[name] = env = inspect_environment(name, change.layout)
                 fixed = normalize_permissions(change_areas(change.layout, env), env_owner(change.layout, env))
                 world_writable_fixed += fixed.world_writable_fixed
                 owner_fixed += fixed.owner_fixed
+                acl_removed += fixed.acl_removed
             _verify_pin(prepared, after)
         except (KeyboardInterrupt, Interrupted):
             with signals_deferred():
@@ -562,7 +564,7 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
             raise
     packages = {name: _packages(env) for name, env in after.items()}
     entry = change.finish(OK, packages, _revision_detail(change, revisions))
-    return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed)
+    return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed, acl_removed)
 
 
 def _conda_revisions(change: Change) -> dict[str, int | None]:

@@ -628,7 +628,7 @@ def _read_env_files(root: str, paths: list[str]) -> list[bytes | None]:
                 continue
             try:
                 st = os.fstat(fd)
-                planted = st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner)
+                planted = st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner, folder)
                 contents.append(_read_to_end(fd) if stat.S_ISREG(st.st_mode) and not planted else None)
             except OSError:
                 contents.append(None)

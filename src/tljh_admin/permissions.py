@@ -96,10 +96,11 @@ def world_writable(mode: int) -> bool:
 
 
 def find_predicate(owner: tuple[int, int], unreadable: bool) -> list[str]:
-    """A GNU find expression for entries that are world-writable, not owned by `owner`
-    (uid, gid) or, when `unreadable`, not usable by other users."""
+    """A GNU find expression for entries that are world-writable, group-writable (an ACL
+    may hide in the group bits), not owned by `owner` (uid, gid) or, when `unreadable`, not
+    usable by other users."""
     uid, gid = owner
-    expr = ["-perm", "-o+w", "-o", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid)]
+    expr = ["-perm", "-o+w", "-o", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), "-o", "-perm", "-g+w"]
     if unreadable:
         expr += ["-o", "!", "-perm", "-o+r"]
         expr += ["-o", "(", "-type", "d", "!", "-perm", "-o+x", ")"]
@@ -341,15 +342,62 @@ def trusted_uids(owner: tuple[int, int]) -> set[int]:
     return {0, owner[0]}
 
 
-def other_writer(st: os.stat_result, owner: tuple[int, int]) -> str | None:
-    """Who other than the trusted uids can change this object, or None."""
+def other_writer(st: os.stat_result, owner: tuple[int, int], at: str | int) -> str | None:
+    """Who other than the trusted uids can change this object (`at`: its path, never
+    followed, or an open descriptor on it), or None."""
     if st.st_uid not in trusted_uids(owner):
         return f"uid {st.st_uid} owns it"
-    if st.st_mode & stat.S_IWOTH and not stat.S_ISLNK(st.st_mode):
+    if stat.S_ISLNK(st.st_mode):
+        return None
+    if st.st_mode & stat.S_IWOTH:
         return "it is world-writable"
-    if st.st_mode & stat.S_IWGRP and not stat.S_ISLNK(st.st_mode) and st.st_gid not in (0, owner[1]):
-        return f"group {st.st_gid} may write it"
+    if st.st_mode & stat.S_IWGRP:
+        if st.st_gid not in (0, owner[1]):
+            return f"group {st.st_gid} may write it"
+        writers = acl_writers(at, owner, stat.S_ISDIR(st.st_mode))
+        if writers:
+            return f"an ACL lets {', '.join(writers)} write it"
     return None
+
+
+# linux/posix_acl_xattr.h: a POSIX ACL is stored as a version-2 header, then one
+# (tag u16, perm u16, id u32) little-endian entry per line of `getfacl`. With an ACL, the
+# mode's group bits are its mask: only a group-writable object can grant anyone write.
+ACL_XATTRS = ("system.posix_acl_access", "system.posix_acl_default")  # default: folders only
+_ACL_USER, _ACL_GROUP, _ACL_MASK, _ACL_WRITE = 0x02, 0x08, 0x10, 0x02
+
+
+def acl_writers(at: str | int, owner: tuple[int, int], is_dir: bool) -> list[str]:
+    """The users and groups besides the trusted ones that a POSIX ACL on this object (or,
+    on a folder, its default ACL: what new files inherit) lets write it."""
+    import struct
+
+    found = []
+    for name in ACL_XATTRS[: 2 if is_dir else 1]:
+        try:
+            # a path is never followed; a descriptor cannot be (Python refuses the flag for one)
+            raw = os.getxattr(at, name, **({"follow_symlinks": False} if isinstance(at, str) else {}))
+        except OSError:  # none, or a file system without ACLs
+            continue
+        entries = [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw) - 7, 8)]
+        mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), _ACL_WRITE)
+        for tag, perm, who in entries:
+            if not perm & mask & _ACL_WRITE:
+                continue
+            if tag == _ACL_USER and who not in trusted_uids(owner):
+                found.append(f"uid {who}" + (" (in new files)" if name != ACL_XATTRS[0] else ""))
+            elif tag == _ACL_GROUP and who not in (0, owner[1]):
+                found.append(f"group {who}" + (" (in new files)" if name != ACL_XATTRS[0] else ""))
+    return found
+
+
+def drop_acls(fd: int) -> None:
+    """Remove the POSIX ACLs of an open object: what is left is its mode."""
+    import contextlib
+
+    for name in ACL_XATTRS:
+        with contextlib.suppress(OSError):  # it has none (or is no folder: no default ACL)
+            os.removexattr(fd, name)
 
 
 def unsafe_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, str] | None:
@@ -365,7 +413,7 @@ def unsafe_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, str] | None
             st = os.lstat(current)
         except OSError:
             return None  # nothing below exists yet: the caller says what is missing
-        why = other_writer(st, owner)
+        why = other_writer(st, owner, current)
         if why is None:
             continue
         sticky_on_the_way = st.st_mode & stat.S_ISVTX and depth < len(chain) - 1
@@ -397,7 +445,7 @@ def changeable_by_others(root: str, owner: tuple[int, int], limit: int = 20) -> 
     found: list[tuple[str, str]] = []
     for path in _candidates_others_may_change(root, owner):
         try:
-            why = other_writer(os.lstat(path), owner)
+            why = other_writer(os.lstat(path), owner, path)
         except OSError:
             continue
         if why:
@@ -414,9 +462,9 @@ def _candidates_others_may_change(root: str, owner: tuple[int, int]):
             yield folder
             yield from (os.path.join(folder, n) for n in files)
         return
-    uid, gid = owner
-    test = ["(", "-perm", "-o+w", "-o", "!", "-uid", "0", "!", "-uid", str(uid)]
-    test += ["-o", "-perm", "-g+w", "!", "-gid", "0", "!", "-gid", str(gid), ")"]
+    uid = owner[0]
+    # any group-writable entry: another group may write it, or an ACL (in the group bits) may
+    test = ["(", "-perm", "-o+w", "-o", "!", "-uid", "0", "!", "-uid", str(uid), "-o", "-perm", "-g+w", ")"]
     raw, _ = Find(program, ["find", root, "!", "-type", "l", *test, "-printf", "%p\\0"]).result()
     yield from os.fsdecode(raw).split("\0")[:-1]
 
@@ -452,7 +500,7 @@ def sys_path_entries(root: str, site_dirs, owner: tuple[int, int]):
             real = os.path.realpath(folder)
             if (real + "/").startswith(inside):
                 try:
-                    why = other_writer(os.stat(real), owner)
+                    why = other_writer(os.stat(real), owner, real)
                 except OSError:
                     why = None  # not there: site skips it, and only root can create it here
                 yield pth, folder, False, why
@@ -509,7 +557,7 @@ def require_only_root_can_change(env) -> None:
             f"users other than root can change the {env.name} environment's code: {path}: {why}{more};"
             " tljh-admin does not run it as root",
             hint=f"sudo tljh doctor --target {env.name} lists them: remove what nobody installed, then"
-            " take the others' access away (doctor --fix takes world-write away)",
+            " take the others' access away (doctor --fix takes world-write and ACLs away)",
         )
 
 
@@ -593,3 +641,12 @@ def make_usable(entry: ScannedEntry, env_root: str | None = None) -> None:
 
 def drop_world_write(entry: ScannedEntry) -> None:
     chmod_scanned(entry, lambda mode: mode & ~stat.S_IWOTH)
+
+
+def drop_acls_scanned(entry: ScannedEntry) -> None:
+    """Remove the scanned object's ACLs: only takes access away, so other names are no risk."""
+    fd = open_scanned(entry)
+    try:
+        drop_acls(fd)
+    finally:
+        os.close(fd)

@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tljh_admin import snapshot
+from tljh_admin import permissions, snapshot
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
@@ -683,6 +683,7 @@ class PermissionReport:
     world_writable_fixed: int = 0
     owner_fixed: int = 0
     readable_fixed: int = 0
+    acl_removed: int = 0
 
 
 def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> PermissionReport:
@@ -736,6 +737,10 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.fchown(fd, uid, gid)
         report.owner_fixed += 1
+    if st.st_mode & stat.S_IWGRP and permissions.acl_writers(fd, (uid, gid), stat.S_ISDIR(st.st_mode)):
+        # a folder's default ACL hands what an installer writes to others: take it back
+        permissions.drop_acls(fd)
+        report.acl_removed += 1
     mode = stat.S_IMODE(st.st_mode)
     wanted = (mode & ~stat.S_IWOTH) | 0o444
     if stat.S_ISDIR(st.st_mode) or mode & 0o111:
@@ -762,7 +767,8 @@ def _offending_paths(
             "(", "-perm", "-o+w", "-o", "!", "-perm", "-a+r", "-o", "!", "-uid", str(uid),
             "-o", "!", "-gid", str(gid),
             "-o", "-type", "d", "!", "-perm", "-a+x",
-            "-o", "-type", "f", "-perm", "/111", "!", "-perm", "-a+x", ")",
+            "-o", "-type", "f", "-perm", "/111", "!", "-perm", "-a+x",
+            "-o", "-perm", "-g+w", ")",  # an ACL shows in the group bits
         ]  # fmt: skip
         # -path takes a glob: a PREFIX holding `[` or `*` must match only itself
         prune = [arg for path in pruned for arg in ("-path", glob_escaped(path), "-prune", "-o")]

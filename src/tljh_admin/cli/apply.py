@@ -71,6 +71,8 @@ def summary(outcome: Outcome) -> str:
             f"; fixed {outcome.world_writable_fixed} world-writable"
             f" and {outcome.owner_fixed} wrongly owned paths"
         )
+    if outcome.acl_removed:
+        fixed += f"; removed the ACLs that let others write {outcome.acl_removed} new paths"
     return f"done: change {outcome.change_id} ({render.summarize_changes(outcome.history)}){fixed}"
 
 

@@ -678,6 +678,17 @@ REGISTRY: tuple[Check, ...] = (
         scans=True,
     ),
     Check(
+        "acl-writers",
+        "no ACL lets others write",
+        PREFIX_ENVS,
+        safety.acl_writers,
+        "a POSIX ACL can let a user write a root-owned file whose mode looks safe: code root runs"
+        " (the hub; the user env's pip and conda)",
+        fixable=True,
+        impact=ROOT_CODE,
+        scans=True,
+    ),
+    Check(
         "hub-sys-path",
         "sys.path holds only what root controls",
         PREFIX_ENVS,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import stat
 
 from tljh_admin import permissions
 from tljh_admin.envs.model import Environment
@@ -102,7 +103,7 @@ class Context:
         owner = self.code_owner
 
         def picks(mode: int, uid: int, gid: int, is_dir: bool) -> bool:
-            if permissions.world_writable(mode) or (uid, gid) != owner:
+            if mode & (stat.S_IWOTH | stat.S_IWGRP) or (uid, gid) != owner:
                 return True
             return name == USER and permissions.users_cannot_use(mode, is_dir)
 

@@ -248,6 +248,28 @@ def stray_owners(ctx: Context, name: str) -> list[Finding]:
     return _unsafe_around(ctx, name, False) + _path_findings(entries, make)
 
 
+def acl_writers(ctx: Context, name: str) -> list[Finding]:
+    """POSIX ACLs that let others write (`setfacl -m u:ubuntu:rwX`, to spare someone sudo):
+    invisible in the owner and the mode, except as the group bits (the ACL's mask)."""
+    owner = ctx.code_owner
+    candidates = [e for e in ctx.scan(name).entries if e.mode & stat.S_IWGRP and (e.uid, e.gid) == owner]
+    flagged = [(e, w) for e in candidates for w in [permissions.acl_writers(e.path, owner, e.is_dir)] if w]
+
+    def make(item) -> Finding:
+        entry, writers = item
+        return Finding(
+            FAILED,
+            f"an ACL lets {', '.join(writers)} write it: {_ROOT_RUNS[name]}, so they can run code as"
+            " root; tljh-admin changes nothing here until it is fixed",
+            entry.path,
+            f"sudo setfacl -b {quoted(entry.path)} (tljh doctor --fix does)",
+            Fix(f"remove the ACLs of {entry.path}", lambda: permissions.drop_acls_scanned(entry)),
+            ROOT_CODE,
+        )
+
+    return _path_findings(flagged, make)
+
+
 def sys_path_folders(ctx: Context, name: str) -> list[Finding]:
     """`.pth` files in an environment's site folders must not put on sys.path a folder
     outside it that others could create, change or swap (root imports from it: the hub
@@ -301,7 +323,7 @@ def hub_config(ctx: Context, name: str) -> list[Finding]:
             why = why and f"it leads to {real}, and {why}"
             hint = f"sudo rm {quoted(path)} (as root, copy what it should hold into {folder} instead)"
         else:
-            why = permissions.other_writer(st, owner)
+            why = permissions.other_writer(st, owner, path)
             hint = (
                 f"check what it is: remove it if nobody wrote it, else sudo chown root:root {quoted(path)}"
                 f" && sudo chmod go-w {quoted(path)}"
