@@ -123,6 +123,42 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     not_a_lock.write_text(json.dumps({"schema": "tljh-admin/doctor", "version": 1}))
     option_line = files / "requirements.txt"
     option_line.write_text("numpy==2.1.0\n--index-url https://example.org/simple\n")
+    # pip joins #subdirectory= unchecked onto what it unpacks, and runs the build backend it
+    # finds there, as root, even for a dry run's plan: a lock must not climb out of its source
+    climbing_vcs = variant(
+        "climbing-vcs.json",
+        lambda d: d["packages"].insert(
+            0,
+            {
+                "name": "legit",
+                "version": "1.0",
+                "manager": "pip",
+                "installer": "pip",
+                "requested": True,
+                "source": {
+                    "type": "vcs",
+                    "vcs": "git",
+                    "url": "https://example.org/legit.git",
+                    "commit": "0123abcd",
+                    "subdirectory": "../../../tmp/evil",
+                },
+            },
+        ),
+    )
+    climbing_archive = files / "climbing-archive.txt"
+    climbing_archive.write_text(
+        "legit @ https://example.org/legit-1.0.tar.gz#subdirectory=../../../tmp/evil\n"
+    )
+    climbing_vcs_line = files / "climbing-vcs.txt"
+    climbing_vcs_line.write_text(
+        "legit @ git+https://example.org/legit.git@0123abcd#subdirectory=a/../../evil\n"
+    )
+    # a file only root may read, through a user's symlink: its line is never echoed
+    secret = files / "secret"
+    secret.write_text("root:s3cr3t-hash:20228:0:99999:7:::\n")
+    secret.chmod(0o600)
+    secret_link = files / "team-env.txt"
+    secret_link.symlink_to(secret)
 
     # the environments are compared; state/ may gain tljh-admin's own (empty) bookkeeping
     before = {env: file_listing(prefix / env, contents=True) for env in ("hub", "user")}
@@ -134,12 +170,17 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
         (newer, [], 2, "is a lock of version 99"),
         (not_a_lock, [], 2, "is not a tljh-admin lock file"),
         (option_line, [], 2, "is an option; apply takes requirement lines only"),
+        (climbing_vcs, [], 2, "a vcs source that is not VCS+URL@COMMIT"),
+        (climbing_archive, [], 2, "comes from a local path or an unknown kind of URL"),
+        (climbing_vcs_line, [], 2, "comes from a local path or an unknown kind of URL"),
+        (secret_link, [], 2, "team-env.txt, line 1 is not a valid requirement"),
         (files / "missing.json", [], 2, "does not exist"),
     ]
     for path, extra, code, words in cases:
         result = tljh("--prefix", prefix, "env", "apply", path, "-t", "user", "--yes", *extra, env=offline)
         assert (result.code, result.stdout) == (code, ""), (path.name, result.stderr)
         assert words in result.stderr and result.stderr.count("\n") == 1, result.stderr
+        assert "s3cr3t" not in result.stderr and "index-url" not in result.stderr
     # --json changes nothing without --yes (and there is no terminal to ask on)
     result = tljh("--prefix", prefix, "env", "apply", other_hub, "-t", "user", "--json", env=offline)
     assert result.code == 2 and "--yes" in result.stderr

@@ -97,14 +97,15 @@ def _from_requirement_text(text: str, origin: str) -> Wanted:
     stripped = text.strip()
     if stripped.startswith("-"):
         raise UsageError(
-            f"{stripped!r} ({origin}) is an option; apply takes requirement lines only",
+            f"{origin} is an option; apply takes requirement lines only",
             hint="index settings belong in pip.conf or PIP_INDEX_URL",
         )
     try:
         requirement = Requirement(stripped)
     except InvalidRequirement as error:
         raise UsageError(
-            f"{stripped!r} ({origin}) is not a valid requirement: {str(error).splitlines()[0]}",
+            # the line is never echoed: the file may be a symlink to one only root can read
+            f"{origin} is not a valid requirement: {str(error).splitlines()[0]}",
             hint="use PEP 508 lines such as 'numpy==2.1.0'",
         ) from None
     key = canonical_name(requirement.name)

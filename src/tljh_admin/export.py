@@ -333,11 +333,23 @@ _CONDA_BUILD = re.compile(r"^[A-Za-z0-9_.+]+$", re.ASCII)
 _CONDA_CHANNEL = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9_.-]+)*|https?://[^\s\"'`$;|&#]+)$")
 # pip's VCS schemes (pip/_internal/vcs) and the URL schemes export writes for them
 VCS_NAMES = frozenset({"git", "hg", "svn", "bzr"})
-_VCS_URL = re.compile(r"^(?:https?|ssh|git|file)://[^\s\"'`$;|&#]+(?:#subdirectory=[A-Za-z0-9_./-]+)?$")
+_VCS_URL = re.compile(r"^(?:https?|ssh|git|file)://[^\s\"'`$;|&#]+(?:#subdirectory=([^\s#&]+))?$")
 _COMMIT = re.compile(r"^[A-Za-z0-9._-]+$", re.ASCII)
-_SUBDIRECTORY = re.compile(r"^[A-Za-z0-9_.-]+(?:/[A-Za-z0-9_.-]+)*$", re.ASCII)
-_ARCHIVE_URL = re.compile(r"^https?://[^\s\"'`$;|&@]+$")
+_PATH_SEGMENT = re.compile(r"^[A-Za-z0-9_.-]+$", re.ASCII)
+# no fragment: pip reads `#subdirectory=` there too, and joins it unchecked onto what it unpacks
+_ARCHIVE_URL = re.compile(r"^https?://[^\s\"'`$;|&@#]+$")
 SOURCE_TYPES = frozenset({INDEX, VCS, URL, LOCAL_FILE, DIRECTORY, CONDA_CHANNEL, UNKNOWN})
+
+
+def safe_subdirectory(path: str) -> bool:
+    """A subdirectory pip may join onto a source it unpacks: relative, and never climbing out
+    of it (pip runs the build backend it finds there, as root, even for a dry run's plan)."""
+    return all(_PATH_SEGMENT.match(part) and part not in (".", "..") for part in path.split("/"))
+
+
+def _vcs_url_ok(url: str) -> bool:
+    match = _VCS_URL.match(url)
+    return bool(match) and (match.group(1) is None or safe_subdirectory(match.group(1)))
 
 
 def travelling_url(url: str) -> bool:
@@ -348,7 +360,7 @@ def travelling_url(url: str) -> bool:
     vcs, _, transport = scheme.partition("+")
     if transport:
         remote = transport in ("https", "http", "ssh", "git")
-        return vcs in VCS_NAMES and remote and bool(_VCS_URL.match(url[len(vcs) + 1 :]))
+        return vcs in VCS_NAMES and remote and _vcs_url_ok(url[len(vcs) + 1 :])
     return bool(_ARCHIVE_URL.match(url))
 
 
@@ -399,9 +411,9 @@ def check_locked_package(package: Package, origin: str) -> None:
         subdirectory = source.get("subdirectory")
         if (
             vcs not in VCS_NAMES
-            or not _VCS_URL.match(url)
+            or not _vcs_url_ok(url)
             or not _COMMIT.match(commit)
-            or not (subdirectory is None or _SUBDIRECTORY.match(str(subdirectory)))
+            or not (subdirectory is None or safe_subdirectory(str(subdirectory)))
         ):
             raise _bad_entry(origin, package, "a vcs source that is not VCS+URL@COMMIT")
     elif kind == URL and not (isinstance(source.get("url"), str) and _ARCHIVE_URL.match(source["url"])):

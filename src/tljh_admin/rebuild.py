@@ -340,6 +340,13 @@ def requirement_line(dist: InstalledDist) -> tuple[str, str]:
                 f"{dist.name}: users other than root can change {local} ({others}), and building it"
                 f" runs its code as root; installing {dist.version} from the index"
             )
+    from tljh_admin.export import safe_subdirectory
+
+    if origin.subdirectory and not safe_subdirectory(origin.subdirectory):
+        return pin, (
+            f"{dist.name}: its subdirectory {origin.subdirectory!r} climbs out of its source, where"
+            f" the build would run code as root; installing {dist.version} from the index"
+        )
     fragment = f"#subdirectory={origin.subdirectory}" if origin.subdirectory else ""
     if origin.kind == VCS:
         if not origin.commit:
