@@ -100,6 +100,27 @@ def test_normalisation_leaves_a_hard_link_to_an_outside_file_alone(tmp_path):
     assert stat.S_IMODE(new_file.stat().st_mode) == 0o644
 
 
+def test_normalisation_refuses_a_linked_file_another_uid_owns(tmp_path):
+    """A file with a second name that another uid owns (an installer's cache in their
+    folder): they can change it in place, and chowning it through the env's name is no
+    fix. The change fails (and is undone by its caller) instead of leaving it there."""
+    import pytest
+
+    from tljh_admin import snapshot, transaction
+    from tljh_admin.errors import ChangeFailed
+
+    env, cache = tmp_path / "env", tmp_path / "their-cache"
+    (env / "site").mkdir(parents=True)
+    cache.mkdir()
+    cached = cache / "module.py"
+    cached.write_text("")
+    os.chown(cached, 65534, 65534)
+    os.link(cached, env / "site" / "module.py")
+    with pytest.raises(ChangeFailed, match="uid 65534 owns"):
+        transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
+    assert cached.stat().st_uid == 65534  # nothing chowned through the link
+
+
 def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, planted_find):
     """conda's package cache (a skipped area) stays as conda left it even when PREFIX holds
     `[` or `*` (find's -path is a glob), and the find that picks the paths is the system's,
@@ -287,6 +308,47 @@ def test_files_a_change_writes_do_not_inherit_an_acl_for_others(prefix, install)
     ]
     assert len(written) > 5
     assert [p for p in written if acl_writers(str(p), (0, 0), p.is_dir())] == []
+
+
+def test_installers_keep_nothing_in_folders_another_user_owns(prefix, install, offline, tmp_path):  # noqa: F811
+    """Under `sudo -E`, HOME, XDG_CACHE_HOME, TMPDIR (and an admin's UV_CACHE_DIR) still
+    name folders another uid owns. uv kept its cache there and hard-linked its files into
+    the env, where that uid could change them in place after root installed them. The
+    installer now gets root's own home and a private TMPDIR, and uv copies: every file the
+    change wrote has one name, and is root's."""
+    theirs = tmp_path / "theirs"
+    folders = {name: theirs / name for name in ("HOME", "XDG_CACHE_HOME", "TMPDIR", "UV_CACHE_DIR")}
+    for folder in folders.values():
+        folder.mkdir(parents=True)
+    os.chown(theirs, 65534, 65534)
+    for folder in folders.values():
+        os.chown(folder, 65534, 65534)
+    env = {**offline, **{name: str(folder) for name, folder in folders.items()}}
+    result = install("user", "oauthenticator", "--yes", "--installer", "uv", env=env)
+    assert result.code == 0, result.stderr
+    assert [p for p in theirs.rglob("*") if p not in folders.values()] == []
+    site = _site(prefix / "user")
+    written = [p for p in (site / "oauthenticator").rglob("*") if p.is_file()]
+    assert written and {(p.stat().st_nlink, p.stat().st_uid) for p in written} == {(1, 0)}
+
+
+def test_an_installers_private_config_stays_private(tljh, prefix, install):  # noqa: F811
+    """An admin's 0600 pip.conf (or .condarc) at the user env's root may hold an index
+    password. pip skips a config file it cannot read, so users' servers lose nothing: doctor
+    does not call it unreadable, --fix and a change's normalisation leave it 0600 (before,
+    both made it readable by every local user)."""
+    user = prefix / "user"
+    private = [user / "pip.conf", user / ".condarc"]
+    private[0].write_text("[global]\nextra-index-url = https://deploy:s3cr3t@pypi.internal.example/simple\n")
+    private[1].write_text("channels: [https://deploy:s3cr3t@conda.internal.example/main]\n")
+    for path in private:
+        path.chmod(0o600)
+    doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "user", "users-can-read").json()
+    assert doc["checks"][0]["status"] == "ok", doc["checks"][0]["findings"]
+    tljh("--prefix", prefix, "doctor", "--fix", "--target", "user")
+    result = install("user", "oauthenticator", "--yes")
+    assert result.code == 0, result.stderr
+    assert [stat.S_IMODE(p.stat().st_mode) for p in private] == [0o600, 0o600]
 
 
 def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tmp_path):  # noqa: F811

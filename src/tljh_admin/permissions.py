@@ -79,6 +79,19 @@ def users_cannot_use(mode: int, is_dir: bool) -> bool:
     return not mode & stat.S_IROTH or bool(mode & 0o111 and not mode & stat.S_IXOTH)
 
 
+# What an admin may keep private at an env's root: the installers' own configuration, which
+# may hold index or channel credentials. pip reads $VIRTUAL_ENV/pip.conf ("site" config, pip's
+# Configuration docs) and skips one it cannot read; conda reads $CONDA_PREFIX/.condarc,
+# condarc and condarc.d/ (conda's "Searching for .condarc"). No user's server needs them.
+PRIVATE_CONFIG = frozenset({"pip.conf", ".condarc", "condarc", "condarc.d"})
+
+
+def private_config(path: str, env_root: str) -> bool:
+    """Whether `path` is (or lies in) an installer configuration file at `env_root`."""
+    top = env_root.rstrip("/") + "/"
+    return path.startswith(top) and path[len(top) :].split("/", 1)[0] in PRIVATE_CONFIG
+
+
 def usable_mode(mode: int, is_dir: bool) -> int:
     """The mode with the bits users need added: a+r, and a+x on folders and on files that
     anyone may already execute (TLJH's `chmod -R a+rX` semantics, never x on plain data)."""

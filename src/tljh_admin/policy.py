@@ -80,7 +80,7 @@ PIP_INDEX_KEYS = (
 )  # fmt: skip
 UV_INDEX_VARIABLES = frozenset(
     {"UV_INDEX_URL", "UV_EXTRA_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS",
-     "UV_NO_INDEX", "UV_HTTP_TIMEOUT", "UV_NATIVE_TLS", "UV_CACHE_DIR", "UV_NO_CACHE", "UV_LINK_MODE",
+     "UV_NO_INDEX", "UV_HTTP_TIMEOUT", "UV_NATIVE_TLS", "UV_NO_CACHE",
      "UV_CONCURRENT_DOWNLOADS", "UV_CONCURRENT_INSTALLS", "UV_OFFLINE", "UV_INSECURE_HOST"}
 )  # fmt: skip
 
@@ -141,11 +141,37 @@ def isolated_environment(environ: Mapping[str, str], env_root: str, workdir: str
     env.update({"PIP_" + key.upper().replace("-", "_"): value for key, value in settings.items()})
     env["PIP_CONFIG_FILE"] = os.devnull  # pip: /dev/null means "read no configuration file"
     env["UV_NO_CONFIG"] = "1"
+    # caches, temporary builds and conda's ~/.condarc only where nobody but this user can
+    # change them: under `sudo -E`, HOME, TMPDIR and XDG_* still name the admin's folders,
+    # and uv (unlike pip) uses a cache another uid owns, linking its files into the env
+    for key in [k for k in env if k.startswith("XDG_")]:
+        del env[key]
+    env["HOME"] = installer_home(workdir)
+    env["TMPDIR"] = workdir
+    # every file a change writes gets a name of its own, never a link into uv's cache: the
+    # change's normalisation then fixes its owner and modes in full
+    env["UV_LINK_MODE"] = "copy"
     env["PYTHONNOUSERSITE"] = "1"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"
     env["PWD"] = workdir
     return env
+
+
+def installer_home(workdir: str) -> str:
+    """HOME for an installer child: this user's own home from the password database, when
+    nobody else can change it or a folder above it; else the private work folder."""
+    import pwd
+
+    from tljh_admin import permissions
+
+    try:
+        home = pwd.getpwuid(os.geteuid()).pw_dir
+    except KeyError:
+        return workdir
+    if home and os.path.isdir(home) and not permissions.unsafe_ancestor(home, (os.geteuid(), os.getegid())):
+        return home
+    return workdir
 
 
 @dataclass(frozen=True)

@@ -712,7 +712,8 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
             except OSError:
                 continue  # gone, swapped, under a symlink now, or not openable (a socket)
             try:
-                _fix_one(fd, uid, gid, report)
+                # an installer's config an admin kept private (index credentials) stays so
+                _fix_one(fd, uid, gid, report, readable=not permissions.private_config(path, areas.root))
             finally:
                 os.close(fd)
     finally:
@@ -721,7 +722,7 @@ def normalize_permissions(areas: snapshot.Areas, owner: tuple[int, int]) -> Perm
     return report
 
 
-def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
+def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport, readable: bool = True) -> None:
     st = os.fstat(fd)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return
@@ -730,6 +731,15 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
         # fs.protected_hardlinks=0): only take o+w away, which can harm no file, never chown
         # or add a+r (snapshots link the env's older files; the files a change writes have one
         # link and get the full fix)
+        if st.st_uid != uid:
+            # linked in from somewhere another uid owns (an installer's cache): that uid can
+            # change it in place, and no chown through a second name is safe
+            raise ChangeFailed(
+                f"the installer linked in a file that uid {st.st_uid} owns and can change (inode"
+                f" {st.st_ino}), and it cannot be made root's safely; the change is undone",
+                hint="check the installer's cache and configuration: tljh-admin runs it with a"
+                " private HOME, TMPDIR and UV_LINK_MODE=copy",
+            )
         if st.st_mode & stat.S_IWOTH:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
             report.world_writable_fixed += 1
@@ -742,9 +752,11 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport) -> None:
         permissions.drop_acls(fd)
         report.acl_removed += 1
     mode = stat.S_IMODE(st.st_mode)
-    wanted = (mode & ~stat.S_IWOTH) | 0o444
-    if stat.S_ISDIR(st.st_mode) or mode & 0o111:
-        wanted |= 0o111
+    wanted = mode & ~stat.S_IWOTH
+    if readable:
+        wanted |= 0o444
+        if stat.S_ISDIR(st.st_mode) or mode & 0o111:
+            wanted |= 0o111
     if wanted != mode:
         os.fchmod(fd, wanted)
         if mode & stat.S_IWOTH:

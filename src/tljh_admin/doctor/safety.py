@@ -121,7 +121,11 @@ def _users_can_read(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if not env.root or not os.path.isdir(env.root):
         return [Finding(SKIPPED, f"the {name} environment is missing", env.root, "")]
-    entries = [e for e in ctx.scan(name).entries if permissions.users_cannot_use(e.mode, e.is_dir)]
+    entries = [
+        e
+        for e in ctx.scan(name).entries
+        if permissions.users_cannot_use(e.mode, e.is_dir) and not permissions.private_config(e.path, env.root)
+    ]
     try:  # users reach the env through PREFIX itself
         st = os.stat(ctx.layout.prefix)
         if permissions.users_cannot_use(stat.S_IMODE(st.st_mode), True):
