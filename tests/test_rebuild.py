@@ -25,6 +25,7 @@ from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
 from tests.support.prefixes import _link_file, hermetic_env, run
 from tljh_admin import plugins, rebuild
+from tljh_admin.errors import ExitCode
 from tljh_admin.layout import resolve_layout
 from tljh_admin.transaction import StateDir
 
@@ -316,6 +317,16 @@ def test_upgrade_version_moves_tljh_from_git_and_plans_from_its_own_list(world, 
     assert json.loads((info / "direct_url.json").read_text())["vcs_info"]["commit_id"] == tag
     for env in ("hub", "user"):
         assert list(_site(prefix / env).glob("jupyterhub-5.3.0.dist-info")), env
+
+    # a repository on this disk that others may change: pip would run its build as root
+    mode = world.repo.stat().st_mode
+    world.repo.chmod(0o777)
+    try:
+        refused = tljh("--prefix", prefix, "upgrade", "--version", "v2.0.1", "--json", env=world.index_env())
+    finally:
+        world.repo.chmod(mode)
+    assert refused.code == ExitCode.REFUSED, refused.stderr
+    assert f"{world.repo}: it is world-writable" in refused.stderr
 
 
 def test_a_standalone_user_env_becomes_a_venv_of_the_system_python(world, prefix, tljh):

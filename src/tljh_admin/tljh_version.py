@@ -40,6 +40,16 @@ def tljh_requirement(hub: Environment, version: str) -> tuple[str, str]:
     if origin.kind == INDEX:
         return f"{TLJH_DISTRIBUTION}=={version}", "the package index"
     if origin.kind == VCS:
+        from tljh_admin.rebuild import _file_path, _others_can_change
+
+        local = _file_path(origin.url)
+        others = _others_can_change(local) if local is not None and os.path.exists(local) else ""
+        if others:
+            raise Refused(
+                f"TLJH came from the repository {local}, which users other than root can change"
+                f" ({others}); pip would run its build as root",
+                hint=f"make {local} root's only, or install that version into the hub yourself",
+            )
         url = f"{origin.vcs}+{origin.url}@{version}"
         return f"{TLJH_DISTRIBUTION} @ {url}", url
     raise Refused(
