@@ -290,24 +290,37 @@ def test_an_acl_that_lets_a_user_write_is_found_refused_and_fixed(tljh, prefix, 
     assert install("hub", "--dry-run", "oauthenticator").code == ExitCode.OK
 
 
-def test_files_a_change_writes_do_not_inherit_an_acl_for_others(prefix, install):  # noqa: F811
-    """A default ACL on the site folder (its own mode still 755, so nothing flags it) would
-    hand every file pip writes there to uid 65534: the change's normalisation takes those
-    ACLs away, and says so."""
+def test_a_default_acl_for_others_is_refused_and_never_inherited(tljh, prefix, install, tmp_path):  # noqa: F811
+    """A default ACL (`setfacl -d -m u:ubuntu:rwX`) leaves a folder's own mode alone and
+    hands everything written into it to that user. On the folders installers write into,
+    the gate refuses it and doctor names it; deeper down, a change's normalisation takes
+    the inherited ACLs off the files it wrote."""
+    from tests.support.listing import file_listing, listing_diff
+    from tljh_admin import snapshot, transaction
+    from tljh_admin.errors import ExitCode
     from tljh_admin.permissions import acl_writers
 
     site = _site(prefix / "user")
     _grant_write_by_acl(site, 65534, default=True)
-    result = install("user", "oauthenticator", "--yes")
-    assert result.code == 0, result.stderr
-    assert "removed the ACLs that let others write" in result.stderr
-    written = [
-        site / "oauthenticator",
-        *(site / "oauthenticator").rglob("*"),
-        *site.glob("oauthenticator-*.dist-info/*"),
-    ]
-    assert len(written) > 5
-    assert [p for p in written if acl_writers(str(p), (0, 0), p.is_dir())] == []
+    before = file_listing(prefix)
+    refused = install("user", "oauthenticator", "--yes")
+    assert refused.code == ExitCode.REFUSED and "uid 65534 (in new files)" in refused.stderr, refused.stderr
+    assert listing_diff(before, file_listing(prefix)) == []
+    doc = tljh("--prefix", prefix, "doctor", "--json", "--target", "user", "acl-writers").json()
+    assert [f["subject"] for f in doc["checks"][0]["findings"]] == [str(site)]
+    tljh("--prefix", prefix, "doctor", "--fix", "--target", "user", "acl-writers")
+    assert install("user", "oauthenticator", "--yes").code == ExitCode.OK
+
+    # deeper down, where neither looks: the files a change writes lose what they inherit
+    env = tmp_path / "env"
+    deep = env / "share" / "jupyter" / "labextensions"
+    deep.mkdir(parents=True)
+    _grant_write_by_acl(deep, 65534, default=True)
+    written = deep / "extension.js"
+    written.write_text("")  # inherits the default ACL, as an installer's file would
+    assert acl_writers(str(written), (0, 0), False) == ["uid 65534"]
+    report = transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
+    assert acl_writers(str(written), (0, 0), False) == [] and report.acl_removed >= 1
 
 
 def test_installers_keep_nothing_in_folders_another_user_owns(prefix, install, offline, tmp_path):  # noqa: F811

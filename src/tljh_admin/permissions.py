@@ -404,6 +404,13 @@ def acl_writers(at: str | int, owner: tuple[int, int], is_dir: bool) -> list[str
     return found
 
 
+def install_folders(root: str, site_dirs) -> list[str]:
+    """The folders installers add entries to: where a default ACL (which leaves the folder's
+    own mode alone) would pass write access on to everything they write."""
+    names = [root, *(os.path.join(root, n) for n in ("bin", "lib", "share", "etc", "include")), *site_dirs]
+    return [p for p in dict.fromkeys(names) if os.path.isdir(p) and not os.path.islink(p)]
+
+
 def drop_acls(fd: int) -> None:
     """Remove the POSIX ACLs of an open object: what is left is its mode."""
     import contextlib
@@ -548,6 +555,11 @@ def others_can_change(env) -> list[tuple[str, str]]:
     owner = code_owner(os.path.dirname(root))
     found = unsafe_around(root, env.interpreter.path, owner)
     found += changeable_by_others(root, owner)
+    seen = {path for path, _ in found}
+    for folder in install_folders(root, env.site_dirs):
+        writers = folder not in seen and acl_writers(folder, owner, True)
+        if writers:
+            found.append((folder, f"an ACL lets {', '.join(writers)} write it"))
     found += [
         (pth, f"it names {folder}, and {why}")
         for pth, folder, outside, why in sys_path_entries(root, env.site_dirs, owner)

@@ -12,6 +12,7 @@ Findings come from the environment scan (context.scan); fixes act on the scanned
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 
@@ -256,7 +257,13 @@ def acl_writers(ctx: Context, name: str) -> list[Finding]:
     """POSIX ACLs that let others write (`setfacl -m u:ubuntu:rwX`, to spare someone sudo):
     invisible in the owner and the mode, except as the group bits (the ACL's mask)."""
     owner = ctx.code_owner
+    env = ctx.env(name)
     candidates = [e for e in ctx.scan(name).entries if e.mode & stat.S_IWGRP and (e.uid, e.gid) == owner]
+    seen = {e.path for e in candidates}
+    for folder in permissions.install_folders(env.root, env.site_dirs) if env.root else ():
+        if folder not in seen:  # a default ACL leaves the folder's own mode alone
+            with contextlib.suppress(OSError):
+                candidates.append(permissions.scanned_entry(folder, os.lstat(folder), True))
     flagged = [(e, w) for e in candidates for w in [permissions.acl_writers(e.path, owner, e.is_dir)] if w]
 
     def make(item) -> Finding:
