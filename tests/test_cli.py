@@ -74,6 +74,33 @@ def test_a_closed_stdout_ends_quietly(shared_prefix, system_python, argv, fastpa
     assert (proc.returncode, proc.stderr) == (ExitCode.PIPE_CLOSED, "")
 
 
+@pytest.mark.parametrize("fastpath", ["1", "0"])
+def test_closed_or_full_standard_streams_are_no_traceback(shared_prefix, system_python, tmp_path, fastpath):
+    """`tljh ... >&-`, `>/dev/full`, `2>&-`: never a traceback. A full stdout is one line and
+    exit 74 (EX_IOERR); a closed stdout or stderr keeps the command's own exit code, and the
+    descriptor is /dev/null, so no file tljh-admin opens becomes its stdout."""
+    env = prefixes.hermetic_env(NO_COLOR="1", TLJH_SYSTEM_PYTHON=str(system_python))
+    env[DISABLE_VAR] = fastpath
+
+    def run(argv, close=(), **streams):
+        streams.setdefault("stdout", subprocess.DEVNULL)
+        streams.setdefault("stderr", subprocess.PIPE)
+        return subprocess.run(
+            tljh_argv(*argv), env=env, text=True, preexec_fn=lambda: [os.close(fd) for fd in close], **streams
+        )
+
+    listing = ["--prefix", shared_prefix, "env", "list", "--json"]
+    with open("/dev/full", "w") as full:
+        filled = run(listing, stdout=full)
+    assert filled.returncode == ExitCode.IO_ERROR
+    assert filled.stderr == "tljh: error: input/output error: No space left on device.\n"
+    closed = run(listing, close=[1])
+    assert (closed.returncode, closed.stderr) == (ExitCode.OK, "")
+    missing = ["--prefix", tmp_path / "nowhere", "env", "list"]
+    for close in ([2], [1, 2]):
+        assert run(missing, close=close, stderr=None).returncode == ExitCode.USAGE
+
+
 def _commands_named_in(hint: str) -> list[list[str]]:
     return [text.split()[1:] for text in re.findall(r"`(tljh[^`]*)`", hint)]
 

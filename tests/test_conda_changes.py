@@ -96,6 +96,24 @@ def test_pip_over_conda_is_refused_and_nothing_changes(tljh, conda_prefix, wheel
     assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))
 
 
+def test_removing_what_the_user_env_cannot_lose_is_refused(tljh, conda_prefix):
+    """`env uninstall --conda python` took conda, mamba and pip with it and said done: the
+    env could never be changed again. What TLJH runs there (python, conda, mamba, pip) is
+    refused without --force, named or found in conda's own plan; nothing changes."""
+    before = _envs(conda_prefix)
+    base = ("--prefix", conda_prefix, "env", "uninstall", "--target", "user", "--yes")
+    for args, words in (
+        (("--conda", "python"), "removing python from the user environment breaks it"),
+        (("--conda", "mamba"), "removing mamba from the user environment breaks it"),
+        (("pip",), "removing pip from the user environment breaks TLJH's installer"),
+    ):
+        result = tljh(*base, *args)
+        assert result.code == ExitCode.REFUSED, result.stderr
+        (line,) = result.stderr.strip().splitlines()
+        assert words in line and "--force" in line, line
+    assert _envs(conda_prefix) == before, listing_diff(before, _envs(conda_prefix))
+
+
 def test_conda_over_pip_is_refused_and_nothing_changes(tljh, conda_prefix, wheelhouse):
     before = _envs(conda_prefix)
     # the issue's first complaint: gdal from PyPI fails; the answer points at --conda

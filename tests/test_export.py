@@ -391,8 +391,17 @@ def test_export_command_line(tljh, prefix, tmp_path):
     tag = export.plan_repo2docker(resolve_layout(prefix, None), "user", "4.3.0").image_tag
     assert f"--image-name tljh-user-env:{tag} {image}" in r2d.stderr
 
+    # a symlink is neither followed nor replaced: `/dev/stdout` is one, and replacing it
+    # made a regular file of every process's standard output
+    stdout_like = tmp_path / "stdout"
+    stdout_like.symlink_to("/proc/self/fd/1")
     before = file_listing(tmp_path, contents=True)
     for args, words in (
+        (
+            ("--format", "requirements", stdout_like),
+            "is a symlink; tljh-admin neither follows nor replaces one",
+        ),
+        (("--format", "lock", ""), "an empty file name"),
         (("--format", "repo2docker", image), "exists and is not an empty folder"),
         (("--format", "repo2docker"), "needs a folder to write"),
         (("--format", "repo2docker", tmp_path / "new", "--z2jh-chart", "1.0"), "unknown z2jh chart version"),

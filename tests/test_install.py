@@ -472,6 +472,8 @@ def test_uninstall_refusals(tljh, prefix, system_python):
     assert missing.code == ExitCode.USAGE and "not installed" in missing.stderr
     hub = tljh("--prefix", prefix, "env", "uninstall", "-t", "hub", "jupyterhub", "--yes")
     assert hub.code == ExitCode.REFUSED and "--force" in hub.stderr
+    pip = tljh("--prefix", prefix, "env", "uninstall", "-t", "hub", "pip", "--dry-run")
+    assert pip.code == ExitCode.REFUSED and "breaks TLJH's installer and every later change" in pip.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 

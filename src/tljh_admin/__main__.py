@@ -18,6 +18,7 @@ def main(argv: list[str] | None = None) -> None:
     # other users could plant code there that is then chowned to root and kept. 022 is
     # the usual default umask (Debian, Ubuntu), so files come out 0644/0755 whatever the caller had.
     os.umask(0o022)
+    _open_standard_streams()
     args = sys.argv[1:] if argv is None else argv
     from tljh_admin.cli import render
     from tljh_admin.errors import Aborted, ExitCode, Stopped, TljhError
@@ -47,7 +48,32 @@ def main(argv: list[str] | None = None) -> None:
         where = error.filename or "a file"
         render.print_error(PermissionDenied(f"this user cannot read {where}", hint="run with sudo"))
         code = int(PermissionDenied.exit_code)
+    except OSError as error:  # stdout full (/dev/full), a failing disk: one line, no traceback
+        render.print_error(
+            TljhError(f"input/output error: {error.strerror or error}", exit_code=ExitCode.IO_ERROR)
+        )
+        code = _discard_stdout(int(ExitCode.IO_ERROR))
     sys.exit(code)
+
+
+def _open_standard_streams() -> None:
+    """/dev/null on a standard descriptor the caller closed (`tljh ... >&-`): else the first
+    file tljh-admin opens (a lock, a state file) would get that number, and what is printed,
+    or an installer's output, would be written into it."""
+    import os
+
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    if sys.stdout is None:  # Python found fd 1 closed at start
+        sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the process's own stdout)
+    if sys.stderr is None:
+        sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
 
 
 def _fast(args: list[str]) -> int | None:
@@ -84,15 +110,20 @@ def _typer(args: list[str]) -> int:
 
 
 def _pipe_closed() -> int:
-    """Send whatever is still buffered for stdout nowhere, so the interpreter's own flush at
-    exit cannot fail again, and end with the code the shell gives a tool SIGPIPE ends."""
-    import os
-
+    """End with the code the shell gives a tool SIGPIPE ends."""
     from tljh_admin.errors import ExitCode
+
+    return _discard_stdout(int(ExitCode.PIPE_CLOSED))
+
+
+def _discard_stdout(code: int) -> int:
+    """Send whatever is still buffered for stdout nowhere, so the interpreter's own flush at
+    exit cannot fail again."""
+    import os
 
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
-    return int(ExitCode.PIPE_CLOSED)
+    return code
 
 
 def _complete() -> int | None:

@@ -320,11 +320,7 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
     env = inspect_environment(request.target, layout)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     names = policy.validate_package_names(request.packages)
-    if "jupyterhub" in names and env.name in (HUB, USER) and not request.force:
-        raise Refused(
-            f"removing jupyterhub from the {env.name} environment breaks TLJH",
-            hint="pass --force if that is really what you want",
-        )
+    policy.refuse_removing_essentials(env, names, request.force)
     recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
     env = inspect_environment(env.name, layout)
     installed = {canonical_name(d.name): d for d in env.distributions}
@@ -407,6 +403,7 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
         resolution = _conda_plan(installer, specs, update=request.upgrade)
         conda.refuse_conda_over_pip(env, resolution, request.force)
         conda.refuse_jupyterhub_move(resolution, pin)
+        policy.refuse_removing_essentials(env, conda.removed_names(resolution), request.force)
         plan = conda.plan_changes(env, resolution, names)
         command = installer.install_command(specs, None, request.upgrade)
         change, run = _installer_change(layout, request, "install", env, installer, command)
@@ -432,11 +429,7 @@ def _prepare_conda_uninstall(layout: Layout, request: UninstallRequest, notify: 
     names = [conda.spec_name(s) for s in conda.validate_specs(request.packages)]
     if any(n != s for n, s in zip(names, request.packages, strict=True)):
         raise UsageError("uninstall takes package names only", hint=f"use {' '.join(names)}")
-    if "jupyterhub" in names and env.name in (HUB, USER) and not request.force:
-        raise Refused(
-            f"removing jupyterhub from the {env.name} environment breaks TLJH",
-            hint="pass --force if that is really what you want",
-        )
+    policy.refuse_removing_essentials(env, names, request.force)
     recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
     env = inspect_environment(env.name, layout)
     missing = sorted(set(names) - {r.name for r in env.conda_records})
@@ -454,6 +447,8 @@ def _prepare_conda_uninstall(layout: Layout, request: UninstallRequest, notify: 
         conda.refuse_conda_over_pip(env, resolution, request.force)
         if not request.force:
             conda.refuse_jupyterhub_move(resolution, pin)
+        # conda removes what depends on a name too: removing openssl takes python with it
+        policy.refuse_removing_essentials(env, conda.removed_names(resolution), request.force)
         plan = conda.plan_changes(env, resolution, names)
         removed = conda.removed_distributions(env, resolution)
         breaks = policy.reverse_dependencies(env, removed)

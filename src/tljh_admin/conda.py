@@ -364,6 +364,12 @@ def refuse_jupyterhub_move(resolution: CondaResolution, pin: str | None) -> None
             )
 
 
+def removed_names(resolution: CondaResolution) -> set[str]:
+    """What a conda plan removes and does not link again (an update unlinks and relinks)."""
+    linked = {canonical_name(p.name) for p in resolution.link}
+    return {canonical_name(p.name) for p in resolution.unlink} - linked
+
+
 def resolution_failed(failure: InstallerFailed) -> ResolutionFailed:
     last = failure.output.strip().splitlines()[-1] if failure.output.strip() else "no output"
     return ResolutionFailed(

@@ -30,6 +30,9 @@ class ExitCode(enum.IntEnum):
     #: the installer could not resolve the request (no such version, conflicts, index unreachable);
     #: nothing was changed
     RESOLUTION_FAILED = 7
+    #: an input/output error outside the environments: stdout or stderr full (/dev/full), a
+    #: failing disk (sysexits.h's EX_IOERR)
+    IO_ERROR = 74
     #: stopped by Ctrl-C or SIGTERM (128 + SIGINT, as shells report it)
     INTERRUPTED = 130
     #: stdout was closed by the reader (`tljh env list --json | head -c 10`): 128 + SIGPIPE,

@@ -554,6 +554,37 @@ def reverse_dependencies(env: Environment, removing: Iterable[str]) -> list[tupl
     return sorted(found, key=lambda item: canonical_name(item[0]))
 
 
+def essential_packages(env: Environment) -> dict[str, str]:
+    """{name: what removing it breaks} for what a PREFIX env cannot lose: jupyterhub (the hub
+    and every spawn), pip (TLJH's installer and every tljh-admin change run the env's own
+    pip, tljh/installer.py and tljh/conda.py), and in a conda env python, conda and mamba
+    (TLJH installs the user env's conda packages with its mamba or conda)."""
+    if env.name not in (HUB, USER):
+        return {}
+    essential = {
+        "jupyterhub": f"removing jupyterhub from the {env.name} environment breaks TLJH",
+        "pip": f"removing pip from the {env.name} environment breaks TLJH's installer and every later change",
+    }
+    if env.kind == "conda":
+        for name in ("python", "conda", "mamba"):
+            essential[name] = (
+                f"removing {name} from the {env.name} environment breaks it: TLJH installs its packages"
+                " with its own mamba or conda"
+            )
+    return essential
+
+
+def refuse_removing_essentials(env: Environment, removed: Iterable[str], force: bool) -> None:
+    """Refuse a plan that removes what the env cannot lose (essential_packages), unless forced."""
+    essential = essential_packages(env)
+    hit = sorted({canonical_name(n) for n in removed} & essential.keys())
+    if hit and not force:
+        more = f" (and {', '.join(hit[1:])})" if hit[1:] else ""
+        raise _refuse(
+            essential[hit[0]] + more, "pass --force if that is really what you want", ExitCode.REFUSED
+        )
+
+
 def refuse_breaking_spawns(env: Environment, breaks: list[tuple[str, str]], force: bool) -> None:
     """An uninstall must not break what the hub or users' servers need to start."""
     needed = SPAWN_NEEDS.get(env.name, frozenset())

@@ -216,7 +216,8 @@ def answer(instruction: str, environ: os._Environ[str] | dict[str, str]) -> int 
     shell = instruction.removeprefix("complete_")
     if shell == "bash":
         words = _split(environ.get("COMP_WORDS", ""))
-        cword = int(environ.get("COMP_CWORD", "0") or 0)
+        raw = environ.get("COMP_CWORD", "0")
+        cword = int(raw) if raw.isascii() and raw.isdigit() else len(words)  # bash sends a number
         args, incomplete = words[1:cword], (words[cword] if cword < len(words) else "")
         out = "\n".join(completions(args, incomplete))
     elif shell in ("zsh", "fish"):

@@ -20,8 +20,9 @@ FILE_MODE = 0o644
 def _write_file(path: str, text: str, mode: int) -> None:
     """Write `path` whole or not at all (temp file beside it, fsync, rename), working inside
     its folder by descriptor: the folder is opened without following a symlink, and what
-    sits at `path` is replaced only when it is a regular file or a symlink (the link itself,
-    never what it points to); a device, fifo, socket or folder there is refused."""
+    sits at `path` is replaced only when it is a regular file. A symlink there is refused,
+    neither followed (it may lead anywhere) nor replaced (/dev/stdout is one); so is a
+    device, fifo, socket or folder."""
     import secrets
     import stat
 
@@ -44,7 +45,12 @@ def _write_file(path: str, text: str, mode: int) -> None:
             existing = os.stat(name, dir_fd=folder_fd, follow_symlinks=False)
         except FileNotFoundError:
             existing = None
-        if existing is not None and not (stat.S_ISREG(existing.st_mode) or stat.S_ISLNK(existing.st_mode)):
+        if existing is not None and stat.S_ISLNK(existing.st_mode):
+            raise UsageError(
+                f"{path} is a symlink; tljh-admin neither follows nor replaces one",
+                hint="name the file it leads to, or leave DEST out (or `-`) for standard output",
+            )
+        if existing is not None and not stat.S_ISREG(existing.st_mode):
             what = "a folder" if stat.S_ISDIR(existing.st_mode) else "not a regular file"
             raise UsageError(f"{path} is {what}", hint="name a new or regular file to write")
         temp = f".tljh-export-{secrets.token_hex(8)}"
@@ -74,6 +80,8 @@ def _emit(text: str, dest: str | None, mode: int = FILE_MODE) -> None:
     if dest in (None, "-"):
         sys.stdout.write(text)
         sys.stdout.flush()
+    elif not dest.strip():
+        raise UsageError("an empty file name", hint="name a file, or leave DEST out for standard output")
     else:
         _write_file(dest, text, mode)
         render.message(f"wrote {dest}")

@@ -62,8 +62,11 @@ def error_line(error: TljhError) -> str:
 
 
 def print_error(error: TljhError) -> None:
-    sys.stderr.write(error_line(error) + "\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(error_line(error) + "\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # stderr closed or full: the exit code still says what happened
 
 
 def _plain() -> bool:
