@@ -312,6 +312,20 @@ def test_bad_input_changes_nothing(carrying_prefix, system_python, tmp_path):
     with pytest.raises(UsageError, match="not valid YAML"):
         export.export_z2jh_config(layout, "user", None, None, False)
     assert listing_diff(before, file_listing(tmp_path, contents=True)) == []
+    # config.yaml of other shapes than TLJH writes: one line each, never a traceback
+    config = carrying_prefix / "config" / "config.yaml"
+    for text, words in (
+        ("auth: 5\n", "auth is not a mapping"),
+        ("users: {admin: 5}\n", "users.admin is not a list of names"),
+        ("limits: {cpu: lots}\n", "limits.cpu is not a number of CPUs"),
+        ("https: {letsencrypt: {domains: example.org}}\n", "https.letsencrypt.domains is not a list"),
+    ):
+        config.write_text(text)
+        with pytest.raises(UsageError, match=words):
+            export.export_z2jh_config(layout, "user", None, None, False)
+    config.write_bytes(b"\xff\xfe")
+    with pytest.raises(UsageError, match="is not UTF-8 text"):
+        export.export_z2jh_config(layout, "user", None, None, False)
 
 
 def test_conda_env_lock_and_repo2docker(conda_prefix, system_python, tmp_path):
@@ -404,6 +418,9 @@ def test_export_command_line(tljh, prefix, tmp_path):
         (("--format", "lock", ""), "an empty file name"),
         (("--format", "repo2docker", image), "exists and is not an empty folder"),
         (("--format", "repo2docker"), "needs a folder to write"),
+        (("--format", "repo2docker", "-"), "needs a folder to write"),
+        (("--format", "z2jh-config", "--image", " a b"), "is not an image name"),
+        (("--format", "z2jh-config", "--image", "course:"), "is not an image name"),
         (("--format", "repo2docker", tmp_path / "new", "--z2jh-chart", "1.0"), "unknown z2jh chart version"),
         (("--format", "lock", "--requested"), "--requested applies to"),
         (("--format", "lock", "--z2jh-chart", "4.3.0"), "apply to --format repo2docker and z2jh-config"),

@@ -153,6 +153,22 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     climbing_vcs_line.write_text(
         "legit @ git+https://example.org/legit.git@0123abcd#subdirectory=a/../../evil\n"
     )
+    # other shapes than export writes: refused as such, never coerced into package names
+    shapes = {
+        "python-number.json": lambda d: d.update(python=3.13),
+        "version-true.json": lambda d: d.update(version=True),
+        "source-type-list.json": lambda d: d["packages"][0].update(source={"type": []}),
+        "requested-text.json": lambda d: d["packages"][0].update(requested="yes"),
+    }
+    odd_locks = [variant(name, change) for name, change in shapes.items()]
+    scalar = files / "scalar.json"
+    scalar.write_text("null\n")
+    odd_ymls = []
+    for number, dependencies in enumerate(
+        ["[{pip: 5}]", "[null]", "[{pip: six}]", "[{pip: [], conda: [x]}]"]
+    ):
+        odd_ymls.append(files / f"odd-{number}.yml")
+        odd_ymls[-1].write_text(f"dependencies: {dependencies}\n")
     # a file only root may read, through a user's symlink: its line is never echoed
     secret = files / "secret"
     secret.write_text("root:s3cr3t-hash:20228:0:99999:7:::\n")
@@ -174,6 +190,8 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
         (climbing_archive, [], 2, "comes from a local path or an unknown kind of URL"),
         (climbing_vcs_line, [], 2, "comes from a local path or an unknown kind of URL"),
         (secret_link, [], 2, "team-env.txt, line 1 is not a valid requirement"),
+        *((lock, [], 2, "is not a tljh-admin lock file") for lock in (*odd_locks, scalar)),
+        *((yml, [], 2, "a dependencies entry") for yml in odd_ymls),
         (files / "missing.json", [], 2, "does not exist"),
     ]
     for path, extra, code, words in cases:

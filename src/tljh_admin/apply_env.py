@@ -187,6 +187,9 @@ def read_desired(path: str) -> Desired:
         return Desired(path, export.LOCK, lock.python, wanted, conda, notes)
     if path.endswith((".yml", ".yaml")):
         return _from_environment_yml(path, text)
+    if path.endswith(".json") or text.lstrip().startswith("["):
+        # `null` or `42` in a lock's place would be read as a requirement on a PyPI project
+        raise UsageError(f"{path} is not a tljh-admin lock file (no JSON object)", hint="export it again")
     wanted = []
     for number, raw in enumerate(text.splitlines(), start=1):
         line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
@@ -210,10 +213,24 @@ def _from_environment_yml(path: str, text: str) -> Desired:
     python, wanted, conda = None, [], []
     for item in dependencies:
         if isinstance(item, dict):
-            for number, line in enumerate(item.get("pip") or [], start=1):
-                wanted.append(_from_requirement_text(str(line), f"{path}, pip entry {number}"))
+            lines = item.get("pip")
+            if (
+                set(item) != {"pip"}
+                or not isinstance(lines, list)
+                or not all(isinstance(x, str) for x in lines)
+            ):
+                raise UsageError(
+                    f"{path}: a dependencies entry other than a conda spec or a `pip:` list of lines",
+                    hint="name an environment.yml as written by tljh env export",
+                )
+            for number, line in enumerate(lines, start=1):
+                wanted.append(_from_requirement_text(line, f"{path}, pip entry {number}"))
             continue
-        spec = str(item).strip()
+        if not isinstance(item, str):  # YAML's null, numbers and lists are no package names
+            raise UsageError(
+                f"{path}: a dependencies entry that is not a conda spec", hint="list conda packages as text"
+            )
+        spec = item.strip()
         name = spec.split("=")[0].split(" ")[0].strip()
         if name == "python":
             python = spec.partition("=")[2].lstrip("=") or None

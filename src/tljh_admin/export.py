@@ -287,35 +287,36 @@ def lock_from_document(document: dict, origin: str) -> Lock:
     )
     if not isinstance(document, dict) or document.get("schema") != LOCK_SCHEMA:
         raise bad
-    if not isinstance(document.get("version"), int) or document["version"] > LOCK_VERSION:
+    version = document.get("version")
+    if type(version) is not int or version < 1:  # `type`: JSON's true is no version
+        raise bad
+    if version > LOCK_VERSION:
         raise UsageError(
-            f"{origin} is a lock of version {document.get('version')};"
-            f" this tljh-admin reads up to {LOCK_VERSION}",
+            f"{origin} is a lock of version {version}; this tljh-admin reads up to {LOCK_VERSION}",
             hint="upgrade tljh-admin on this server",
         )
-    try:
-        packages = [
-            Package(
-                str(p["name"]),
-                str(p["version"]),
-                str(p["manager"]),
-                str(p.get("installer", "")),
-                bool(p.get("requested")),
-                dict(p.get("source") or {"type": UNKNOWN}),
-            )
-            for p in document["packages"]
-        ]
-    except (KeyError, TypeError, ValueError):
-        raise bad from None
+    fields = [document.get(k) for k in ("environment", "kind", "python")]
+    platform = document.get("platform")
+    entries = document.get("packages")
+    if any(f is not None and not isinstance(f, str) for f in fields) or not isinstance(entries, list):
+        raise bad
+    if platform is not None and not isinstance(platform, dict):
+        raise bad
+    packages = []
+    for p in entries:
+        # each field as export writes it: a string, a boolean, an object (never coerced)
+        texts = [p.get(k) for k in ("name", "version", "manager")] if isinstance(p, dict) else [None]
+        if not all(isinstance(t, str) for t in texts):
+            raise bad
+        installer, requested, source = p.get("installer", ""), p.get("requested", False), p.get("source")
+        if not isinstance(installer, str) or not isinstance(requested, bool):
+            raise bad
+        if source is not None and not (isinstance(source, dict) and isinstance(source.get("type"), str)):
+            raise bad
+        packages.append(Package(*texts, installer, requested, dict(source or {"type": UNKNOWN})))
     for package in packages:
         check_locked_package(package, origin)
-    return Lock(
-        document.get("environment"),
-        document.get("kind"),
-        document.get("python"),
-        document.get("platform"),
-        packages,
-    )
+    return Lock(*fields, platform, packages)
 
 
 # -- what a lock may say ----------------------------------------------------------------------
@@ -850,7 +851,23 @@ def export_repo2docker(layout, target: str, folder: str, chart: str | None) -> R
 DEFAULT_IMAGE_NAME = "tljh-user-env"
 
 
+# An image reference as the OCI distribution spec's grammar (distribution/reference) has it:
+# [registry[:port]/]path[:tag], path components lowercase with . _ __ - between, a tag of at
+# most 128 word characters, dots and dashes.
+_IMAGE = re.compile(
+    r"^(?:[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?(?::[0-9]+)?/)?"
+    r"[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*(?:/[a-z0-9]+(?:(?:\.|_|__|-+)[a-z0-9]+)*)*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?$",
+    re.ASCII,
+)
+
+
 def parse_image(image: str | None, default_tag: str) -> tuple[str, str]:
+    if image is not None and not _IMAGE.match(image):
+        raise UsageError(
+            f"--image {image[:80]!r} is not an image name",
+            hint="e.g. --image registry.example.org/course/env:v1",
+        )
     if not image:
         return DEFAULT_IMAGE_NAME, default_tag
     name, sep, tag = image.rpartition(":")

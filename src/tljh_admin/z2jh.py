@@ -157,6 +157,8 @@ def read_tljh_config(prefix: str) -> tuple[dict, str]:
         return {}, path
     except OSError as error:
         raise UsageError(f"cannot read {path}: {error.strerror}", hint="run with sudo") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path} is not UTF-8 text", hint="fix it with tljh-config") from None
     # ruamel.yaml: TLJH reads and writes config.yaml with it (tljh/yaml.py).
     from ruamel.yaml import YAML, YAMLError
 
@@ -169,7 +171,58 @@ def read_tljh_config(prefix: str) -> tuple[dict, str]:
         return {}, path
     if not isinstance(data, dict):
         raise UsageError(f"{path} is not a mapping of settings", hint="fix it with tljh-config")
+    wrong = _misshapen(data)
+    if wrong:
+        raise UsageError(f"{path}: {wrong[0]} is not {wrong[1]}", hint="fix it with tljh-config")
     return data, path
+
+
+_NUMBER = (int, float)
+# The shapes of the settings translate() reads (TLJH's tljh/config-schema.json and
+# tljh/configurer.py): (dotted key, accepted types, in words). Absent or null is always fine.
+_SHAPES = (
+    ("auth", (dict,), "a mapping"),
+    ("users", (dict,), "a mapping"),
+    ("users.allowed", (list,), "a list of names"),
+    ("users.banned", (list,), "a list of names"),
+    ("users.admin", (list,), "a list of names"),
+    ("limits", (dict,), "a mapping"),
+    ("limits.memory", (str, *_NUMBER), "a size such as 4G"),
+    ("limits.cpu", (*_NUMBER, str), "a number of CPUs"),
+    ("base_url", (str,), "a URL path"),
+    ("user_environment", (dict,), "a mapping"),
+    ("services", (dict,), "a mapping"),
+    ("services.cull", (dict,), "a mapping"),
+    ("https", (dict,), "a mapping"),
+    ("https.letsencrypt", (dict,), "a mapping"),
+    ("https.letsencrypt.domains", (list,), "a list of domains"),
+    ("https.letsencrypt.email", (str,), "an email address"),
+)
+
+
+def _misshapen(data: dict) -> tuple[str, str] | None:
+    """(dotted key, what it should be) for the first setting of another shape, or None."""
+    for key, types, words in _SHAPES:
+        value = data
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, types):
+            return key, words
+        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+            return key, words
+        if key == "limits.cpu" and isinstance(value, str) and not _is_number(value):
+            return key, words
+    return None
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def _merged(defaults: dict, overrides: dict) -> dict:

@@ -117,7 +117,7 @@ def env_export(
             render.message(note)
         _emit(text.text, dest)
     elif format == export.REPO2DOCKER:
-        if not dest:
+        if not dest or dest == "-":
             raise UsageError("--format repo2docker needs a folder to write", hint="add DIR: a new folder")
         exported = export.export_repo2docker(layout, target, dest, z2jh_chart)
         for note in exported.notes:
