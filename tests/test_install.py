@@ -466,7 +466,7 @@ def test_uninstall_then_rollback(tljh, prefix, system_python):
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 
-def test_uninstall_refusals(tljh, prefix, system_python):
+def test_uninstall_refusals(tljh, prefix, system_python, offline):
     before = everything(prefix, system_python)
     missing = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "not-installed", "--yes")
     assert missing.code == ExitCode.USAGE and "not installed" in missing.stderr
@@ -474,6 +474,20 @@ def test_uninstall_refusals(tljh, prefix, system_python):
     assert hub.code == ExitCode.REFUSED and "--force" in hub.stderr
     pip = tljh("--prefix", prefix, "env", "uninstall", "-t", "hub", "pip", "--dry-run")
     assert pip.code == ExitCode.REFUSED and "breaks TLJH's installer and every later change" in pip.stderr
+    # once tljh-admin's state folder exists, refusals, failed resolves and dry runs that got
+    # as far as the locks write nothing, not even a lock's holder note (the installer's work
+    # folder comes and goes in state/tljh-admin/scratch, whose time alone changes)
+    whole = file_listing(prefix)
+    for args, code in (
+        (("env", "uninstall", "-t", "user", "not-installed", "--yes"), ExitCode.USAGE),
+        (("env", "rollback", "-t", "user", "--to", "99", "--yes"), ExitCode.USAGE),
+        (("env", "install", "-t", "user", "numpy==0.0.0.1", "--yes"), ExitCode.RESOLUTION_FAILED),
+        (("env", "install", "-t", "user", "numpy==2.1.0", "--dry-run"), ExitCode.OK),
+    ):
+        result = tljh("--prefix", prefix, *args, env=offline)
+        assert result.code == code, (args, result.stderr)
+    changed = listing_diff(whole, file_listing(prefix))
+    assert [line for line in changed if not line.startswith("~ state/tljh-admin/scratch: ")] == []
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 

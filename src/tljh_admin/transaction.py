@@ -440,18 +440,39 @@ def now_iso() -> str:
 # -- locks ------------------------------------------------------------------------------
 
 
+#: lock file path -> (descriptor, whether this process wrote its holder note), while held
+_HELD: dict[str, list] = {}
+
+
 @contextlib.contextmanager
 def env_locks(state: StateDir, envs, timeout: float, notify: Notify = _quiet) -> Iterator[None]:
     """Hold each environment's lock (in a fixed order, so two changes cannot deadlock)."""
-    handles = []
+    paths = []
     try:
         for name in sorted(set(envs), key=ENV_NAMES.index):
-            handles.append(_acquire(state, state.path("locks", f"{name}.lock"), name, timeout, notify))
+            path = state.path("locks", f"{name}.lock")
+            _HELD[path] = [_acquire(state, path, name, timeout, notify), False]
+            paths.append(path)
         yield
     finally:
-        for fd in reversed(handles):
+        for path in reversed(paths):
+            fd, noted = _HELD.pop(path)
+            if noted:
+                os.ftruncate(fd, 0)  # the holder is gone: no stale note for the next waiter
             fcntl.flock(fd, fcntl.LOCK_UN)
             os.close(fd)
+
+
+def note_lock_holder(state: StateDir, envs) -> None:
+    """Write who holds these locks, for a command that waits on them. Only once a change
+    begins: planning, dry runs and refusals write nothing, not even a lock's note."""
+    note = f"pid {os.getpid()} ({who()}, since {now_iso()})".encode()
+    for env in envs:
+        held = _HELD.get(state.path("locks", f"{env}.lock"))
+        if held:
+            os.ftruncate(held[0], 0)
+            os.pwrite(held[0], note, 0)
+            held[1] = True
 
 
 def _acquire(state: StateDir, path: str, env: str, timeout: float, notify: Notify) -> int:
@@ -479,8 +500,6 @@ def _acquire(state: StateDir, path: str, env: str, timeout: float, notify: Notif
                         hint="wait for it to finish, or raise --lock-timeout",
                     ) from None
                 time.sleep(0.1)
-    os.ftruncate(fd, 0)
-    os.pwrite(fd, f"pid {os.getpid()} ({who()}, since {now_iso()})".encode(), 0)
     return fd
 
 
@@ -920,6 +939,7 @@ class Change:
             return self.journal_entry()
 
         self.change_id = self.state.reserve_id(entry)
+        note_lock_holder(self.state, self.envs)
         for name, env_state in self.envs.items():
             dest = self.state.snapshot_dir(self.change_id, name)
             os.makedirs(dest, mode=0o700)
