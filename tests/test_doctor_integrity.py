@@ -303,7 +303,7 @@ def test_hub_venv_left_behind_by_the_os_python(tljh, prefix, wheelhouse, tmp_pat
     if old is None or new is None:
         pytest.skip("needs CPython 3.10 and 3.12 under ~/.pyenv/versions")
     base = tmp_path / "usr"  # the OS Python the hub venv is made from
-    prefixes.copy_cpython(old, base)
+    prefixes.copy_cpython(old, base, with_pip=False)  # it only makes the venv
     hub = prefix / "hub"
     shutil.rmtree(hub)
     prefixes.run([base / "bin" / "python3", "-m", "venv", hub])
@@ -316,7 +316,7 @@ def test_hub_venv_left_behind_by_the_os_python(tljh, prefix, wheelhouse, tmp_pat
     # the OS upgrade: 3.10 goes, 3.12 takes its place; the interpreter file is a real copy
     # named python3, so only its installation says which Python it is
     base.rename(tmp_path / "usr-3.10-removed")
-    prefixes.copy_cpython(new, base)
+    prefixes.copy_cpython(new, base, with_pip=False)
     (base / "bin" / "python3").unlink()
     shutil.copy2(base / "bin" / "python3.12", base / "bin" / "python3")
     assert binary_version(str(base / "bin" / "python3")) == "3.12"

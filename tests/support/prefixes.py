@@ -102,8 +102,9 @@ def newest_bundled_pip() -> Path | None:
     return max(wheels, key=lambda w: _version_key(w.name.split("-")[1]), default=None)
 
 
-def copy_cpython(source: Path, dest: Path) -> Path:
-    """Copy a CPython installation (its interpreter, stdlib and headers) to `dest` and give it pip."""
+def copy_cpython(source: Path, dest: Path, with_pip: bool = True) -> Path:
+    """Copy a CPython installation (its interpreter, stdlib and headers) to `dest` and give it
+    pip (not needed by one that only makes venvs: `-m venv` bootstraps the venv's own pip)."""
     short = _is_full_cpython(source)
     assert short, f"{source} is not a CPython installation"
     (dest / "bin").mkdir(parents=True)
@@ -125,7 +126,8 @@ def copy_cpython(source: Path, dest: Path) -> Path:
         shutil.copytree(source / "include" / f"python{short}", dest / "include" / f"python{short}")
     # ensurepip installs the pip wheel bundled with the interpreter: offline, like TLJH's
     # Miniforge, which ships pip.
-    run([dest / "bin" / "python3", "-m", "ensurepip", "--default-pip"])
+    if with_pip:
+        run([dest / "bin" / "python3", "-m", "ensurepip", "--default-pip"])
     return dest
 
 
