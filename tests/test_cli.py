@@ -75,7 +75,9 @@ def test_a_closed_stdout_ends_quietly(shared_prefix, system_python, argv, fastpa
 
 
 @pytest.mark.parametrize("fastpath", ["1", "0"])
-def test_closed_or_full_standard_streams_are_no_traceback(shared_prefix, system_python, tmp_path, fastpath):
+def test_closed_or_full_standard_streams_are_no_traceback(
+    shared_prefix, system_python, wheelhouse, tmp_path, fastpath
+):
     """`tljh ... >&-`, `>/dev/full`, `2>&-`: never a traceback. A full stdout is one line and
     exit 74 (EX_IOERR); a closed stdout or stderr keeps the command's own exit code, and the
     descriptor is /dev/null, so no file tljh-admin opens becomes its stdout."""
@@ -99,6 +101,10 @@ def test_closed_or_full_standard_streams_are_no_traceback(shared_prefix, system_
     missing = ["--prefix", tmp_path / "nowhere", "env", "list"]
     for close in ([2], [1, 2]):
         assert run(missing, close=close, stderr=None).returncode == ExitCode.USAGE
+    # stdin closed: no terminal to ask on, so a change without --yes is refused in one line
+    env.update(PIP_NO_INDEX="1", PIP_FIND_LINKS=str(wheelhouse))
+    asked = run(["--prefix", shared_prefix, "env", "install", "-t", "user", "oauthenticator"], close=[0])
+    assert asked.returncode == ExitCode.USAGE and "--yes" in asked.stderr and "Traceback" not in asked.stderr
 
 
 def _commands_named_in(hint: str) -> list[list[str]]:

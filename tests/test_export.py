@@ -326,6 +326,9 @@ def test_bad_input_changes_nothing(carrying_prefix, system_python, tmp_path):
     config.write_bytes(b"\xff\xfe")
     with pytest.raises(UsageError, match="is not UTF-8 text"):
         export.export_z2jh_config(layout, "user", None, None, False)
+    config.write_text("users: {admin: [20231234, ada]}\n")  # tljh-config keeps digits a number
+    text, _ = export.export_z2jh_config(layout, "user", None, None, False)
+    assert "- '20231234'" in text or '- "20231234"' in text, text
 
 
 def test_conda_env_lock_and_repo2docker(conda_prefix, system_python, tmp_path):

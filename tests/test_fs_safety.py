@@ -108,6 +108,7 @@ def test_normalisation_refuses_a_linked_file_another_uid_owns(tmp_path):
 
     from tljh_admin import snapshot, transaction
     from tljh_admin.errors import ChangeFailed
+    from tljh_admin.permissions import acl_writers
 
     env, cache = tmp_path / "env", tmp_path / "their-cache"
     (env / "site").mkdir(parents=True)
@@ -119,6 +120,13 @@ def test_normalisation_refuses_a_linked_file_another_uid_owns(tmp_path):
     with pytest.raises(ChangeFailed, match="uid 65534 owns"):
         transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
     assert cached.stat().st_uid == 65534  # nothing chowned through the link
+
+    # root's own linked file (conda's package cache) with an ACL for others: taken away
+    os.chown(cached, 0, 0)
+    cached.chmod(0o644)
+    _grant_write_by_acl(cached, 65534)
+    report = transaction.normalize_permissions(snapshot.install_areas(str(env), []), (0, 0))
+    assert report.acl_removed == 1 and acl_writers(str(cached), (0, 0), False) == []
 
 
 def test_normalisation_skips_pkgs_under_a_prefix_with_glob_characters(tmp_path, planted_find):
@@ -327,8 +335,8 @@ def test_installers_keep_nothing_in_folders_another_user_owns(prefix, install, o
     """Under `sudo -E`, HOME, XDG_CACHE_HOME, TMPDIR (and an admin's UV_CACHE_DIR) still
     name folders another uid owns. uv kept its cache there and hard-linked its files into
     the env, where that uid could change them in place after root installed them. The
-    installer now gets root's own home and a private TMPDIR, and uv copies: every file the
-    change wrote has one name, and is root's."""
+    installer now gets root's own home and a private TMPDIR: nothing lands in their folders,
+    and every file the change wrote is root's, however many names it has."""
     theirs = tmp_path / "theirs"
     folders = {name: theirs / name for name in ("HOME", "XDG_CACHE_HOME", "TMPDIR", "UV_CACHE_DIR")}
     for folder in folders.values():
@@ -342,7 +350,7 @@ def test_installers_keep_nothing_in_folders_another_user_owns(prefix, install, o
     assert [p for p in theirs.rglob("*") if p not in folders.values()] == []
     site = _site(prefix / "user")
     written = [p for p in (site / "oauthenticator").rglob("*") if p.is_file()]
-    assert written and {(p.stat().st_nlink, p.stat().st_uid) for p in written} == {(1, 0)}
+    assert written and {p.stat().st_uid for p in written} == {0}
 
 
 def test_an_installers_private_config_stays_private(tljh, prefix, install):  # noqa: F811
@@ -362,6 +370,37 @@ def test_an_installers_private_config_stays_private(tljh, prefix, install):  # n
     result = install("user", "oauthenticator", "--yes")
     assert result.code == 0, result.stderr
     assert [stat.S_IMODE(p.stat().st_mode) for p in private] == [0o600, 0o600]
+
+
+def test_a_symlinked_env_or_a_group_given_prefix_is_not_roots(prefix, install, tmp_path):  # noqa: F811
+    """A user env that is a symlink to a folder another uid owns (find never follows a
+    symlinked start, so nothing in it was judged), and a PREFIX whose group an admin made
+    another (its members were trusted to write): both refused before anything runs."""
+    import shutil
+
+    from tljh_admin.errors import ExitCode
+
+    theirs = tmp_path / "theirs"
+    shutil.copytree(prefix / "user", theirs, symlinks=True)
+    for folder, dirs, files in os.walk(theirs):
+        for name in [folder, *(os.path.join(folder, n) for n in dirs + files)]:
+            os.lchown(name, 65534, 65534)
+    moved = prefix / "user-moved"
+    (prefix / "user").rename(moved)
+    (prefix / "user").symlink_to(theirs)
+    result = install("user", "--dry-run", "oauthenticator")
+    assert result.code == ExitCode.REFUSED and f"{theirs}: uid 65534 owns it" in result.stderr, result.stderr
+    (prefix / "user").unlink()
+    moved.rename(prefix / "user")
+
+    from tests.support import prefixes
+
+    module = prefixes.own(_site(prefix / "hub") / "jupyterhub" / "__init__.py")
+    os.chown(prefix, 0, 1234)
+    os.chown(module, 0, 1234)
+    module.chmod(0o664)
+    result = install("hub", "--dry-run", "oauthenticator")
+    assert result.code == ExitCode.REFUSED and "group 1234 may write it" in result.stderr, result.stderr
 
 
 def test_a_pth_naming_a_missing_folder_outside_the_hub(tljh, prefix, install, tmp_path):  # noqa: F811

@@ -327,6 +327,14 @@ def test_upgrade_version_moves_tljh_from_git_and_plans_from_its_own_list(world, 
         world.repo.chmod(mode)
     assert refused.code == ExitCode.REFUSED, refused.stderr
     assert f"{world.repo}: it is world-writable" in refused.stderr
+    # gone (a /tmp cleared at boot): whoever creates that path first decides what is built
+    away = world.repo.with_name("tljh-repo-away")
+    world.repo.rename(away)
+    try:
+        refused = tljh("--prefix", prefix, "upgrade", "--version", "v2.0.1", "--json", env=world.index_env())
+    finally:
+        away.rename(world.repo)
+    assert refused.code == ExitCode.REFUSED and "does not exist" in refused.stderr, refused.stderr
 
 
 def test_a_standalone_user_env_becomes_a_venv_of_the_system_python(world, prefix, tljh):

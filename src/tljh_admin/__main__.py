@@ -49,9 +49,12 @@ def main(argv: list[str] | None = None) -> None:
         render.print_error(PermissionDenied(f"this user cannot read {where}", hint="run with sudo"))
         code = int(PermissionDenied.exit_code)
     except OSError as error:  # stdout full (/dev/full), a failing disk: one line, no traceback
-        render.print_error(
-            TljhError(f"input/output error: {error.strerror or error}", exit_code=ExitCode.IO_ERROR)
-        )
+        import errno
+
+        io = error.errno in (errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+        where = f" ({error.filename})" if error.filename else ""
+        message = f"{'input/output error' if io else 'error'}: {error.strerror or error}{where}"
+        render.print_error(TljhError(message, exit_code=ExitCode.IO_ERROR))
         code = _discard_stdout(int(ExitCode.IO_ERROR))
     sys.exit(code)
 
@@ -70,6 +73,8 @@ def _open_standard_streams() -> None:
             if null != fd:
                 os.dup2(null, fd)
                 os.close(null)
+    if sys.stdin is None:  # Python found fd 0 closed at start
+        sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own stdin)
     if sys.stdout is None:  # Python found fd 1 closed at start
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the process's own stdout)
     if sys.stderr is None:

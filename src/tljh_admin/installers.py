@@ -461,8 +461,9 @@ class UvInstaller(Installer):
     ) -> list[str]:
         # Bytecode is compiled now: users cannot write __pycache__ in a root-owned env.
         # uv's default link mode stays (hard links from its cache on Linux: 2.5x faster than
-        # copies here); installers never rewrite files in place, and UV_LINK_MODE=copy is
-        # honoured for admins who edit installed files by hand.
+        # copies here), from root's own cache (policy.isolated_environment); installers never
+        # rewrite files in place, and UV_LINK_MODE=copy is honoured for admins who edit
+        # installed files by hand.
         return [
             *self._uv("install", "--compile-bytecode"),
             *self.install_args(requirements, constraint_file, upgrade, options),

@@ -340,14 +340,14 @@ def scanned_entry(path: str, st: os.stat_result, is_dir: bool) -> ScannedEntry:
 
 
 def code_owner(prefix: str) -> tuple[int, int]:
-    """(uid, gid) that should own the code root runs from PREFIX: the prefix's owner when
-    that is root (TLJH's installer runs as root) or the user running tljh-admin (a
-    developer's own sandbox); root:root otherwise. A prefix another user owns is theirs to
-    swap: what root would run from it is that user's, so it is flagged, never trusted."""
+    """(uid, gid) that should own the code root runs from PREFIX: root:root (TLJH's installer
+    runs as root), or the owner of a developer's own sandbox when they run tljh-admin on it.
+    A prefix another user owns is theirs to swap: what root would run from it is that
+    user's, so it is flagged, never trusted."""
     st = os.stat(prefix)
-    if st.st_uid in (0, os.geteuid()):
+    if st.st_uid == os.geteuid() != 0:
         return st.st_uid, st.st_gid
-    return 0, 0
+    return 0, 0  # root's own group too: a group an admin gave the prefix is no reason to trust it
 
 
 def trusted_uids(owner: tuple[int, int]) -> set[int]:
@@ -448,11 +448,13 @@ def unsafe_around(root: str, interpreter: str, owner: tuple[int, int]) -> list[t
     interpreter's real file (a venv's python is the system's). What lies inside the root
     is the scans' (changeable_by_others, doctor's find): left out here."""
     real_root = os.path.realpath(root)
-    inside = real_root + "/"
+    # what lies in the root is the scans' (find starts there), unless the root is a symlink:
+    # find does not follow one, so nothing in it would be judged
+    scanned = real_root + "/" if real_root == root.rstrip("/") else None
     found = []
-    for path in dict.fromkeys([os.path.dirname(real_root), os.path.realpath(interpreter)]):
+    for path in dict.fromkeys([os.path.dirname(real_root), real_root, os.path.realpath(interpreter)]):
         unsafe = unsafe_ancestor(path, owner)
-        if unsafe and not (unsafe[0] + "/").startswith(inside) and unsafe not in found:
+        if unsafe and not (scanned and (unsafe[0] + "/").startswith(scanned)) and unsafe not in found:
             found.append(unsafe)
     return found
 
@@ -554,7 +556,7 @@ def others_can_change(env) -> list[tuple[str, str]]:
     root = env.root.rstrip("/")
     owner = code_owner(os.path.dirname(root))
     found = unsafe_around(root, env.interpreter.path, owner)
-    found += changeable_by_others(root, owner)
+    found += changeable_by_others(os.path.realpath(root), owner)
     seen = {path for path, _ in found}
     for folder in install_folders(root, env.site_dirs):
         writers = folder not in seen and acl_writers(folder, owner, True)

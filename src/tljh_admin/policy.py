@@ -143,14 +143,14 @@ def isolated_environment(environ: Mapping[str, str], env_root: str, workdir: str
     env["UV_NO_CONFIG"] = "1"
     # caches, temporary builds and conda's ~/.condarc only where nobody but this user can
     # change them: under `sudo -E`, HOME, TMPDIR and XDG_* still name the admin's folders,
-    # and uv (unlike pip) uses a cache another uid owns, linking its files into the env
+    # and uv (unlike pip) uses a cache another uid owns, hard-linking its files into the env
+    # (so UV_CACHE_DIR is not passed on either)
     for key in [k for k in env if k.startswith("XDG_")]:
         del env[key]
     env["HOME"] = installer_home(workdir)
     env["TMPDIR"] = workdir
-    # every file a change writes gets a name of its own, never a link into uv's cache: the
-    # change's normalisation then fixes its owner and modes in full
-    env["UV_LINK_MODE"] = "copy"
+    if environ.get("UV_LINK_MODE") in ("copy", "hardlink", "clone"):  # never `symlink`: env files
+        env["UV_LINK_MODE"] = environ["UV_LINK_MODE"]  # would lead into root's own cache
     env["PYTHONNOUSERSITE"] = "1"
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     env["PIP_NO_INPUT"] = "1"

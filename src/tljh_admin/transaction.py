@@ -485,7 +485,10 @@ def _acquire(state: StateDir, path: str, env: str, timeout: float, notify: Notif
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        holder = os.pread(fd, 200, 0).decode(errors="replace").strip() or "another tljh command"
+        holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
+        pid = holder.split()[1] if holder.startswith("pid ") and len(holder.split()) > 1 else ""
+        if not (pid.isdigit() and os.path.exists(f"/proc/{pid}")):
+            holder = "another tljh command"  # no note, or one a killed change left behind
         notify(f"waiting for {holder} to finish with the {env} environment (up to {timeout:.0f} s)")
         deadline = time.monotonic() + timeout
         while True:
@@ -756,12 +759,15 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport, readable: bo
             raise ChangeFailed(
                 f"the installer linked in a file that uid {st.st_uid} owns and can change (inode"
                 f" {st.st_ino}), and it cannot be made root's safely; the change is undone",
-                hint="check the installer's cache and configuration: tljh-admin runs it with a"
-                " private HOME, TMPDIR and UV_LINK_MODE=copy",
+                hint="check the installer's cache and configuration: tljh-admin runs it with root's"
+                " own HOME and a private TMPDIR",
             )
         if st.st_mode & stat.S_IWOTH:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
             report.world_writable_fixed += 1
+        if st.st_mode & stat.S_IWGRP and permissions.acl_writers(fd, (uid, gid), False):
+            permissions.drop_acls(fd)  # taking access away is safe through any name
+            report.acl_removed += 1
         return
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.fchown(fd, uid, gid)

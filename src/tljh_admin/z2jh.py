@@ -210,7 +210,10 @@ def _misshapen(data: dict) -> tuple[str, str] | None:
             continue
         if isinstance(value, bool) or not isinstance(value, types):
             return key, words
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
+        # tljh-config stores an all-digit name (a student id) as a number
+        if isinstance(value, list) and not all(
+            isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
+        ):
             return key, words
         if key == "limits.cpu" and isinstance(value, str) and not _is_number(value):
             return key, words
@@ -295,7 +298,7 @@ def translate(
         names = users.get(tljh_key) or []
         carried.add(f"users.{tljh_key}")
         if names:
-            authenticator_config[z2jh_key] = list(names)
+            authenticator_config[z2jh_key] = [str(name) for name in names]
     if authenticator_config:
         hub_config["Authenticator"] = authenticator_config
     # tljh/configurer.py update_userlists(): the default authenticator with nobody allowed

@@ -180,6 +180,8 @@ def _unsafe_around(ctx: Context, name: str, world_writable: bool) -> list[Findin
             hint = f"sudo chmod o-w {quoted(path)}"
         elif why.startswith("group"):
             hint = f"sudo chmod g-w {quoted(path)}"
+        elif why.startswith("an ACL"):
+            hint = f"sudo setfacl -b {quoted(path)}"
         else:
             hint = f"check who made it theirs, then sudo chown root:root {quoted(path)}"
         found.append(
@@ -352,10 +354,13 @@ def hub_config(ctx: Context, name: str) -> list[Finding]:
                 )
             )
 
+    unreadable: list[OSError] = []
     judge(folder)
-    for top, dirs, files in os.walk(folder):  # never into a symlinked folder: judged above
+    for top, dirs, files in os.walk(folder, onerror=unreadable.append):  # never into a symlinked folder
         for entry in (*dirs, *files):
             if len(found) >= MAX_PATH_FINDINGS:
                 return found
             judge(os.path.join(top, entry))
+    if unreadable and os.geteuid() != 0:  # TLJH makes config/ 0700: only root sees into it
+        found.append(Finding(SKIPPED, f"{SKIPPED_NEEDS_ROOT} ({unreadable[0]})", folder, "sudo tljh doctor"))
     return found
