@@ -480,6 +480,11 @@ def test_a_history_line_edited_into_another_shape_is_skipped(prefix, run):
             result = run(*args)
             assert result.code == 0 and "Traceback" not in result.stderr, (name, args, result.stderr)
         assert [c["id"] for c in run("env", "history", "--json").json()["changes"]] == [1], name
+    # doctor names the line rollback cannot see (before, nothing said so)
+    doc = run("doctor", "--json", "unfinished-change").json()
+    (finding,) = [f for c in doc["checks"] for f in c["findings"] if f["status"] == "warning"]
+    assert "(line 2:" in finding["message"] and finding["impact"] == "changes-fail"
+    assert finding["subject"] == str(state / "history.jsonl") and finding["hint"].startswith("look at")
 
 
 @pytest.mark.floor

@@ -164,11 +164,19 @@ class StateDir:
     # -- history -----------------------------------------------------------------------
     def history(self) -> list[dict]:
         """Every finished change; a torn or garbled line (a write cut short) is skipped."""
+        return self._read_history()[0]
+
+    def unreadable_history_lines(self) -> list[int]:
+        """The numbers of the history lines that are no change record (a write cut short,
+        an edit): env history and env rollback do not see those changes."""
+        return self._read_history()[1]
+
+    def _read_history(self) -> tuple[list[dict], list[int]]:
         path = self.path("history.jsonl")
         try:
             fd = self._open(path, os.O_RDONLY)
         except FileNotFoundError:
-            return []
+            return [], []
         except PermissionError:
             raise PermissionDenied(
                 f"this user cannot read tljh-admin's history in {self.root}", hint="run with sudo"
@@ -177,16 +185,18 @@ class StateDir:
             if error.errno == errno.ELOOP:
                 raise Refused(f"{path} is a symlink; it is not read", hint=_state_hint(self.root)) from None
             raise
-        entries = []
+        entries, unreadable = [], []
         with os.fdopen(fd, "rb") as f:
-            for raw in f:
+            for number, raw in enumerate(f, start=1):
                 try:
                     entry = json.loads(raw)
                 except ValueError:
-                    continue
+                    entry = None
                 if isinstance(entry, dict) and _well_formed_entry(entry):
                     entries.append(entry)
-        return entries
+                elif raw.strip():
+                    unreadable.append(number)
+        return entries, unreadable
 
     def append_history(self, entry: dict) -> None:
         """Append one line; a torn last line left by a killed writer is ended first, so it

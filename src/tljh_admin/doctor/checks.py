@@ -493,6 +493,25 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
                 Fix(f"restore the files from before change {journal['id']}", restore),
             )
         )
+    try:
+        unreadable = state.unreadable_history_lines()
+    except PermissionDenied:
+        unreadable = []  # said above: the journals could not be read either
+    if unreadable:
+        history = integrity.quoted(state.path("history.jsonl"))
+        lines = ", ".join(map(str, unreadable[:5])) + (" ..." if len(unreadable) > 5 else "")
+        found.append(
+            Finding(
+                WARNING,
+                f"{len(unreadable)} lines of tljh-admin's history are no change record (line {lines}: a"
+                " write cut short by a crash, or an edit); env history and env rollback do not see them",
+                state.path("history.jsonl"),
+                f"look at those lines (sudo sed -n {unreadable[0]}p {history});"
+                " the environments are as tljh env packages shows",
+                None,
+                CHANGES_FAIL,
+            )
+        )
     return found
 
 
