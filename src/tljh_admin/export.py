@@ -627,8 +627,7 @@ def _read_env_files(root: str, paths: list[str]) -> list[bytes | None]:
     from tljh_admin import permissions
     from tljh_admin.snapshot import Beneath
 
-    root_st = os.stat(root)
-    owner = (root_st.st_uid, root_st.st_gid)
+    owner = permissions.code_owner(os.path.dirname(root.rstrip("/")))
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     contents: list[bytes | None] = []
     with Beneath(root) as beneath:  # one walk for all: folders kept open between files

@@ -350,6 +350,12 @@ def code_owner(prefix: str) -> tuple[int, int]:
     return 0, 0  # root's own group too: a group an admin gave the prefix is no reason to trust it
 
 
+def running_user() -> tuple[int, int]:
+    """(uid, gid) of this process: the owner to judge by for what it alone runs (a local
+    source, its own home and temporary folder)."""
+    return os.geteuid(), os.getegid()
+
+
 def trusted_uids(owner: tuple[int, int]) -> set[int]:
     """Who may own and write what root runs: root, and the code owner (code_owner)."""
     return {0, owner[0]}
@@ -369,7 +375,7 @@ def other_writer(st: os.stat_result, owner: tuple[int, int], at: str | int) -> s
             return f"group {st.st_gid} may write it"
         writers = acl_writers(at, owner, stat.S_ISDIR(st.st_mode))
         if writers:
-            return f"an ACL lets {', '.join(writers)} write it"
+            return acl_why(writers)
     return None
 
 
@@ -394,13 +400,28 @@ def acl_writers(at: str | int, owner: tuple[int, int], is_dir: bool) -> list[str
             continue
         entries = [struct.unpack_from("<HHI", raw, offset) for offset in range(4, len(raw) - 7, 8)]
         mask = next((perm for tag, perm, _ in entries if tag == _ACL_MASK), _ACL_WRITE)
-        for tag, perm, who in entries:
-            if not perm & mask & _ACL_WRITE:
-                continue
-            if tag == _ACL_USER and who not in trusted_uids(owner):
-                found.append(f"uid {who}" + (" (in new files)" if name != ACL_XATTRS[0] else ""))
-            elif tag == _ACL_GROUP and who not in (0, owner[1]):
-                found.append(f"group {who}" + (" (in new files)" if name != ACL_XATTRS[0] else ""))
+        trusted = {_ACL_USER: trusted_uids(owner), _ACL_GROUP: {0, owner[1]}}
+        later = " (in new files)" if name != ACL_XATTRS[0] else ""
+        found += [
+            f"{'uid' if tag == _ACL_USER else 'group'} {who}{later}"
+            for tag, perm, who in entries
+            if perm & mask & _ACL_WRITE and tag in trusted and who not in trusted[tag]
+        ]
+    return found
+
+
+def acl_why(writers: list[str]) -> str:
+    return f"an ACL lets {', '.join(writers)} write it"
+
+
+def default_acl_writers(root: str, site_dirs, owner: tuple[int, int]) -> list[tuple[str, list[str]]]:
+    """(folder, writers) for the folders installers add entries to whose ACLs (a default one
+    leaves the folder's own mode alone) let others write what they will hold."""
+    found = []
+    for folder in install_folders(root, site_dirs):
+        writers = acl_writers(folder, owner, True)
+        if writers:
+            found.append((folder, writers))
     return found
 
 
@@ -418,6 +439,22 @@ def drop_acls(fd: int) -> None:
     for name in ACL_XATTRS:
         with contextlib.suppress(OSError):  # it has none (or is no folder: no default ACL)
             os.removexattr(fd, name)
+
+
+def remedy(st: os.stat_result, owner: tuple[int, int], path: str) -> str:
+    """The command that takes others' access to `path` away, for what other_writer found."""
+    import shlex
+
+    quoted = shlex.quote(path)
+    if st.st_uid not in trusted_uids(owner):
+        return (
+            f"check who made it theirs (remove it if nobody should have), then sudo chown root:root {quoted}"
+        )
+    if st.st_mode & stat.S_IWOTH:
+        return f"sudo chmod o-w {quoted}"
+    if st.st_gid not in (0, owner[1]):
+        return f"sudo chmod g-w {quoted}"
+    return f"sudo setfacl -b {quoted}"
 
 
 def unsafe_ancestor(path: str, owner: tuple[int, int]) -> tuple[str, str] | None:
@@ -558,10 +595,7 @@ def others_can_change(env) -> list[tuple[str, str]]:
     found = unsafe_around(root, env.interpreter.path, owner)
     found += changeable_by_others(os.path.realpath(root), owner)
     seen = {path for path, _ in found}
-    for folder in install_folders(root, env.site_dirs):
-        writers = folder not in seen and acl_writers(folder, owner, True)
-        if writers:
-            found.append((folder, f"an ACL lets {', '.join(writers)} write it"))
+    found += [(f, acl_why(w)) for f, w in default_acl_writers(root, env.site_dirs, owner) if f not in seen]
     found += [
         (pth, f"it names {folder}, and {why}")
         for pth, folder, outside, why in sys_path_entries(root, env.site_dirs, owner)

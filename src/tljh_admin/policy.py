@@ -170,7 +170,7 @@ def installer_home(workdir: str) -> str:
         home = pwd.getpwuid(os.geteuid()).pw_dir
     except KeyError:
         return workdir
-    if home and os.path.isdir(home) and not permissions.unsafe_ancestor(home, (os.geteuid(), os.getegid())):
+    if home and os.path.isdir(home) and not permissions.unsafe_ancestor(home, permissions.running_user()):
         return home
     return workdir
 
@@ -190,7 +190,7 @@ def _shared_safely(folder: str) -> bool:
     if st.st_uid not in (0, os.geteuid()) or (st.st_mode & 0o022 and not st.st_mode & stat.S_ISVTX):
         return False
     parent = os.path.dirname(os.path.realpath(folder))
-    return not permissions.unsafe_ancestor(parent, (os.geteuid(), os.getegid()))
+    return not permissions.unsafe_ancestor(parent, permissions.running_user())
 
 
 @dataclass(frozen=True)

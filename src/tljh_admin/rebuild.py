@@ -308,19 +308,6 @@ def _safe_url(url: str) -> bool:
     return bool(url) and not url.startswith("-") and not any(c in url for c in "\n\r \t")
 
 
-def _others_can_change(local: str) -> str:
-    """Who other than root could change a local source (a folder a user recreated in /tmp
-    after the one installed from was cleared, a checkout in a home): "path: why", or ""."""
-    from tljh_admin import permissions
-
-    owner = (os.geteuid(), os.getegid())
-    unsafe = permissions.unsafe_ancestor(local, owner)
-    if unsafe:
-        return f"{unsafe[0]}: {unsafe[1]}"
-    found = permissions.changeable_by_others(os.path.realpath(local), owner, limit=1)
-    return f"{found[0][0]}: {found[0][1]}" if found else ""
-
-
 def requirement_line(dist: InstalledDist) -> tuple[str, str]:
     """The line that reinstalls `dist` from where it came from, and a note when that source
     is gone (then the index's release of the same version is used)."""
@@ -334,7 +321,10 @@ def requirement_line(dist: InstalledDist) -> tuple[str, str]:
     if local is not None and not os.path.exists(local):
         return pin, f"{dist.name}: {local} is gone; installing {dist.version} from the index"
     if local is not None:
-        others = _others_can_change(local)
+        from tljh_admin.permissions import others_reach, running_user
+
+        # a folder a user recreated in /tmp after the one installed from was cleared, a checkout in a home
+        others = others_reach(os.path.realpath(local), running_user())
         if others:
             return pin, (
                 f"{dist.name}: users other than root can change {local} ({others}), and building it"

@@ -40,11 +40,11 @@ def tljh_requirement(hub: Environment, version: str) -> tuple[str, str]:
     if origin.kind == INDEX:
         return f"{TLJH_DISTRIBUTION}=={version}", "the package index"
     if origin.kind == VCS:
-        from tljh_admin.permissions import others_reach
+        from tljh_admin.permissions import others_reach, running_user
         from tljh_admin.rebuild import _file_path
 
         local = _file_path(origin.url)
-        others = others_reach(os.path.realpath(local), (os.geteuid(), os.getegid())) if local else None
+        others = others_reach(os.path.realpath(local), running_user()) if local else None
         if others:
             raise Refused(
                 f"TLJH came from the repository {local}, which users other than root can change"

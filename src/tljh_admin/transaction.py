@@ -758,34 +758,33 @@ def _fix_one(fd: int, uid: int, gid: int, report: PermissionReport, readable: bo
     st = os.fstat(fd)
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
         return
-    if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+    linked = stat.S_ISREG(st.st_mode) and st.st_nlink > 1
+    if linked and st.st_uid != uid:
+        # linked in from somewhere another uid owns (an installer's cache): that uid can
+        # change it in place, and no chown through a second name is safe
+        raise ChangeFailed(
+            f"the installer linked in a file that uid {st.st_uid} owns and can change (inode"
+            f" {st.st_ino}), and it cannot be made root's safely; the change is undone",
+            hint="check the installer's cache and configuration: tljh-admin runs it with root's"
+            " own HOME and a private TMPDIR",
+        )
+    if st.st_mode & stat.S_IWGRP and permissions.acl_writers(fd, (uid, gid), stat.S_ISDIR(st.st_mode)):
+        # a folder's default ACL hands what an installer writes to others: take it back (safe
+        # through any name: it only takes access away)
+        permissions.drop_acls(fd)
+        report.acl_removed += 1
+    if linked:
         # another name may be a hard link planted to a file outside the env (possible where
         # fs.protected_hardlinks=0): only take o+w away, which can harm no file, never chown
         # or add a+r (snapshots link the env's older files; the files a change writes have one
         # link and get the full fix)
-        if st.st_uid != uid:
-            # linked in from somewhere another uid owns (an installer's cache): that uid can
-            # change it in place, and no chown through a second name is safe
-            raise ChangeFailed(
-                f"the installer linked in a file that uid {st.st_uid} owns and can change (inode"
-                f" {st.st_ino}), and it cannot be made root's safely; the change is undone",
-                hint="check the installer's cache and configuration: tljh-admin runs it with root's"
-                " own HOME and a private TMPDIR",
-            )
         if st.st_mode & stat.S_IWOTH:
             os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~stat.S_IWOTH)
             report.world_writable_fixed += 1
-        if st.st_mode & stat.S_IWGRP and permissions.acl_writers(fd, (uid, gid), False):
-            permissions.drop_acls(fd)  # taking access away is safe through any name
-            report.acl_removed += 1
         return
     if (st.st_uid, st.st_gid) != (uid, gid):
         os.fchown(fd, uid, gid)
         report.owner_fixed += 1
-    if st.st_mode & stat.S_IWGRP and permissions.acl_writers(fd, (uid, gid), stat.S_ISDIR(st.st_mode)):
-        # a folder's default ACL hands what an installer writes to others: take it back
-        permissions.drop_acls(fd)
-        report.acl_removed += 1
     mode = stat.S_IMODE(st.st_mode)
     wanted = mode & ~stat.S_IWOTH
     if readable:
@@ -853,9 +852,7 @@ def env_owner(layout: Layout, env: Environment) -> tuple[int, int]:
     """Who new files belong to: the code owner for hub and user (permissions.code_owner:
     root, as TLJH's installer leaves PREFIX), the site folder's owner for the system python."""
     if env.name != SYSTEM:
-        from tljh_admin.permissions import code_owner
-
-        return code_owner(layout.prefix)
+        return permissions.code_owner(layout.prefix)
     st = os.stat(env.site_dirs[0] if env.site_dirs else env.root)
     return st.st_uid, st.st_gid
 

@@ -180,21 +180,22 @@ def read_tljh_config(prefix: str) -> tuple[dict, str]:
 _NUMBER = (int, float)
 # The shapes of the settings translate() reads (TLJH's tljh/config-schema.json and
 # tljh/configurer.py): (dotted key, accepted types, in words). Absent or null is always fine.
+_MAPPINGS = (
+    "auth",
+    "users",
+    "limits",
+    "user_environment",
+    "services",
+    "services.cull",
+    "https",
+    "https.letsencrypt",
+)
 _SHAPES = (
-    ("auth", (dict,), "a mapping"),
-    ("users", (dict,), "a mapping"),
-    ("users.allowed", (list,), "a list of names"),
-    ("users.banned", (list,), "a list of names"),
-    ("users.admin", (list,), "a list of names"),
-    ("limits", (dict,), "a mapping"),
+    *((key, (dict,), "a mapping") for key in _MAPPINGS),
+    *((f"users.{key}", (list,), "a list of names") for key in ("allowed", "banned", "admin")),
     ("limits.memory", (str, *_NUMBER), "a size such as 4G"),
     ("limits.cpu", (*_NUMBER, str), "a number of CPUs"),
     ("base_url", (str,), "a URL path"),
-    ("user_environment", (dict,), "a mapping"),
-    ("services", (dict,), "a mapping"),
-    ("services.cull", (dict,), "a mapping"),
-    ("https", (dict,), "a mapping"),
-    ("https.letsencrypt", (dict,), "a mapping"),
     ("https.letsencrypt.domains", (list,), "a list of domains"),
     ("https.letsencrypt.email", (str,), "an email address"),
 )

@@ -499,7 +499,7 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
         unreadable = []  # said above: the journals could not be read either
     if unreadable:
         history = integrity.quoted(state.path("history.jsonl"))
-        lines = ", ".join(map(str, unreadable[:5])) + (" ..." if len(unreadable) > 5 else "")
+        lines = integrity._examples([str(n) for n in unreadable])
         found.append(
             Finding(
                 WARNING,

@@ -312,12 +312,9 @@ def singleuser_runs(ctx: Context, name: str) -> list[Finding]:
     code, output = _run(argv, env.root)
     if code == 0:
         return []
-    from tljh_admin.permissions import private_config, users_cannot_use
+    from tljh_admin.doctor.safety import closed_to_users
 
-    unreadable = sum(
-        users_cannot_use(e.mode, e.is_dir) and not private_config(e.path, env.root)
-        for e in ctx.scan(USER).entries
-    )
+    unreadable = len(closed_to_users(ctx, USER))
     cause = f"; {unreadable} paths of the user env are closed to users (users-can-read)" if unreadable else ""
     return [
         Finding(

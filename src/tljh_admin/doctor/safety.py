@@ -118,15 +118,22 @@ def _users_cannot_either(what: str, detail: str, subject: str) -> Finding:
     )
 
 
+def closed_to_users(ctx: Context, name: str) -> list[permissions.ScannedEntry]:
+    """What of the env users' servers cannot read or enter, but for an installer's config
+    an admin kept private (users' servers never read it)."""
+    root = ctx.env(name).root
+    return [
+        e
+        for e in ctx.scan(name).entries
+        if permissions.users_cannot_use(e.mode, e.is_dir) and not permissions.private_config(e.path, root)
+    ]
+
+
 def _users_can_read(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if not env.root or not os.path.isdir(env.root):
         return [Finding(SKIPPED, f"the {name} environment is missing", env.root, "")]
-    entries = [
-        e
-        for e in ctx.scan(name).entries
-        if permissions.users_cannot_use(e.mode, e.is_dir) and not permissions.private_config(e.path, env.root)
-    ]
+    entries = closed_to_users(ctx, name)
     try:  # users reach the env through PREFIX itself
         st = os.stat(ctx.layout.prefix)
         if permissions.users_cannot_use(stat.S_IMODE(st.st_mode), True):
@@ -171,19 +178,11 @@ def _unsafe_around(ctx: Context, name: str, world_writable: bool) -> list[Findin
     found = []
     for path, why in permissions.unsafe_around(env.root, env.interpreter.path, ctx.code_owner):
         try:
-            mode = os.lstat(path).st_mode
+            st = os.lstat(path)
         except OSError:
             continue
-        if permissions.world_writable(mode) != world_writable:
+        if permissions.world_writable(st.st_mode) != world_writable:
             continue
-        if world_writable:
-            hint = f"sudo chmod o-w {quoted(path)}"
-        elif why.startswith("group"):
-            hint = f"sudo chmod g-w {quoted(path)}"
-        elif why.startswith("an ACL"):
-            hint = f"sudo setfacl -b {quoted(path)}"
-        else:
-            hint = f"check who made it theirs, then sudo chown root:root {quoted(path)}"
         found.append(
             Finding(
                 FAILED,
@@ -191,7 +190,7 @@ def _unsafe_around(ctx: Context, name: str, world_writable: bool) -> list[Findin
                 f" change it can swap in their own, and {_ROOT_RUNS[name]}: a root-code-execution risk;"
                 " tljh-admin changes nothing here until it is fixed",
                 path,
-                hint,
+                permissions.remedy(st, ctx.code_owner, path),
                 None,
                 ROOT_CODE,
             )
@@ -261,18 +260,20 @@ def acl_writers(ctx: Context, name: str) -> list[Finding]:
     owner = ctx.code_owner
     env = ctx.env(name)
     candidates = [e for e in ctx.scan(name).entries if e.mode & stat.S_IWGRP and (e.uid, e.gid) == owner]
-    seen = {e.path for e in candidates}
-    for folder in permissions.install_folders(env.root, env.site_dirs) if env.root else ():
-        if folder not in seen:  # a default ACL leaves the folder's own mode alone
-            with contextlib.suppress(OSError):
-                candidates.append(permissions.scanned_entry(folder, os.lstat(folder), True))
     flagged = [(e, w) for e in candidates for w in [permissions.acl_writers(e.path, owner, e.is_dir)] if w]
+    seen = {e.path for e in candidates}
+    for folder, writers in (
+        permissions.default_acl_writers(env.root, env.site_dirs, owner) if env.root else ()
+    ):
+        if folder not in seen:  # a default ACL leaves the folder's own mode alone: no scan picks it
+            with contextlib.suppress(OSError):
+                flagged.append((permissions.scanned_entry(folder, os.lstat(folder), True), writers))
 
     def make(item) -> Finding:
         entry, writers = item
         return Finding(
             FAILED,
-            f"an ACL lets {', '.join(writers)} write it: {_ROOT_RUNS[name]}, so they can run code as"
+            f"{permissions.acl_why(writers)}: {_ROOT_RUNS[name]}, so they can run code as"
             " root; tljh-admin changes nothing here until it is fixed",
             entry.path,
             f"sudo setfacl -b {quoted(entry.path)} (tljh doctor --fix does)",
@@ -337,10 +338,7 @@ def hub_config(ctx: Context, name: str) -> list[Finding]:
             hint = f"sudo rm {quoted(path)} (as root, copy what it should hold into {folder} instead)"
         else:
             why = permissions.other_writer(st, owner, path)
-            hint = (
-                f"check what it is: remove it if nobody wrote it, else sudo chown root:root {quoted(path)}"
-                f" && sudo chmod go-w {quoted(path)}"
-            )
+            hint = permissions.remedy(st, owner, path)
         if why:
             found.append(
                 Finding(
