@@ -146,6 +146,35 @@ def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, shared
     assert "Value error" not in line and "Traceback" not in result.stderr
 
 
+@pytest.mark.parametrize(
+    ("words", "flag", "shown"),
+    [
+        (["env", "uninstall", "-t", "hub", "numpy", "--target", "user"], "--target", "'hub', then 'user'"),
+        (["env", "uninstall", "-thub", "--target=user", "numpy"], "--target", "'hub', then 'user'"),
+        (["--prefix", "/nowhere", "env", "uninstall", "-t", "user", "numpy"], "--prefix", "then '/nowhere'"),
+    ],
+)
+def test_an_option_given_twice_is_refused_not_the_last_one_taken(tljh, prefix, words, flag, shown):
+    # click keeps the last value without a word: `-t hub ... -t user` would change the user env
+    before = file_listing(prefix)
+    result = tljh("--prefix", prefix, *words, "--yes")
+    assert result.code == ExitCode.USAGE
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert f"got {flag} more than once" in line and shown in line and f"give {flag} once" in line
+    assert listing_diff(before, file_listing(prefix)) == []
+
+
+def test_repeated_option_reads_the_tree_as_click_does():
+    # values that look like options, `--`, options that may repeat, and each command's own
+    assert spec.repeated_option(["env", "install", "-t", "user", "--", "-t", "hub"]) is None
+    assert spec.repeated_option(["doctor", "--target", "hub", "--target", "user"]) is None  # multiple
+    assert spec.repeated_option(["env", "install", "--extra-index-url", "a", "--extra-index-url=b"]) is None
+    assert spec.repeated_option(["env", "install", "-i", "a", "-t", "user", "--index-url=b"])[2] == ["a", "b"]
+    found = spec.repeated_option(["--prefix", "a", "--prefix=b", "env", "list"])
+    assert found is not None and found[1]["flags"][0] == "--prefix" and found[2] == ["a", "b"]
+
+
 def test_targets_are_case_insensitive(tljh, shared_prefix):
     lower = tljh("--prefix", shared_prefix, "env", "packages", "--target", "user", "--json")
     for spelling in ("USER", "User"):

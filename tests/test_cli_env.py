@@ -168,6 +168,20 @@ def test_unreadable_prefix_as_a_real_unprivileged_user(nobody_python, open_tmp, 
     assert listing_diff(before, file_listing(target.parent)) == []
 
 
+@pytest.mark.parametrize("flag", ["--prefix", "--system-python"])
+def test_an_empty_path_is_refused_not_taken_for_the_default(tljh, prefix, flag):
+    # `--prefix "$PREFX"` with a typo'd variable must not fall back to /opt/tljh (or, with
+    # TLJH_INSTALL_PREFIX set, to that prefix): it is refused before anything is read
+    before = file_listing(prefix)
+    env = {"TLJH_INSTALL_PREFIX": str(prefix)}
+    result = tljh(flag, "", "env", "uninstall", "-t", "user", "numpy", "--yes", env=env)
+    assert result.code == ExitCode.USAGE
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert f"{flag} is empty" in line and "Hint:" in line
+    assert listing_diff(before, file_listing(prefix)) == []
+
+
 def test_unknown_target_is_a_usage_error(tljh, base_prefix):
     result = tljh("--prefix", base_prefix, "env", "packages", "--target", "nowhere", "--json")
     assert result.code == ExitCode.USAGE

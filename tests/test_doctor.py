@@ -352,6 +352,13 @@ def test_list_ids_and_targets(tljh, base_prefix):
     assert [(c["id"], c["env"]) for c in doc["checks"]] == [("leftovers", "user")]
     unknown = tljh("--prefix", base_prefix, "doctor", "no-such-check")
     assert unknown.code == ExitCode.USAGE and "--list" in unknown.stderr
+    # `--list ID...` lists those, in the order asked; an unknown one is a usage error there too
+    some = tljh("--prefix", base_prefix, "doctor", "--list", "--json", "hub-config", "leftovers").json()
+    assert [c["id"] for c in some["checks"]] == ["hub-config", "leftovers"]
+    table = tljh("--prefix", base_prefix, "doctor", "--list", "acl-writers")
+    assert "acl-writers" in table.stdout and "leftovers" not in table.stdout
+    wrong = tljh("--prefix", base_prefix, "doctor", "--list", "no-such-check")
+    assert wrong.code == ExitCode.USAGE and wrong.stdout == "" and "no-such-check" in wrong.stderr
 
 
 def test_human_output(tljh, prefix, wheelhouse):

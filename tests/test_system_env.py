@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from tests.support.listing import file_listing, listing_diff
@@ -31,3 +32,25 @@ def test_break_system_packages_changes_the_stand_in_only(tljh, prefix, wheelhous
     assert {site: listing_diff(real_before[site], after[site]) for site in real_before} == {
         site: [] for site in real_before
     }
+
+
+def test_a_system_python_that_is_no_python_is_broken(tljh, base_prefix, tmp_path):
+    # `--system-python /usr/bin/true` beside a real /usr/lib/python3.X: runnable, and its
+    # folder holds a standard library, but it is no interpreter; TLJH would make the hub
+    # venv with it
+    usr = tmp_path / "usr"
+    (usr / "bin").mkdir(parents=True)
+    (usr / "lib" / "python3.12").mkdir(parents=True)
+    (usr / "lib" / "python3.12" / "os.py").write_text("")
+    shutil.copy2("/bin/true", usr / "bin" / "true")
+    shutil.copy2("/bin/true", usr / "bin" / "python3.12")  # named as one, for contrast
+    listed = tljh("--prefix", base_prefix, "--system-python", usr / "bin" / "true", "env", "list", "--json")
+    (system,) = [e for e in listed.json()["environments"] if e["name"] == "system"]
+    assert system["status"] == "broken"
+    assert "is not a Python interpreter" in system["reason"]
+    assert listed.code != ExitCode.OK
+    named = tljh(
+        "--prefix", base_prefix, "--system-python", usr / "bin" / "python3.12", "env", "list", "--json"
+    )
+    (system,) = [e for e in named.json()["environments"] if e["name"] == "system"]
+    assert system["status"] == "ok", system

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         try:
-            code = _complete() or _fast(args)
+            code = _complete() or _refuse_repeated(args) or _fast(args)
             if code is None:
                 code = _typer(args)
         finally:
@@ -79,6 +79,14 @@ def _open_standard_streams() -> None:
         sys.stdout = open(1, "w", closefd=False)  # noqa: SIM115 (the process's own stdout)
     if sys.stderr is None:
         sys.stderr = open(2, "w", closefd=False)  # noqa: SIM115
+
+
+def _refuse_repeated(args: list[str]) -> None:
+    from tljh_admin.cli.usage import repeated
+
+    error = repeated(args)
+    if error is not None:
+        raise error
 
 
 def _fast(args: list[str]) -> int | None:

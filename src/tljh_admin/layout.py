@@ -127,6 +127,10 @@ def resolve_layout(
     messages show the path the admin typed.
     """
     env = os.environ if environ is None else environ
+    for flag, given in (("--prefix", prefix), ("--system-python", system_python)):
+        if given is not None and not os.fspath(given):
+            # never the default in its place: `--prefix "$UNSET_VAR"` must not act on /opt/tljh
+            raise UsageError(f"{flag} is empty", hint=f"give {flag} a path, or leave it out")
     raw_prefix = os.fspath(prefix) if prefix else env.get(PREFIX_ENV_VAR) or DEFAULT_PREFIX
     raw_system = (
         os.fspath(system_python) if system_python else env.get(SYSTEM_PYTHON_ENV_VAR) or DEFAULT_SYSTEM_PYTHON

@@ -150,15 +150,17 @@ def doctor_document(layout: Layout, report, strict: bool, fixes: list | None = N
     }
 
 
-def doctor_checks_document() -> dict:
-    from tljh_admin.doctor import REGISTRY
+def doctor_checks_document(checks=None) -> dict:
+    """The checks `tljh doctor --list` shows: `checks`, or every one."""
+    if checks is None:
+        from tljh_admin.doctor import REGISTRY as checks
 
     return {
         "schema": "tljh-admin/doctor-checks",
         "version": SCHEMA_VERSION,
         "checks": [
             {"id": c.id, "title": c.title, "envs": list(c.envs), "why": c.why, "fixable": c.fixable}
-            for c in REGISTRY
+            for c in checks
         ],
     }
 

@@ -106,10 +106,12 @@ def doctor(
     from tljh_admin import report
 
     if list_checks:
+        # `--list ID...` lists those checks; an unknown one is named as when running them
+        listed = doc.select_checks(list(check_ids), deep=True) if check_ids else list(doc.REGISTRY)
         if json:
-            render.print_json(report.doctor_checks_document())
+            render.print_json(report.doctor_checks_document(listed))
         else:
-            render.doctor_checks(doc.REGISTRY)
+            render.doctor_checks(listed)
         return ExitCode.OK
     checks = doc.select_checks(list(check_ids or ()), deep)  # before the layout: a typo is named first
     layout = options.layout()

@@ -75,3 +75,48 @@ def command_path(args: list[str], root: dict | None = None) -> tuple[list[str], 
         node = node["commands"][word]
         i += 1
     return path, node, None
+
+
+def _value_option(node: dict, word: str) -> tuple[dict | None, str | None, bool]:
+    """(the option `word` names, its value when `word` carries it (`--target=hub`, `-thub`),
+    whether the value is the next word)."""
+    name, eq, inline = word.partition("=")
+    option = find_option(node, name)
+    if option is not None:
+        if option["value"] and not eq:
+            return option, None, True
+        return option, inline if eq else None, False
+    if not word.startswith("--") and len(word) > 2:  # a short option with its value attached
+        option = find_option(node, word[:2])
+        if option is not None and option["value"]:
+            return option, word[2:], False
+    return None, None, False
+
+
+def repeated_option(args: list[str], root: dict | None = None) -> tuple[list[str], dict, list[str]] | None:
+    """The first option that takes one value and was given more than once, as (the commands
+    along `args`, the option, its values), or None. click keeps the last value without a word;
+    for `--target hub ... --target user` that is an environment the admin may not mean."""
+    node = tree() if root is None else root
+    path: list[str] = []
+    given: dict[str, list[str]] = {}
+    i = 0
+    while i < len(args):
+        word = args[i]
+        if word == "--":
+            break
+        if word.startswith("-") and len(word) > 1:
+            option, value, value_next = _value_option(node, word)
+            if value_next:
+                value = args[i + 1] if i + 1 < len(args) else None
+                i += 1
+            if option is not None and option["value"] and not option["multiple"] and value is not None:
+                values = given.setdefault(" ".join([*path, option["name"]]), [])
+                values.append(value)
+                if len(values) > 1:
+                    return path, option, values
+        elif node["commands"] and word in node["commands"]:
+            path.append(word)
+            node = node["commands"][word]
+        i += 1
+    return None

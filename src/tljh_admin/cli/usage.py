@@ -104,3 +104,16 @@ def explain(error, args: list[str]) -> UsageError:
         or _missing(error, node, where)
         or UsageError(message, hint=f"see `{where} --help`")
     )
+
+
+def repeated(args: list[str]) -> UsageError | None:
+    """An option that takes one value, given twice (`-t hub ... -t user`): refused rather
+    than acting on whichever came last."""
+    found = spec.repeated_option(args)
+    if found is None:
+        return None
+    path, option, values = found
+    flag = option["flags"][0]
+    shown = ", then ".join(repr(v) for v in values)
+    where = " ".join(["tljh", *path])
+    return UsageError(f"`{where}` got {flag} more than once ({shown})", hint=f"give {flag} once")

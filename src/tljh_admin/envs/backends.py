@@ -75,9 +75,12 @@ def binary_version(binary: str) -> str | None:
     """X.Y of the interpreter file `binary` (the end of a symlink chain), from its name
     (`python3.11`) or else from the installation it sits in (its `lib/pythonX.Y/os.py`;
     when there are several, the `bin/pythonX.Y` that is this very file)."""
-    match = _PYTHON_DIR_NAME.search(os.path.basename(binary))
+    name = os.path.basename(binary)
+    match = _PYTHON_DIR_NAME.search(name)
     if match:
         return match.group(1)
+    if not name.startswith("python"):
+        return None  # /usr/bin/false beside /usr/lib/python3.11 is no Python
     install = os.path.dirname(os.path.dirname(binary))
     try:
         names = os.listdir(os.path.join(install, "lib"))
@@ -353,6 +356,17 @@ class StandaloneBackend(Backend):
 
 class SystemBackend(Backend):
     kind = SYSTEM_KIND
+
+    def broken_reason(self, link: InterpreterLink) -> str | None:
+        reason = super().broken_reason(link)
+        if reason:
+            return reason
+        # --system-python /usr/bin/false: runnable, but TLJH makes the hub venv with it
+        version = binary_version(link.end)
+        install = os.path.dirname(os.path.dirname(link.end))
+        if not version or not os.path.isfile(os.path.join(install, "lib", f"python{version}", "os.py")):
+            return f"{link.path} is not a Python interpreter: {link.end} has no lib/pythonX.Y/os.py beside it"
+        return None
 
     def site_dirs(self, version: str | None) -> list[str]:
         return system_site_dirs(self.root, version)
