@@ -297,3 +297,29 @@ def test_conda_lock_round_trip(tljh, conda_base_prefix, conda_prefix, offline):
     assert second.code == 0 and second.json()["changed"] is False
     history = tljh("--prefix", conda_prefix, "env", "history", "--json").json()["changes"]
     assert [(c["kind"], c["installer"], c["result"]) for c in history] == [("apply", "mamba", "ok")]
+
+
+def test_exact_with_the_requested_packages_keeps_what_they_need(tljh, prefix, offline, tmp_path):
+    """`export --requested` lists what the admin asked for, not its dependencies: --exact
+    with it must keep those (before, it removed every dependency, spawns failed, and the
+    outcome said ok); it removes only what nothing listed needs."""
+    requested = tmp_path / "requested.txt"
+    exported = tljh(
+        "--prefix", prefix, "env", "export", "-t", "user", "-f", "requirements", "--requested", requested
+    )
+    assert exported.code == 0, exported.stderr
+    lines = [line for line in requested.read_text().splitlines() if line and not line.startswith("#")]
+    assert 2 <= len(lines) < 10  # jupyterhub, jupyterlab, notebook, numpy: no dependencies
+    before = file_listing(prefix / "user")
+    apply = ("--prefix", prefix, "env", "apply", requested, "-t", "user", "--exact")
+    plan = tljh(*apply, "--dry-run", "--json", env=offline)
+    assert plan.code == 0, plan.stderr
+    assert plan.json()["changed"] is False and plan.json()["changes"] == []
+    # numpy is listed by nothing else: without it in the file, --exact removes it alone
+    requested.write_text("\n".join(line for line in lines if not line.lower().startswith("numpy")) + "\n")
+    done = tljh(*apply, "--yes", "--json", env=offline)
+    assert done.code == 0, done.stderr
+    assert [(c["package"].lower(), c["action"]) for c in done.json()["changes"]] == [("numpy", "remove")]
+    prefixes.run([prefix / "user" / "bin" / "python3", "-m", "pip", "check"])  # raises if broken
+    assert not list((prefix / "user" / "lib").glob("python3*/site-packages/numpy"))
+    assert listing_diff(before, file_listing(prefix / "user"))  # numpy's files went, nothing else broke

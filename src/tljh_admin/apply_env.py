@@ -340,13 +340,34 @@ def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[W
     missing = [w for w in desired.wanted if not _satisfied(w, installed)]
     extra = []
     if exact:
-        listed = {w.key for w in desired.wanted}
+        kept = _kept_by_exact(env, desired)
         extra = [
             d
             for key, d in sorted(installed.items())
-            if key not in listed and key not in KEPT_BY_EXACT and d.installer != "conda"
+            if key not in kept and key not in KEPT_BY_EXACT and d.installer != "conda"
         ]
     return missing, extra
+
+
+def _kept_by_exact(env: Environment, desired: Desired) -> set[str]:
+    """What --exact keeps: the packages the file lists and everything they need (a file of
+    the requested packages only, `export --requested`, lists no dependencies), and what
+    conda's packages need."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from tljh_admin.envs.requirements import needed_by
+
+    roots: dict[str, frozenset[str]] = {}
+    for wanted in desired.wanted:
+        try:
+            extras = frozenset(Requirement(wanted.requirement).extras)
+        except InvalidRequirement:
+            extras = frozenset()
+        roots[wanted.key] = roots.get(wanted.key, frozenset()) | extras
+    for dist in env.distributions:
+        if dist.installer == "conda":
+            roots.setdefault(canonical_name(dist.name), frozenset())
+    return needed_by(env, roots)
 
 
 def conda_differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[CondaWanted], list[str]]:
@@ -435,7 +456,7 @@ def prepare_apply(
         planned = {canonical_name(c.name) for c in plan}
         removing = [d for d in extra if canonical_name(d.name) not in planned]
         if removing:
-            plan += [PlannedChange(d.name, d.version, None, REMOVE, True) for d in removing]
+            plan += [PlannedChange(d.name, d.version, None, REMOVE, False) for d in removing]
             steps.append((installer, installer.uninstall_command([d.name for d in removing])))
         if conda_extra:
             removal = _conda_plan(conda_installer, conda_extra, remove=True)
@@ -453,6 +474,12 @@ def prepare_apply(
             for runner, command in steps:
                 runner.run(command, log, progress, tracker=change)
             after = inspect_environment(env.name, layout)
+            cut = _needs_removed(env, after)
+            if cut:  # the file may match, but what stays installed lost what it needs
+                raise InstallerFailed(
+                    f"the change removed what packages in the {env.name} environment need",
+                    "; ".join(f"{dist} needs {needs}" for dist, needs in cut[:5]),
+                )
             still = [w.name for w in differences(after, desired, request.exact)[0]]
             still += [d.name for d in differences(after, desired, request.exact)[1]]
             conda_still, conda_more = conda_differences(after, desired, request.exact)
@@ -465,6 +492,21 @@ def prepare_apply(
 
         plan.sort(key=lambda c: canonical_name(c.name))
         yield changes.Prepared("apply", env, plan, change, run, recovered, pin, request.lock_timeout, notify)
+
+
+def _needs_removed(before: Environment, after: Environment) -> list[tuple[str, str]]:
+    """(distribution, requirement) for each requirement in `after` that `pip check` finds
+    missing because the change removed that package."""
+    from tljh_admin.envs.requirements import MISSING, broken_requirements
+
+    gone = {canonical_name(d.name) for d in before.distributions} - {
+        canonical_name(d.name) for d in after.distributions
+    }
+    return sorted(
+        (b.dist.name, b.requirement)
+        for b in broken_requirements(after)
+        if b.kind == MISSING and b.required in gone
+    )
 
 
 def _conda_plan(conda_installer, specs: list[str], remove: bool):

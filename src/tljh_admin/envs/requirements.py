@@ -258,6 +258,40 @@ def broken_requirements(env: Environment) -> list[BrokenRequirement]:
     return broken
 
 
+def needed_by(env: Environment, roots: dict[str, frozenset[str]]) -> set[str]:
+    """The canonical names of what `roots` ({name: extras asked}) need in `env`, the roots
+    included: each one's requirements (markers evaluated for the env's Python, with the
+    extras asked), and theirs, as far as they are installed."""
+    markers = marker_environment(env)
+    by_name: dict[str, Distribution] = {}
+    for dist in env.distributions:
+        by_name.setdefault(canonical_name(dist.name), dist)
+    needed: dict[str, frozenset[str]] = {}
+    queue = [(canonical_name(name), frozenset(extras)) for name, extras in roots.items()]
+    while queue:
+        name, extras = queue.pop()
+        known = needed.get(name)
+        if known is not None and extras <= known:
+            continue
+        needed[name] = extras = (known or frozenset()) | extras
+        dist = by_name.get(name)
+        if dist is None:
+            continue
+        for text in requires_of(dist):
+            requirement = _parse(text)
+            if requirement is None:
+                continue
+            marker = requirement.marker
+            if marker is not None and not any(
+                marker.evaluate({**markers, "extra": extra}) for extra in ("", *sorted(extras))
+            ):
+                continue
+            queue.append(
+                (canonical_name(requirement.name), frozenset(map(canonical_name, requirement.extras)))
+            )
+    return set(needed)
+
+
 def _packaging_verdict(text: str, markers: dict[str, str], installed: dict[str, str]):
     from packaging.version import InvalidVersion, Version
 
