@@ -323,3 +323,128 @@ def test_exact_with_the_requested_packages_keeps_what_they_need(tljh, prefix, of
     prefixes.run([prefix / "user" / "bin" / "python3", "-m", "pip", "check"])  # raises if broken
     assert not list((prefix / "user" / "lib").glob("python3*/site-packages/numpy"))
     assert listing_diff(before, file_listing(prefix / "user"))  # numpy's files went, nothing else broke
+
+
+@pytest.fixture
+def git_server(tmp_path):
+    """`git daemon` on a free local port, serving the folder it returns (a git:// URL is a
+    travelling URL that apply accepts; file:// ones it refuses)."""
+    import socket
+    import subprocess
+
+    served = tmp_path / "served"
+    served.mkdir()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    daemon = subprocess.Popen(
+        [
+            "git",
+            "daemon",
+            "--export-all",
+            f"--base-path={served}",
+            "--listen=127.0.0.1",
+            f"--port={port}",
+            served,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        for _ in range(100):  # until it listens
+            with socket.socket() as client:
+                if client.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            import time
+
+            time.sleep(0.05)
+        yield served, f"git://127.0.0.1:{port}"
+    finally:
+        daemon.terminate()
+        daemon.wait()
+
+
+def test_vcs_requirements_by_tag_branch_short_commit_or_none(tljh, prefix, offline, tmp_path, git_server):
+    """pip records a tag or branch as requested_revision and the commit as commit_id: each
+    form must install once and then match (before: a tag never matched after the change,
+    which was undone, and a URL without `@` crashed)."""
+    import subprocess
+
+    from tests.support.vcs import git_project
+    from tljh_admin import apply_env
+    from tljh_admin.envs import inspect_environment
+    from tljh_admin.layout import resolve_layout
+
+    served, base = git_server
+    repo, commit = git_project(served / "vcspkg", "vcspkg", "1.0.0")
+    subprocess.run(["git", "-C", repo, "tag", "v1.0"], check=True)
+    requirements = tmp_path / "requirements.txt"
+    apply = ("--prefix", prefix, "env", "apply", requirements, "-t", "user")
+    for ref in ("@v1.0", "@master" if _branch(repo) == "master" else "@main", f"@{commit[:10]}", ""):
+        requirements.write_text(f"vcspkg @ git+{base}/vcspkg{ref}\n")
+        planned = tljh(*apply, "--dry-run", "--json", env=offline)
+        assert planned.code == 0, (ref, planned.stderr)
+        done = tljh(*apply, "--yes", "--json", env=offline)
+        assert done.code == 0, (ref, done.stderr)
+        again = tljh(*apply, "--dry-run", "--json", env=offline)
+        assert again.code == 0 and again.json()["changed"] is False, (ref, again.stdout)
+        removed = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "vcspkg", "--yes", env=offline)
+        assert removed.code == 0, removed.stderr
+    # another repository, or another revision, is no match
+    requirements.write_text(f"vcspkg @ git+{base}/vcspkg@v1.0\n")
+    assert tljh(*apply, "--yes", env=offline).code == 0
+    other, _ = git_project(served / "other", "vcspkg", "1.0.0")
+    subprocess.run(["git", "-C", other, "tag", "v1.0"], check=True)
+    subprocess.run(
+        ["git", "-C", repo, "commit", "-q", "--allow-empty", "-m", "next"], check=True, env=_git_author()
+    )
+    subprocess.run(["git", "-C", repo, "tag", "v1.1"], check=True)
+    env = inspect_environment("user", resolve_layout(prefix))
+    for elsewhere in (
+        f"{base}/other@v1.0",
+        f"{base}/vcspkg@v1.1",
+        f"{base}/vcspkg@{commit[:7]}{'1' if commit[7] == '0' else '0'}",
+    ):
+        requirements.write_text(f"vcspkg @ git+{elsewhere}\n")
+        missing, _ = apply_env.differences(env, apply_env.read_desired(str(requirements)), False)
+        assert [w.key for w in missing] == ["vcspkg"], elsewhere
+    requirements.write_text(f"vcspkg @ git+{base}/vcspkg@v1.0\n")
+    assert apply_env.differences(env, apply_env.read_desired(str(requirements)), False) == ([], [])
+
+
+def _git_author() -> dict:
+    import os
+
+    names = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.org"}
+    return {**os.environ, **names, "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.org"}
+
+
+def _branch(repo) -> str:
+    import subprocess
+
+    return subprocess.run(
+        ["git", "-C", repo, "branch", "--show-current"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+def test_extras_are_met_only_with_what_they_add(tljh, prefix, offline, tmp_path):
+    from tests.support.wheels import WheelSpec, build_wheel
+
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    build_wheel(WheelSpec("extrapkg", "1.0.0", ('helperpkg>=1; extra == "dev"',)), wheels)
+    build_wheel(WheelSpec("helperpkg", "1.0.0"), wheels)
+    local = {**offline, "PIP_FIND_LINKS": f"{offline['PIP_FIND_LINKS']} {wheels}"}
+    assert (
+        tljh("--prefix", prefix, "env", "install", "-t", "user", "extrapkg==1.0.0", "--yes", env=local).code
+        == 0
+    )
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("extrapkg[dev]==1.0.0\n")
+    apply = ("--prefix", prefix, "env", "apply", requirements, "-t", "user")
+    plan = tljh(*apply, "--dry-run", "--json", env=local)
+    assert plan.code == 0, plan.stderr
+    assert plan.json()["changed"] is True
+    assert ("helperpkg", "install") in {(c["package"].lower(), c["action"]) for c in plan.json()["changes"]}
+    assert tljh(*apply, "--yes", env=local).code == 0
+    assert tljh(*apply, "--dry-run", "--json", env=local).json()["changed"] is False

@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 from collections import namedtuple
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -38,14 +39,15 @@ KEPT_BY_EXACT = frozenset({"pip"})
 KEPT_CONDA = frozenset({"python", "pip", "conda", "mamba"})
 
 
-class Wanted(namedtuple("Wanted", "name key requirement version specifier commit requested")):
+class Wanted(namedtuple("Wanted", "name key requirement version specifier direct requested")):
     """One package the file asks for.
 
     requirement: what the installer is given; version: an exact pin or None; specifier: a
-    packaging SpecifierSet when the file gives a range; commit: a VCS commit to match;
-    requested: asked for by name where the file came from (a lock says; every line of a
-    requirements file is). Installers mark what they are given as requested (pip's
-    REQUESTED), so the rest is left for them to bring in as dependencies.
+    packaging SpecifierSet when the file gives a range; direct: for a direct URL, what it asks
+    for in the terms pip records it (direct_source); requested: asked for by name where the
+    file came from (a lock says; every line of a requirements file is). Installers mark what
+    they are given as requested (pip's REQUESTED), so the rest is left for them to bring in
+    as dependencies.
     """
 
     __slots__ = ()
@@ -116,10 +118,7 @@ def _from_requirement_text(text: str, origin: str) -> Wanted:
             " put a local package on an index",
         )
     if requirement.url:
-        commit = (
-            requirement.url.rsplit("@", 1)[1].split("#")[0] if "+" in requirement.url.split(":")[0] else None
-        )
-        return Wanted(requirement.name, key, stripped, None, None, commit, True)
+        return Wanted(requirement.name, key, stripped, None, None, direct_source(requirement.url), True)
     # a plain line meets install's own rules too (no shell text, no file names)
     policy.parse_requirement(stripped, origin=origin)
     pins = [s.version for s in requirement.specifier if s.operator in ("==", "===") and "*" not in s.version]
@@ -169,8 +168,9 @@ def _from_lock(lock: export.Lock, notes: list[str], origin: str) -> tuple[list[W
                 note.replace("written as a version pin", "not used: taken by version from the index")
             )
         line = _lock_requirement(line, package, origin)
-        commit = source.get("commit") if kind == export.VCS and not local_vcs else None
-        wanted.append(Wanted(package.name, key, line, package.version, None, commit, package.requested))
+        _, at, url = line.partition(" @ ")
+        direct = direct_source(url.strip()) if at else None
+        wanted.append(Wanted(package.name, key, line, package.version, None, direct, package.requested))
     return wanted, conda
 
 
@@ -273,25 +273,102 @@ def _requirements_and_resolution(installer, missing: list[Wanted], constraint_fi
 # -- planning --------------------------------------------------------------------------------
 
 
-def _installed_commit(dist) -> str | None:
-    return export.pip_source(os.path.join(dist.location, dist.metadata_dir)).get("commit")
+_COMMIT = re.compile(r"[0-9a-f]{7,40}")
 
 
-def _satisfied(wanted: Wanted, installed: dict) -> bool:
+def direct_source(url: str) -> dict:
+    """What a direct URL asks for, in the terms pip records in direct_url.json (PEP 610):
+    a VCS URL's repository, revision (the part after the last `@` of the path, as pip
+    splits it: `git+ssh://git@host/x.git` has none) and subdirectory; an archive's URL and
+    hash."""
+    from urllib.parse import urlsplit
+
+    base, _, fragment = url.partition("#")
+    params = dict(part.partition("=")[::2] for part in fragment.split("&") if part)
+    vcs, plus, _ = base.split("://", 1)[0].partition("+")
+    if plus and vcs in export.VCS_NAMES:
+        parts = urlsplit(base[len(vcs) + 1 :])
+        path, at, revision = parts.path.rpartition("@")
+        if not at:
+            path, revision = parts.path, ""
+        repository = parts._replace(path=path, fragment="").geturl()
+        return {
+            "vcs": vcs,
+            "url": repository,
+            "revision": revision or None,
+            "subdirectory": params.get("subdirectory"),
+        }
+    hashes = [f"{name}={value}" for name, value in params.items() if name in ("sha256", "sha384", "sha512")]
+    return {"url": base, "hash": hashes[0] if hashes else None}
+
+
+def _without_credentials(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    return parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
+
+
+def _direct_satisfied(direct: dict, dist) -> bool:
+    """Whether the installed `dist` came from where `direct` asks (its direct_url.json)."""
+    have = export.pip_source(os.path.join(dist.location, dist.metadata_dir))
+    if _without_credentials(have.get("url") or "") != _without_credentials(direct["url"]):
+        return False
+    if "vcs" not in direct:
+        return have["type"] == export.URL and (direct["hash"] is None or have.get("hash") == direct["hash"])
+    if have["type"] != export.VCS or (have.get("subdirectory") or None) != direct["subdirectory"]:
+        return False
+    revision = direct["revision"]
+    if revision is None:
+        return True  # any commit of that repository, as pip would leave it
+    if have.get("requested_revision") == revision:
+        return True
+    # a commit id, full or short, is what pip records as commit_id
+    return bool(_COMMIT.fullmatch(revision)) and (have.get("commit") or "").startswith(revision)
+
+
+def _satisfied(wanted: Wanted, installed: dict, env: Environment) -> bool:
     from packaging.version import InvalidVersion, Version
 
     dist = installed.get(wanted.key)
     if dist is None:
         return False
-    if wanted.commit:
-        return _installed_commit(dist) == wanted.commit
+    if wanted.direct:
+        return _direct_satisfied(wanted.direct, dist) and _extras_met(wanted, dist, installed, env)
     try:
         have = Version(dist.version)
         if wanted.version:
-            return have == Version(wanted.version)
-        return wanted.specifier is None or wanted.specifier.contains(have, prereleases=True)
+            met = have == Version(wanted.version)
+        else:
+            met = wanted.specifier is None or wanted.specifier.contains(have, prereleases=True)
     except InvalidVersion:
-        return dist.version == wanted.version
+        met = dist.version == wanted.version
+    return met and _extras_met(wanted, dist, installed, env)
+
+
+def _extras_met(wanted: Wanted, dist, installed: dict, env: Environment) -> bool:
+    """`jupyterlab[dev]`: what the extras add must be installed too."""
+    if "[" not in wanted.requirement.partition(";")[0].partition("@")[0]:
+        return True
+    from packaging.requirements import InvalidRequirement, Requirement
+    from packaging.version import InvalidVersion, Version
+
+    from tljh_admin.envs.requirements import extra_requirements
+
+    try:
+        extras = Requirement(wanted.requirement).extras
+    except InvalidRequirement:
+        return False
+    for needed in extra_requirements(env, dist, extras):
+        have = installed.get(canonical_name(needed.name))
+        if have is None:
+            return False
+        try:
+            if not needed.specifier.contains(Version(have.version), prereleases=True):
+                return False
+        except InvalidVersion:
+            return False
+    return True
 
 
 def _check_python(env: Environment, desired: Desired) -> None:
@@ -337,7 +414,7 @@ def differences(env: Environment, desired: Desired, exact: bool) -> tuple[list[W
     Distributions a conda record owns are conda's: compared as conda packages, never removed
     with pip."""
     installed = {canonical_name(d.name): d for d in env.distributions}
-    missing = [w for w in desired.wanted if not _satisfied(w, installed)]
+    missing = [w for w in desired.wanted if not _satisfied(w, installed, env)]
     extra = []
     if exact:
         kept = _kept_by_exact(env, desired)

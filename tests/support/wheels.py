@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,10 @@ def build_wheel(spec: WheelSpec, wheelhouse: Path) -> Path:
         f"Version: {spec.version}",
         f"Summary: test stand-in for {spec.name}",
         *(f"Requires-Dist: {req}" for req in spec.requires),
+        # pip ignores an extra the metadata does not declare
+        *sorted(
+            {f"Provides-Extra: {m}" for r in spec.requires for m in re.findall(r"extra == \"([^\"]+)\"", r)}
+        ),
     ]
     contents: dict[str, bytes] = {
         f"{module}/__init__.py": f'__version__ = "{spec.version}"\n'.encode(),

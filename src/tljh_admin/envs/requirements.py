@@ -258,6 +258,40 @@ def broken_requirements(env: Environment) -> list[BrokenRequirement]:
     return broken
 
 
+def _provided_extras(dist: Distribution) -> set[str]:
+    """Provides-Extra of a dist-info: pip ignores (with a warning) an extra not declared."""
+    found = set()
+    try:
+        with open(
+            os.path.join(dist.location, dist.metadata_dir, "METADATA"), encoding="utf-8", errors="replace"
+        ) as f:
+            for line in f:
+                if line in ("\n", "\r\n"):
+                    break
+                if line[:15].lower() == "provides-extra:":
+                    found.add(canonical_name(line[15:].strip()))
+    except OSError:
+        pass
+    return found
+
+
+def extra_requirements(env: Environment, dist: Distribution, extras) -> list:
+    """The requirements (packaging's) `dist` has only when these extras are asked for (those
+    it declares: pip ignores the others)."""
+    markers = marker_environment(env)
+    extras = {canonical_name(e) for e in extras} & _provided_extras(dist)
+    found = []
+    for text in requires_of(dist):
+        requirement = _parse(text)
+        if requirement is None or requirement.marker is None:
+            continue
+        if requirement.marker.evaluate({**markers, "extra": ""}):
+            continue  # needed anyway
+        if any(requirement.marker.evaluate({**markers, "extra": extra}) for extra in extras):
+            found.append(requirement)
+    return found
+
+
 def needed_by(env: Environment, roots: dict[str, frozenset[str]]) -> set[str]:
     """The canonical names of what `roots` ({name: extras asked}) need in `env`, the roots
     included: each one's requirements (markers evaluated for the env's Python, with the
