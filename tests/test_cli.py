@@ -262,3 +262,16 @@ def test_every_module_imports_and_plugins_runs(tljh, shared_prefix):
     view = tljh("--prefix", shared_prefix, "plugins", "--json")
     assert view.code == 0, view.stderr
     assert view.json()["plugins"] == []
+
+
+@pytest.mark.parametrize("words", [["upgrade"], ["env", "rebuild", "--target", "hub"]])
+def test_plan_only_json_with_yes_is_refused(tljh, prefix, words):
+    # `--json` prints the plan and stops: with --yes a script would read "changed": true for
+    # a change that never ran (before: exit 0, nothing done)
+    before = file_listing(prefix)
+    result = tljh("--prefix", prefix, *words, "--yes", "--json")
+    assert result.code == ExitCode.USAGE
+    assert result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert "prints the plan only" in line and "--dry-run" in line
+    assert listing_diff(before, file_listing(prefix)) == []

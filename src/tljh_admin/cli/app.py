@@ -722,8 +722,9 @@ def env_rebuild(
     do, and why), from where each came (index, git commit, local path), plugins included;
     built beside the old one, checked, swapped in; `env rollback` puts the old one back."""
     from tljh_admin import rebuild
-    from tljh_admin.cli.apply import ask, require_interaction
+    from tljh_admin.cli.apply import ask, refuse_plan_only_with_yes, require_interaction
 
+    refuse_plan_only_with_yes(f"tljh env rebuild --target {target.value}", json, yes, dry_run)
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     request = rebuild.RebuildRequest(
@@ -824,8 +825,14 @@ def upgrade(
     Only the Python environments change: traefik, the systemd units and config migration
     stay with TLJH's installer (re-run its bootstrap.py for those)."""
     from tljh_admin import upgrade as up
-    from tljh_admin.cli.apply import Proposal, confirm_and_apply, require_interaction
+    from tljh_admin.cli.apply import (
+        Proposal,
+        confirm_and_apply,
+        refuse_plan_only_with_yes,
+        require_interaction,
+    )
 
+    refuse_plan_only_with_yes("tljh upgrade", json, yes, dry_run)
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     with up.prepare_upgrade(

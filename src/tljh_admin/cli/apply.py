@@ -40,6 +40,16 @@ def require_interaction(yes: bool, dry_run: bool) -> None:
         )
 
 
+def refuse_plan_only_with_yes(command: str, json: bool, yes: bool, dry_run: bool) -> None:
+    """`--json` prints the plan and stops: with --yes (and no --dry-run) a script would read
+    `"changed": true` and believe it happened."""
+    if json and yes and not dry_run:
+        raise UsageError(
+            f"`{command} --json` prints the plan only; with --yes nothing would be changed",
+            hint=f"run `{command} --yes` to go ahead (its exit code says how it went), or add --dry-run",
+        )
+
+
 def ask(question: str) -> bool:
     """y/N on the terminal. Ctrl-C is Stopped (exit 130), Ctrl-D is Aborted (exit 1): one
     line each, never a traceback. (click's confirm turns both into the same Abort.)"""
