@@ -199,3 +199,17 @@ def test_rolling_back_one_env_of_an_upgrade_takes_the_other_along(
     assert listing_diff(before, everything(prefix, system_python)) == []
     last = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"][-1]
     assert set(last["target"].split(",")) == {"hub", "user"} and last["result"] == "ok"
+
+
+def test_hub_requirements_that_bring_jupyterlab_are_refused(tljh, prefix, offline, tmp_path, system_python):
+    # rule 5 in an upgrade: `env install -t hub jupyterlab` is refused, and so is a hub
+    # requirements file (or a plugin's additions) that brings it (before: planned and run)
+    requirements = tmp_path / "hub-requirements.txt"
+    requirements.write_text("jupyterhub>=5.2.0,<5.3\nlab-dragging-plugin\n")
+    before = everything(prefix, system_python)
+    for mode in ("--dry-run", "--yes"):
+        result = tljh("--prefix", prefix, "upgrade", "--hub-requirements", requirements, mode, env=offline)
+        assert result.code == ExitCode.REFUSED, result.stderr
+        (line,) = result.stderr.splitlines()
+        assert "jupyterlab" in line and "belong in the user environment" in line
+    assert listing_diff(before, everything(prefix, system_python)) == []

@@ -142,6 +142,21 @@ def _below(version: str | None, minimum: str) -> bool:
     return version is not None and Version(version) < Version(minimum)
 
 
+def _refuse_user_server_packages(hub: Environment, after: dict[str, str], source: str) -> None:
+    """Rule 5 holds for an upgrade too: the hub requirements (or a plugin's additions) may
+    not bring JupyterLab & co. into the hub. What is there already is doctor's to report."""
+    present = {canonical_name(d.name) for d in hub.distributions}
+    brought = sorted(set(after) & policy.USER_SERVER_PACKAGES - present)
+    if brought:
+        raise TljhError(
+            f"the upgrade would put {', '.join(brought)} into the hub env, from {source} or a plugin's"
+            " tljh_extra_hub_pip_packages; they belong in the user environment",
+            hint="remove them from the hub requirements (or the plugin); install them with"
+            " `tljh env install --target user`",
+            exit_code=ExitCode.REFUSED,
+        )
+
+
 @contextlib.contextmanager
 def prepare_upgrade(
     layout: Layout,
@@ -190,6 +205,7 @@ def prepare_upgrade(
             hub_resolution = _resolve_step(HUB, hub_installer, requirement_lines, upgrade=True)
             plan.changes[HUB] = plan_changes(hub, hub_resolution, frozenset())
             after = {canonical_name(n): v for n, v in hub_resolution.install}
+            _refuse_user_server_packages(hub, after, source.path)
             current_hub = [d.version for d in hub.distributions if canonical_name(d.name) == "jupyterhub"]
             plan.hub_jupyterhub_after = after.get("jupyterhub") or (current_hub[0] if current_hub else None)
             if plan.hub_jupyterhub_after is None:
