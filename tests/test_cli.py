@@ -275,3 +275,16 @@ def test_plan_only_json_with_yes_is_refused(tljh, prefix, words):
     (line,) = result.stderr.splitlines()
     assert "prints the plan only" in line and "--dry-run" in line
     assert listing_diff(before, file_listing(prefix)) == []
+
+
+@pytest.mark.parametrize(
+    ("program", "words"), [("/bin/true", "not a Python interpreter"), ("/bin/false", "status 1")]
+)
+def test_rebuild_with_a_system_python_that_is_no_python(tljh, prefix, program, words):
+    # before: /bin/true gave a JSONDecodeError traceback, /bin/false "does not run: ." (no reason)
+    before = file_listing(prefix)
+    result = tljh("--prefix", prefix, "--system-python", program, "env", "rebuild", "-t", "hub", "--dry-run")
+    assert result.code == ExitCode.USAGE, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert words in line and "Hint:" in line
+    assert listing_diff(before, file_listing(prefix)) == []

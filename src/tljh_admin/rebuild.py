@@ -416,11 +416,20 @@ def python_facts(python: str) -> NewPython:
             hint="pass --system-python PATH (or set TLJH_SYSTEM_PYTHON) to the interpreter to rebuild with",
         ) from None
     if proc.returncode != 0:
+        said = _tail(proc.stderr, 1) or f"it exited with status {proc.returncode} and said nothing"
         raise UsageError(
-            f"the system python {python} does not run: {_tail(proc.stderr, 1)}",
+            f"the system python {python} does not run: {said}",
             hint="pass --system-python PATH to a working python3",
         )
-    version, implementation, wheel = json.loads(proc.stdout)
+    try:
+        version, implementation, wheel = json.loads(proc.stdout)
+        if not all(isinstance(fact, str) for fact in (version, implementation)):
+            raise ValueError
+    except (ValueError, TypeError):  # /bin/true: runs, and is no Python
+        raise UsageError(
+            f"the system python {python} is not a Python interpreter: it did not answer as one",
+            hint="pass --system-python PATH to a working python3",
+        ) from None
     if implementation != "cpython":
         raise UsageError(f"{python} is {implementation}, not CPython", hint="pass --system-python PATH")
     return NewPython(python, version, wheel if wheel and os.path.isfile(wheel) else "")
