@@ -342,3 +342,19 @@ def test_options_added_to_the_app_reach_completion_and_the_fast_path(tmp_path):
     # and the real tree does not know --probe: nothing leaks from the branch
     assert fast.parse(["doctor", "--json", "--probe"]) is None
     assert spec.find_option(spec.tree()["commands"]["doctor"], "--probe") is None
+
+
+@pytest.mark.parametrize(
+    "request_env",
+    [
+        {"COMP_WORDS": 'tljh env apply "my\\', "COMP_CWORD": "3", "_TLJH_COMPLETE": "complete_bash"},
+        {"_TYPER_COMPLETE_ARGS": "tljh env apply 'it\\'s", "_TLJH_COMPLETE": "complete_fish"},
+        {"_TYPER_COMPLETE_ARGS": "tljh env apply 'it\\'s", "_TLJH_COMPLETE": "complete_zsh"},
+    ],
+)
+def test_a_tab_inside_an_open_quote_never_prints_a_traceback(request_env):
+    # before: shlex's "No closing quotation" traceback, printed at the admin's prompt
+    env = prefixes.hermetic_env(**request_env, PATH=os.environ["PATH"])
+    proc = subprocess.run(tljh_argv(), capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""

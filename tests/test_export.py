@@ -319,6 +319,15 @@ def test_bad_input_changes_nothing(carrying_prefix, system_python, tmp_path):
         ("users: {admin: 5}\n", "users.admin is not a list of names"),
         ("limits: {cpu: lots}\n", "limits.cpu is not a number of CPUs"),
         ("https: {letsencrypt: {domains: example.org}}\n", "https.letsencrypt.domains is not a list"),
+        # before: tracebacks, or values z2jh's schema rejects written out
+        ("auth: {1: {a: b}}\n", "auth.1' is not a setting name"),
+        ("auth: {type: 123}\n", "auth.type is not an authenticator class"),
+        ("user_environment: {default_app: [1]}\n", "user_environment.default_app is not an app name"),
+        ("services: {cull: {timeout: abc}}\n", "services.cull.timeout is not a whole number"),
+        ("services: {cull: {users: 'yes'}}\n", "services.cull.users is not true or false"),
+        ("services: {cull: {max_age: 1.5}}\n", "services.cull.max_age is not a whole number"),
+        ('auth: {"Native\\nAuthenticator": {a: b}}\n', r"Native\\nAuthenticator' is not a setting name"),
+        ("limits: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply"),
     ):
         config.write_text(text)
         with pytest.raises(UsageError, match=words):

@@ -169,6 +169,10 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     ):
         odd_ymls.append(files / f"odd-{number}.yml")
         odd_ymls[-1].write_text(f"dependencies: {dependencies}\n")
+    deep_lock = files / "deep.json"  # the JSON and YAML parsers recurse: a RecursionError
+    deep_lock.write_text('{"packages": ' + "[" * 100_000 + "]" * 100_000 + "}")
+    deep_yml = files / "deep.yml"
+    deep_yml.write_text("dependencies: " + "[" * 5000 + "]" * 5000 + "\n")
     # a file only root may read, through a user's symlink: its line is never echoed
     secret = files / "secret"
     secret.write_text("root:s3cr3t-hash:20228:0:99999:7:::\n")
@@ -193,6 +197,8 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
         *((lock, [], 2, "is not a tljh-admin lock file") for lock in (*odd_locks, scalar)),
         *((yml, [], 2, "a dependencies entry") for yml in odd_ymls),
         (files / "missing.json", [], 2, "does not exist"),
+        (deep_lock, [], 2, "nested too deeply"),
+        (deep_yml, [], 2, "is not valid YAML"),
     ]
     for path, extra, code, words in cases:
         result = tljh("--prefix", prefix, "env", "apply", path, "-t", "user", "--yes", *extra, env=offline)

@@ -180,6 +180,8 @@ def read_desired(path: str) -> Desired:
     if text.lstrip().startswith("{"):
         try:
             document = json.loads(text)
+        except RecursionError:
+            raise UsageError(f"{path} is nested too deeply to be a lock", hint="export it again") from None
         except ValueError as error:
             raise UsageError(f"{path} is not valid JSON: {error}", hint="export it again") from None
         lock = export.lock_from_document(document, path)
@@ -205,7 +207,7 @@ def _from_environment_yml(path: str, text: str) -> Desired:
 
     try:
         document = YAML(typ="safe", pure=True).load(text)
-    except YAMLError:
+    except (YAMLError, RecursionError):
         raise UsageError(f"{path} is not valid YAML", hint="name a file made by tljh env export") from None
     dependencies = document.get("dependencies") if isinstance(document, dict) else None
     if not isinstance(dependencies, list):

@@ -82,7 +82,7 @@ def pip_source(dist_info: str) -> dict:
             direct = json.load(f)
     except FileNotFoundError:
         return {"type": INDEX}
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return {"type": UNKNOWN}
     url = direct.get("url", "")
     if "vcs_info" in direct:
@@ -141,7 +141,7 @@ def _custom_channels(root: str) -> dict[str, str]:
 
     try:
         config = YAML(typ="safe", pure=True).load(text)
-    except YAMLError:
+    except (YAMLError, RecursionError):
         return {}
     custom = config.get("custom_channels") if isinstance(config, dict) else None
     if not isinstance(custom, dict):
@@ -163,7 +163,7 @@ def conda_meta_records(root: str) -> list[dict]:
         try:
             with open(os.path.join(folder, file_name), encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             data = None
         why = record_problem(data) if data is not None else "not readable JSON"
         if why:  # a lock without that package would install another env than this one

@@ -219,7 +219,7 @@ def read_origin(dist_info: str) -> Origin:
             data = json.load(f)
     except FileNotFoundError:
         return Origin(INDEX)
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return Origin(INDEX)
     if not isinstance(data, dict) or not isinstance(data.get("url"), str):
         return Origin(INDEX)

@@ -403,7 +403,7 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         if not os.path.isdir(dest):
             raise unusable("it is gone (removed by hand?)") from None
         raise unusable("it is incomplete (no manifest: the process was stopped while taking it)") from None
-    except (OSError, ValueError, UnicodeDecodeError) as error:
+    except (OSError, ValueError, UnicodeDecodeError, RecursionError) as error:
         raise unusable(f"its manifest is unreadable ({type(error).__name__})") from None
     if not isinstance(manifest, dict) or manifest.get("complete") is not True:
         raise unusable("its manifest does not say it is complete")

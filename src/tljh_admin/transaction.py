@@ -190,7 +190,7 @@ class StateDir:
             for number, raw in enumerate(f, start=1):
                 try:
                     entry = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     entry = None
                 if isinstance(entry, dict) and _well_formed_entry(entry):
                     entries.append(entry)
@@ -280,7 +280,7 @@ class StateDir:
                 continue
             try:
                 journal = json.loads(raw)
-            except ValueError:
+            except (ValueError, RecursionError):
                 bad.append(BadJournal(name, "not valid JSON"))
                 continue
             reason = self._journal_problem(journal, stem)
@@ -381,7 +381,7 @@ class StateDir:
             fd = self._open(self.path("settings.json"), os.O_RDONLY)
             with os.fdopen(fd, "rb") as f:
                 found = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             return {"keep_snapshots": KEEP_SNAPSHOTS}
         keep = found.get("keep_snapshots") if isinstance(found, dict) else None
         return {"keep_snapshots": keep if isinstance(keep, int) and keep >= 0 else KEEP_SNAPSHOTS}

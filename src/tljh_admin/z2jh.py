@@ -164,6 +164,10 @@ def read_tljh_config(prefix: str) -> tuple[dict, str]:
 
     try:
         data = YAML(typ="safe", pure=True).load(text)
+    except RecursionError:
+        raise UsageError(
+            f"{path} is nested too deeply to be TLJH's config", hint="fix it with tljh-config"
+        ) from None
     except YAMLError as error:
         first = str(error).strip().splitlines()[0] if str(error).strip() else "invalid YAML"
         raise UsageError(f"{path} is not valid YAML: {first}", hint="fix it with tljh-config") from None
@@ -198,18 +202,33 @@ _SHAPES = (
     ("base_url", (str,), "a URL path"),
     ("https.letsencrypt.domains", (list,), "a list of domains"),
     ("https.letsencrypt.email", (str,), "an email address"),
+    ("auth.type", (str,), "an authenticator class name"),
+    ("user_environment.default_app", (str,), "an app name such as jupyterlab"),
+    # the idle culler's options (z2jh's schema: cull.timeout, every, concurrency, maxAge are
+    # integers; enabled, users, removeNamedServers are booleans)
+    *(
+        (f"services.cull.{key}", (int,), "a whole number")
+        for key in ("timeout", "every", "concurrency", "max_age")
+    ),
+    *(
+        (f"services.cull.{key}", (bool,), "true or false")
+        for key in ("enabled", "users", "remove_named_servers")
+    ),
 )
 
 
 def _misshapen(data: dict) -> tuple[str, str] | None:
     """(dotted key, what it should be) for the first setting of another shape, or None."""
+    odd = _odd_key(data, "")
+    if odd is not None:
+        return odd, "a setting name (text)"
     for key, types, words in _SHAPES:
         value = data
         for part in key.split("."):
             value = value.get(part) if isinstance(value, dict) else None
         if value is None:
             continue
-        if isinstance(value, bool) or not isinstance(value, types):
+        if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
             return key, words
         # tljh-config stores an all-digit name (a student id) as a number
         if isinstance(value, list) and not all(
@@ -218,6 +237,20 @@ def _misshapen(data: dict) -> tuple[str, str] | None:
             return key, words
         if key == "limits.cpu" and isinstance(value, str) and not _is_number(value):
             return key, words
+    return None
+
+
+def _odd_key(data: dict, above: str) -> str | None:
+    """The first setting whose name is not text (`1:` in YAML is a number), as a dotted path,
+    or one that holds a line break (it would end a comment in the export)."""
+    for key, value in data.items():
+        shown = f"{above}{key!r}" if not isinstance(key, str) else f"{above}{key}"
+        if not isinstance(key, str) or "\n" in key or "\r" in key:
+            return repr(shown)[:80]
+        if isinstance(value, dict):
+            found = _odd_key(value, shown + ".")
+            if found is not None:
+                return found
     return None
 
 

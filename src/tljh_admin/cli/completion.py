@@ -204,10 +204,15 @@ def completions(args: list[str], incomplete: str, root: dict | None = None) -> l
 
 
 def _split(line: str) -> list[str]:
-    try:
-        return shlex.split(line)
-    except ValueError:  # an open quote while typing
-        return shlex.split(line + '"') if line.count('"') % 2 else shlex.split(line + "'")
+    """The words typed so far; an open quote (or a trailing backslash inside one) while
+    typing is closed the way the shell would, else the words are split at blanks: a TAB
+    never prints a traceback at the prompt."""
+    for ending in ("", '"', "'", '\\"', "\\'"):
+        try:
+            return shlex.split(line + ending)
+        except ValueError:
+            continue
+    return line.split()
 
 
 def answer(instruction: str, environ: os._Environ[str] | dict[str, str]) -> int | None:

@@ -78,7 +78,7 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
         try:
             with open(path, encoding="utf-8") as f:
                 data = json.load(f)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RecursionError):
             data = None
         why = conda.record_problem(data) if data is not None else "not readable JSON"
         if why:
