@@ -152,7 +152,7 @@ def test_repo2docker_export_reads_no_file_a_kernel_folder_user_swapped_in(tljh, 
     subprocess.run(["chown", "-R", "65534:65534", course], check=True)
     root = str(prefix / "user")
     swapped, plain = export._read_env_files(root, [str(course / "swapped.json"), str(course / "kernel.json")])
-    assert swapped is None  # the swap, after the walk
+    assert swapped == export._NOT_PLAIN  # the swap, after the walk
     assert plain.startswith(b'{"argv"')
     dest = tmp_path / "image"
     dest.mkdir(mode=0o700)
@@ -162,3 +162,39 @@ def test_repo2docker_export_reads_no_file_a_kernel_folder_user_swapped_in(tljh, 
     assert "kernel.json" in exported and "linked.json" not in exported
     assert not any(b"root-only-secret" in content for content in exported.values())
     assert "linked.json left out" in result.stdout + result.stderr
+
+
+def test_repo2docker_export_leaves_out_what_users_servers_cannot_read(tljh, prefix, tmp_path):
+    # a root-only Jupyter config (a token) had no effect under TLJH (users' servers could not
+    # read it); copied into an image it became active and readable by all (before: 0644)
+    config = prefix / "user" / "etc" / "jupyter" / "jupyter_server_config.d"
+    config.mkdir(parents=True, exist_ok=True)
+    private = config / "zz-admin.json"
+    private.write_text('{"IdentityProvider": {"token": "s3cr3t-token"}}\n')
+    private.chmod(0o600)
+    dest = tmp_path / "image"
+    result = tljh("--prefix", prefix, "env", "export", "--target", "user", "--format", "repo2docker", dest)
+    assert result.code == 0, result.stderr
+    assert not [p for p in dest.rglob("*") if p.is_file() and b"s3cr3t" in p.read_bytes()]
+    assert "zz-admin.json left out: users' servers cannot read it" in result.stderr
+
+
+def test_a_failed_repo2docker_export_leaves_nothing(tljh, prefix, tmp_path):
+    # a full disk, played by RLIMIT_FSIZE (writes past it fail with EFBIG; Python ignores
+    # SIGXFSZ): before, a half-written folder stayed, and a rerun said it was not empty
+    import resource
+
+    dest = tmp_path / "out" / "image"
+    dest.parent.mkdir()
+
+    def small_files():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (64, 64))
+
+    args = ("--prefix", prefix, "env", "export", "--target", "user", "--format", "repo2docker", dest)
+    result = tljh(*args, preexec_fn=small_files)
+    assert result.code == 74, result.stderr  # ExitCode.IO_ERROR, as for a full stdout
+    (line,) = result.stderr.splitlines()
+    assert "File too large" in line and "Hint:" in line
+    assert list(dest.parent.iterdir()) == []
+    again = tljh(*args)
+    assert again.code == 0, again.stderr

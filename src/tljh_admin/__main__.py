@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> None:
         io = error.errno in (errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
         where = f" ({error.filename})" if error.filename else ""
         message = f"{'input/output error' if io else 'error'}: {error.strerror or error}{where}"
-        render.print_error(TljhError(message, exit_code=ExitCode.IO_ERROR))
+        hint = "free space or fix the disk (or where the output goes), then run it again"
+        render.print_error(TljhError(message, hint=hint, exit_code=ExitCode.IO_ERROR))
         code = _discard_stdout(int(ExitCode.IO_ERROR))
     sys.exit(code)
 

@@ -15,6 +15,7 @@ Everything here reads files (dist-info `direct_url.json` and `REQUESTED`, `conda
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
@@ -23,7 +24,7 @@ from collections import namedtuple
 
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import PermissionDenied, Refused, TljhError, UsageError
+from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
 
 LOCK_SCHEMA = "tljh-admin/env-lock"
 LOCK_VERSION = 1
@@ -618,32 +619,42 @@ def jupyter_extras(env: Environment) -> list[tuple[str, str]]:
     return found
 
 
-def _read_env_files(root: str, paths: list[str]) -> list[bytes | None]:
+_NOT_PLAIN = "not a plain file root alone can have put there"
+_PRIVATE = "users' servers cannot read it (kept private on the server, it may hold a secret)"
+
+
+def _read_env_files(root: str, paths: list[str]) -> list[bytes | str]:
     """The content of each of `paths`, files under the environment `root`, reached one
-    folder at a time without following a symlink; None for one that is not a regular file,
-    or that has more names than one in a folder others may write (a hard link planted to a
-    root-only file). A kernel folder may belong to a user: what is swapped in after the
-    walk is not read."""
+    folder at a time without following a symlink; or why it is left out: not a regular
+    file, more names than one in a folder others may write (a hard link planted to a
+    root-only file), or not readable by others (users' servers never saw it; an image
+    would make it public). A kernel folder may belong to a user: what is swapped in after
+    the walk is not read."""
     from tljh_admin import permissions
     from tljh_admin.snapshot import Beneath
 
     owner = permissions.code_owner(os.path.dirname(root.rstrip("/")))
     flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
-    contents: list[bytes | None] = []
+    contents: list[bytes | str] = []
     with Beneath(root) as beneath:  # one walk for all: folders kept open between files
         for path in paths:
             try:
                 folder, name = beneath.parent(path)
                 fd = os.open(name, flags, dir_fd=folder)
             except OSError:
-                contents.append(None)
+                contents.append(_NOT_PLAIN)
                 continue
             try:
                 st = os.fstat(fd)
                 planted = st.st_nlink > 1 and permissions.other_writer(os.fstat(folder), owner, folder)
-                contents.append(_read_to_end(fd) if stat.S_ISREG(st.st_mode) and not planted else None)
+                if not stat.S_ISREG(st.st_mode) or planted:
+                    contents.append(_NOT_PLAIN)
+                elif not st.st_mode & stat.S_IROTH:
+                    contents.append(_PRIVATE)
+                else:
+                    contents.append(_read_to_end(fd))
             except OSError:
-                contents.append(None)
+                contents.append(_NOT_PLAIN)
             finally:
                 os.close(fd)
     return contents
@@ -692,8 +703,8 @@ def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_not
     extras = []
     found = jupyter_extras(env)
     for (rel, _), content in zip(found, _read_env_files(env.root, [path for _, path in found]), strict=True):
-        if content is None:
-            notes.append(f"{rel} left out: not a plain file root alone can have put there")
+        if isinstance(content, str):
+            notes.append(f"{rel} left out: {content}")
             continue
         extras.append(rel)
         content = content.replace(env.root.encode(), PREFIX_PLACEHOLDER.encode())
@@ -710,12 +721,18 @@ def repo2docker_export(env: Environment, lock: Lock, jupyterhub: str, source_not
 
 def write_error(path: str, error: OSError) -> TljhError:
     """One line for an OSError met while writing an export."""
-    import errno
 
     reason = error.strerror or str(error)
     if error.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
         return PermissionDenied(
             f"cannot write {path}: {reason}", hint="run with sudo, or choose another place"
+        )
+    if error.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG):
+        # the disk, not the command line: ExitCode.IO_ERROR, as for a full stdout
+        return TljhError(
+            f"cannot write {path}: {reason}",
+            hint="free some space (or choose another disk) and export again",
+            exit_code=ExitCode.IO_ERROR,
         )
     return UsageError(f"cannot write {path}: {reason}", hint="choose a folder that exists and takes files")
 
@@ -733,29 +750,23 @@ def _open_subfolder(parent_fd: int, name: str) -> int:
 
 
 def write_folder(folder: str, files: tuple[ExportedFile, ...]) -> None:
-    """Write an export into `folder`, which must be new, or empty and ours alone (owned by
-    this user, writable by nobody else): every step works by descriptor inside it, never
-    following a symlink, so nobody can redirect a write or a chmod elsewhere."""
+    """Write an export as `folder`, which must be new, or empty and ours alone (owned by
+    this user, writable by nobody else). It is built in a private folder beside it and
+    renamed into place when complete, so a failure (a full disk) leaves nothing behind;
+    every step works by descriptor, never following a symlink, so nobody can redirect a
+    write or a chmod elsewhere."""
+    import shutil
+    import tempfile
+
+    _check_destination_folder(folder)
+    parent = os.path.dirname(os.path.abspath(folder))
     try:
-        with contextlib.suppress(FileExistsError):
-            os.mkdir(folder, FOLDER_MODE)
+        building = tempfile.mkdtemp(prefix=f".{os.path.basename(folder)}.", suffix=".partial", dir=parent)
+    except OSError as error:
+        raise write_error(folder, error) from None
+    try:
+        folder_fd = os.open(building, _OPEN_FOLDER)
         try:
-            folder_fd = os.open(folder, _OPEN_FOLDER)
-        except (NotADirectoryError, OSError) as error:
-            if os.path.islink(folder) or not os.path.isdir(folder):
-                raise UsageError(
-                    f"{folder} exists and is not an empty folder", hint="choose a new folder"
-                ) from None
-            raise write_error(folder, error) from None
-        try:
-            status = os.fstat(folder_fd)
-            if status.st_uid != os.geteuid() or status.st_mode & 0o022:
-                raise UsageError(
-                    f"{folder} belongs to another user or others may write to it",
-                    hint="choose a new folder (it is created for you), or one only you own and write",
-                )
-            if os.listdir(folder_fd):
-                raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
             for exported in files:
                 *parents, name = exported.path.split("/")
                 opened = [folder_fd]
@@ -766,11 +777,44 @@ def write_folder(folder: str, files: tuple[ExportedFile, ...]) -> None:
                     with os.fdopen(fd, "wb") as f:
                         f.write(exported.content)
                         os.fchmod(f.fileno(), exported.mode)
+                        os.fsync(f.fileno())
                 finally:
                     for fd in opened[1:]:
                         os.close(fd)
+            os.fchmod(folder_fd, FOLDER_MODE)  # mkdtemp made it 0700
         finally:
             os.close(folder_fd)
+        os.rename(building, folder)  # replaces only an empty folder; never follows a symlink
+    except OSError as error:
+        shutil.rmtree(building, ignore_errors=True)
+        if isinstance(error, (IsADirectoryError, NotADirectoryError)) or error.errno == errno.ENOTEMPTY:
+            raise UsageError(
+                f"{folder} exists and is not an empty folder", hint="choose a new folder"
+            ) from None
+        raise write_error(folder, error) from None
+    except BaseException:
+        shutil.rmtree(building, ignore_errors=True)
+        raise
+
+
+def _check_destination_folder(folder: str) -> None:
+    """An existing destination must be an empty folder only this user owns and writes."""
+    try:
+        status = os.lstat(folder)
+    except FileNotFoundError:
+        return
+    except OSError as error:
+        raise write_error(folder, error) from None
+    if not stat.S_ISDIR(status.st_mode):
+        raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
+    if status.st_uid != os.geteuid() or status.st_mode & 0o022:
+        raise UsageError(
+            f"{folder} belongs to another user or others may write to it",
+            hint="choose a new folder (it is created for you), or one only you own and write",
+        )
+    try:
+        if os.listdir(folder):
+            raise UsageError(f"{folder} exists and is not an empty folder", hint="choose a new folder")
     except OSError as error:
         raise write_error(folder, error) from None
 
