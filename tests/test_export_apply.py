@@ -4,6 +4,7 @@ fresh env of the same CPython, gives the same packages; applying it again change
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -169,6 +170,11 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     ):
         odd_ymls.append(files / f"odd-{number}.yml")
         odd_ymls[-1].write_text(f"dependencies: {dependencies}\n")
+    huge = files / "huge.txt"  # sparse: no disk, but read whole it filled root's memory
+    with open(huge, "wb") as f:
+        f.truncate(256 * 1024**2)
+    fifo = files / "fifo.txt"  # read, it would hang
+    os.mkfifo(fifo)
     deep_lock = files / "deep.json"  # the JSON and YAML parsers recurse: a RecursionError
     deep_lock.write_text('{"packages": ' + "[" * 100_000 + "]" * 100_000 + "}")
     deep_yml = files / "deep.yml"
@@ -198,6 +204,8 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
         *((yml, [], 2, "a dependencies entry") for yml in odd_ymls),
         (files / "missing.json", [], 2, "does not exist"),
         (deep_lock, [], 2, "nested too deeply"),
+        (huge, [], 2, "is larger than 16 MiB"),
+        (fifo, [], 2, "is not a file"),
         (deep_yml, [], 2, "is not valid YAML"),
     ]
     for path, extra, code, words in cases:
@@ -310,6 +318,10 @@ def test_exact_with_the_requested_packages_keeps_what_they_need(tljh, prefix, of
     with it must keep those (before, it removed every dependency, spawns failed, and the
     outcome said ok); it removes only what nothing listed needs."""
     requested = tmp_path / "requested.txt"
+    bom = tmp_path / "bom.txt"  # Windows editors write one; pip reads through it
+    bom.write_bytes(b"\xef\xbb\xbfnumpy==1.26.4\n")
+    kept = tljh("--prefix", prefix, "env", "apply", bom, "-t", "user", "--dry-run", "--json", env=offline)
+    assert kept.code == 0 and kept.json()["changed"] is False, kept.stderr
     exported = tljh(
         "--prefix", prefix, "env", "export", "-t", "user", "-f", "requirements", "--requested", requested
     )

@@ -83,14 +83,7 @@ class ApplyRequest(changes.ChangeRequest):
 
 
 def _read_text(path: str) -> str:
-    if not os.path.isfile(path):
-        what = "does not exist" if not os.path.lexists(path) else "is not a file"
-        raise UsageError(f"{path} {what}", hint="name a file made by tljh env export")
-    try:
-        with open(path, encoding="utf-8") as f:
-            return f.read()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UsageError(f"cannot read {path}: {error}", hint="check its permissions and encoding") from None
+    return policy.read_input_text(path, "the file", "name a file made by tljh env export")
 
 
 def _from_requirement_text(text: str, origin: str) -> Wanted:

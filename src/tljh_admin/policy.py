@@ -10,7 +10,6 @@ import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
-from pathlib import Path
 
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -347,18 +346,46 @@ def _file_line(number: int, line: str, where: str) -> FileLine:
     return FileLine(number, requirement, tuple(hashes), tuple(options))
 
 
+#: the most an input file (requirements, lock, environment.yml) may hold: a lock of
+#: thousands of packages is well under 1 MiB; a sparse 100 GiB file must not fill memory
+INPUT_FILE_LIMIT = 16 * 1024**2
+
+
+def read_input_text(path: str, what: str, hint: str) -> str:
+    """The UTF-8 text of an input file (a BOM is dropped, as pip drops it). Opened first and
+    judged by descriptor: a regular file of at most INPUT_FILE_LIMIT bytes; never a FIFO
+    (it would hang), a device or a folder, whatever the path pointed at a moment before."""
+    import stat as stat_module
+
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        raise _refuse(f"{what} {path} does not exist", hint) from None
+    except OSError as error:
+        raise _refuse(f"cannot read {what} {path}: {error.strerror}", "check its permissions") from None
+    try:
+        if not stat_module.S_ISREG(os.fstat(fd).st_mode):
+            raise _refuse(f"{what} {path} is not a file", hint)
+        chunks, size = [], 0
+        while size <= INPUT_FILE_LIMIT and (chunk := os.read(fd, 1 << 20)):
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as error:
+        raise _refuse(f"cannot read {what} {path}: {error.strerror}", "check the file") from None
+    finally:
+        os.close(fd)
+    if size > INPUT_FILE_LIMIT:
+        raise _refuse(f"{what} {path} is larger than {INPUT_FILE_LIMIT // 1024**2} MiB", hint)
+    try:
+        return b"".join(chunks).decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _refuse(f"{what} {path} is not UTF-8 text", "check its encoding") from None
+
+
 def read_requirement_lines(path: str, kind: str = "requirements") -> list[FileLine]:
     """The logical lines of a requirements file, each validated (see _file_line)."""
-    file = Path(path)
-    if not file.is_file():
-        what = "does not exist" if not os.path.lexists(path) else "is not a file"
-        raise _refuse(f"{kind} file {path} {what}", "check the path; quote it if it has spaces")
-    try:
-        text = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        raise _refuse(
-            f"cannot read {kind} file {path}: {error}", "check its permissions and encoding"
-        ) from None
+    text = read_input_text(path, f"{kind} file", "check the path; quote it if it has spaces")
     return [_file_line(number, line, f"{path}, line {number}") for number, line in _logical_lines(text)]
 
 
