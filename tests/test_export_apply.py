@@ -466,3 +466,44 @@ def test_extras_are_met_only_with_what_they_add(tljh, prefix, offline, tmp_path)
     assert ("helperpkg", "install") in {(c["package"].lower(), c["action"]) for c in plan.json()["changes"]}
     assert tljh(*apply, "--yes", env=local).code == 0
     assert tljh(*apply, "--dry-run", "--json", env=local).json()["changed"] is False
+
+
+def test_environment_yml_conda_versions_read_as_conda_reads_them(tljh, conda_prefix, offline, tmp_path):
+    """`gdal=3.9` is conda's 3.9.* (3.9.2 matches it); `gdal==3.9` is exactly 3.9 (before:
+    both were read as ==3.9, and an installed 3.9.2 never matched)."""
+    from tests.support.conda_fixtures import conda
+
+    user = conda_prefix / "user"
+    conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "gdal")
+    yml = tmp_path / "environment.yml"
+    apply = ("--prefix", conda_prefix, "env", "apply", yml, "-t", "user", "--dry-run", "--json")
+    for spec, changed in (("gdal=3.9", False), ("gdal=3.9.2", False), ("gdal=3", False), ("gdal=3.1", True)):
+        yml.write_text(f"dependencies:\n  - {spec}\n")
+        result = tljh(*apply, env=offline)
+        if changed:  # nothing in the channel matches 3.1.*: the solver says so
+            assert result.code == 7 and "gdal 3.1.*" in result.stderr, (spec, result.stderr)
+        else:
+            assert result.code == 0 and result.json()["changed"] is False, (spec, result.stderr)
+
+
+def test_a_locks_conda_channel_counts(tljh, conda_prefix, offline, tmp_path):
+    """A lock says which channel each conda package came from: a package from another
+    channel is drift, and the lock's channels reach the solver (before: ignored, the file
+    "already matched")."""
+    from tests.support.conda_fixtures import conda
+
+    user = conda_prefix / "user"
+    conda(user, "install", "--yes", "--prefix", str(user), "-c", "conda-forge", "gdal")
+    document = _lock_of(tljh, conda_prefix)
+    lock = tmp_path / "lock.json"
+    lock.write_text(json.dumps(document))
+    apply = ("--prefix", conda_prefix, "env", "apply", lock, "-t", "user", "--dry-run", "--json")
+    same = tljh(*apply, env=offline)
+    assert same.code == 0 and same.json()["changed"] is False, same.stderr
+    for package in document["packages"]:
+        if package["name"] == "gdal":
+            package["source"]["channel"] = "bioconda"
+    lock.write_text(json.dumps(document))
+    moved = tljh(*apply, env=offline)
+    assert "already matches" not in moved.stderr
+    assert moved.code != 0 and "bioconda" in moved.stderr, moved.stderr  # no such channel here

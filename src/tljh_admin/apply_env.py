@@ -53,22 +53,34 @@ class Wanted(namedtuple("Wanted", "name key requirement version specifier direct
     __slots__ = ()
 
 
-class CondaWanted(namedtuple("CondaWanted", "name version build")):
-    """A conda package the file asks for; version and build are None when not given."""
+class CondaWanted(namedtuple("CondaWanted", "name version build fuzzy channel", defaults=(False, None))):
+    """A conda package the file asks for; version and build are None when not given. fuzzy:
+    the version was written `name=1.2`, which conda reads as 1.2.* (1.2, 1.2.x); channel:
+    the one a lock says it came from (as `conda list` names it), or None."""
 
     __slots__ = ()
 
     @property
     def spec(self) -> str:
-        """conda's match spec in its `name ==version build` form: exact version and build
-        (`name=version` would match any version starting so)."""
+        """conda's match spec: `name ==version build` (exact version and build), or
+        `name=version` as the file fuzzily wrote it."""
+        if self.fuzzy:
+            return f"{self.name}={self.version}"
         return " ".join(
             part for part in (self.name, self.version and f"=={self.version}", self.build) if part
         )
 
+    def matches_version(self, version: str) -> bool:
+        if not self.version:
+            return True
+        if self.fuzzy:
+            return version == self.version or version.startswith(self.version + ".")
+        return version == self.version
 
-class Desired(namedtuple("Desired", "origin kind python wanted conda notes")):
-    """A file read: kind lock / requirements / environment.yml; conda: CondaWanted entries."""
+
+class Desired(namedtuple("Desired", "origin kind python wanted conda notes channels", defaults=((),))):
+    """A file read: kind lock / requirements / environment.yml; conda: CondaWanted entries;
+    channels: the conda channels the file names, in its order."""
 
     __slots__ = ()
 
@@ -139,7 +151,10 @@ def _from_lock(lock: export.Lock, notes: list[str], origin: str) -> tuple[list[W
     wanted, conda = [], []
     for package in lock.packages:
         if package.manager == export.CONDA_MANAGED:
-            conda.append(CondaWanted(package.name, package.version, package.source.get("build")))
+            channel = package.source.get("channel")
+            conda.append(
+                CondaWanted(package.name, package.version, package.source.get("build"), False, channel)
+            )
             continue
         source = package.source
         key = canonical_name(package.name)
@@ -179,7 +194,8 @@ def read_desired(path: str) -> Desired:
             raise UsageError(f"{path} is not valid JSON: {error}", hint="export it again") from None
         lock = export.lock_from_document(document, path)
         wanted, conda = _from_lock(lock, notes, path)
-        return Desired(path, export.LOCK, lock.python, wanted, conda, notes)
+        channels = tuple(dict.fromkeys(c.channel for c in conda if c.channel))
+        return Desired(path, export.LOCK, lock.python, wanted, conda, notes, channels)
     if path.endswith((".yml", ".yaml")):
         return _from_environment_yml(path, text)
     if path.endswith(".json") or text.lstrip().startswith("["):
@@ -230,7 +246,9 @@ def _from_environment_yml(path: str, text: str) -> Desired:
         if name == "python":
             python = spec.partition("=")[2].lstrip("=") or None
         elif name != "pip":
-            # NAME, NAME=VERSION, NAME==VERSION or NAME=VERSION=BUILD (what export writes)
+            # NAME, NAME=VERSION (conda: VERSION.*), NAME==VERSION or NAME=VERSION=BUILD (what
+            # export writes, exact)
+            exact = "==" in spec
             parts = spec.replace("==", "=").split("=")
             if len(parts) > 3 or any(not p or p != p.strip() or " " in p for p in parts):
                 raise UsageError(
@@ -241,8 +259,11 @@ def _from_environment_yml(path: str, text: str) -> Desired:
             export.check_locked_package(
                 export.Package(name, version or "0", export.CONDA_MANAGED, "", True, {"build": build}), path
             )
-            conda.append(CondaWanted(name, version, build))
-    return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [])
+            conda.append(CondaWanted(name, version, build, bool(version) and not exact and build is None))
+    channels = document.get("channels") or []
+    if not isinstance(channels, list) or not all(isinstance(c, str) for c in channels):
+        raise UsageError(f"{path}: channels is not a list of channel names", hint="name an environment.yml")
+    return Desired(path, export.ENVIRONMENT_YML, python, wanted, conda, [], tuple(channels))
 
 
 def _resolve(installer, requirements: list[str], constraint_file: str | None, desired: Desired):
@@ -447,12 +468,18 @@ def conda_differences(env: Environment, desired: Desired, exact: bool) -> tuple[
     if env.kind != "conda":
         return [], []
     records = {r["name"]: r for r in export.conda_meta_records(env.root)}
+    known = export.custom_channels(env.root)
     missing = []
     for wanted in desired.conda:
         record = records.get(wanted.name)
         if (
             record is None
-            or (wanted.version and record["version"] != wanted.version)
+            or not wanted.matches_version(str(record["version"]))
+            or (
+                wanted.channel
+                and export.conda_channel_name(str(record.get("channel") or ""), record.get("subdir"), known)
+                != wanted.channel
+            )
             or (wanted.build and record.get("build") != wanted.build)
         ):
             missing.append(wanted)
@@ -499,7 +526,8 @@ def prepare_apply(
         if conda_missing or conda_extra:
             from tljh_admin import conda
 
-            conda_installer = conda.CondaInstaller(env, installer.child_env, workdir)
+            # the channels the file names, after conda-forge (validated: none may be an option)
+            conda_installer = conda.CondaInstaller(env, installer.child_env, workdir, desired.channels)
             conda_installer.check_usable()
         if conda_missing:
             # conda's own spec rules on top of the file checks: no field may read as an option

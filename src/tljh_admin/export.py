@@ -131,7 +131,7 @@ def conda_channel_name(channel: str, subdir: str | None = None, known: dict[str,
     return raw.removeprefix(CONDA_CHANNEL_ALIAS) if raw.startswith(CONDA_CHANNEL_ALIAS) else raw
 
 
-def _custom_channels(root: str) -> dict[str, str]:
+def custom_channels(root: str) -> dict[str, str]:
     """URL -> name for the env's `.condarc` custom_channels (conda reads PREFIX/.condarc)."""
     try:
         with open(os.path.join(root, ".condarc"), encoding="utf-8") as f:
@@ -212,7 +212,7 @@ def lock_of(env: Environment) -> Lock:
     if env.kind == "conda":
         records = conda_meta_records(env.root)
         requested = _conda_requested(env.root, records)
-        known_channels = _custom_channels(env.root)
+        known_channels = custom_channels(env.root)
         for record in records:
             dist_info = next(
                 (
