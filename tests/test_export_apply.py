@@ -507,3 +507,16 @@ def test_a_locks_conda_channel_counts(tljh, conda_prefix, offline, tmp_path):
     moved = tljh(*apply, env=offline)
     assert "already matches" not in moved.stderr
     assert moved.code != 0 and "bioconda" in moved.stderr, moved.stderr  # no such channel here
+
+
+def test_the_change_documents_notes_carry_what_stderr_said(tljh, prefix, offline):
+    """docs/json.md: `notes` holds the notes for people; before, always []."""
+    document = _lock_of(tljh, prefix)
+    (numpy,) = [p for p in document["packages"] if p["name"].lower() == "numpy"]
+    numpy["source"] = {"type": "file", "path": "/srv/numpy.whl", "hash": None}
+    lock = prefix.parent / "local.lock.json"
+    lock.write_text(json.dumps(document))
+    result = tljh("--prefix", prefix, "env", "apply", lock, "-t", "user", "--dry-run", "--json", env=offline)
+    assert result.code == 0, result.stderr
+    (note,) = result.json()["notes"]
+    assert "installed from /srv/numpy.whl" in note and note in result.stderr

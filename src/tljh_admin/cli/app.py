@@ -177,10 +177,10 @@ ChangeJsonFlag = Annotated[
 ]
 
 
-def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> ExitCode:
+def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool, notes: render.Notes) -> ExitCode:
     from tljh_admin.cli.exports import change_json as body
 
-    return body(layout, command, prepared, dry_run=dry_run, yes=yes)
+    return body(layout, command, prepared, dry_run=dry_run, yes=yes, notes=notes.said)
 
 
 def _command_line() -> str:
@@ -391,9 +391,10 @@ def env_install(
         command=_command_line(),
     )
     layout = _options(ctx).layout()
-    with changes.prepare_install(layout, request, render.message) as prepared:
+    notes = render.Notes()
+    with changes.prepare_install(layout, request, notes) as prepared:
         if json:
-            return change_json(layout, "install", prepared, dry_run=dry_run, yes=yes)
+            return change_json(layout, "install", prepared, dry_run=dry_run, yes=yes, notes=notes)
         pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
         proposal = plan_proposal(prepared, f"install into {target.value}{pin}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
@@ -447,10 +448,11 @@ def env_uninstall(
         command=_command_line(),
     )
     layout = _options(ctx).layout()
-    with changes.prepare_uninstall(layout, request, render.message) as prepared:
+    notes = render.Notes()
+    with changes.prepare_uninstall(layout, request, notes) as prepared:
         _warn_plugin_readds(layout, target.value, prepared.plan)
         if json:
-            return change_json(layout, "uninstall", prepared, dry_run=dry_run, yes=yes)
+            return change_json(layout, "uninstall", prepared, dry_run=dry_run, yes=yes, notes=notes)
         proposal = plan_proposal(prepared, f"uninstall from {target.value}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
@@ -504,11 +506,12 @@ def env_rollback(
 
     require_interaction(yes, dry_run)
     layout = _options(ctx).layout()
+    notes = render.Notes()
     with changes.prepare_rollback(
-        layout, target.value, to, lock_timeout, _command_line(), render.message, accept_drift
+        layout, target.value, to, lock_timeout, _command_line(), notes, accept_drift
     ) as prepared:
         if json:
-            return change_json(layout, "rollback", prepared, dry_run=dry_run, yes=yes)
+            return change_json(layout, "rollback", prepared, dry_run=dry_run, yes=yes, notes=notes)
         proposal = plan_proposal(prepared, f"roll back {target.value}: {prepared.change.kind}")
         return confirm_and_apply(proposal, dry_run=dry_run, yes=yes)
 
@@ -647,9 +650,10 @@ def env_apply(
         command=_command_line(),
     )
     layout = _options(ctx).layout()
-    with apply_env.prepare_apply(layout, request, render.message) as prepared:
+    notes = render.Notes()
+    with apply_env.prepare_apply(layout, request, notes) as prepared:
         if json:
-            return change_json(layout, "apply", prepared, dry_run=dry_run, yes=yes)
+            return change_json(layout, "apply", prepared, dry_run=dry_run, yes=yes, notes=notes)
         pin = f" (jupyterhub pinned to the hub's: {prepared.pin})" if prepared.pin else ""
         proposal = Proposal(
             prepared,

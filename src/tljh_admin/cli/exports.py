@@ -139,7 +139,7 @@ def env_export(
     return ExitCode.OK
 
 
-def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> ExitCode:
+def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool, notes: list[str]) -> ExitCode:
     """A change command with --json: the plan (dry run, or nothing to do) or the outcome as a
     `tljh-admin/change` document on stdout; progress and messages stay on stderr."""
     from tljh_admin import changes
@@ -150,11 +150,15 @@ def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool) -> 
     name = prepared.env.name
     also = {c.env.name: c.plan for c in prepared.also}
     if not prepared.changes_anything or dry_run:
-        render.print_json(change_document(layout, command, name, prepared.plan, dry_run, also=also))
+        document = change_document(
+            layout, command, name, prepared.plan, dry_run, notes=tuple(notes), also=also
+        )
+        render.print_json(document)
         return ExitCode.OK
     if not yes:
         raise UsageError("--json changes nothing without --yes", hint="add --yes, or --dry-run for the plan")
     with render.progress(f"{prepared.kind} in the {render.environments(prepared.env_names)}") as progress:
         outcome = changes.apply(prepared, progress)
-    render.print_json(change_document(layout, command, name, prepared.plan, False, outcome, also=also))
+    document = change_document(layout, command, name, prepared.plan, False, outcome, tuple(notes), also)
+    render.print_json(document)
     return ExitCode.OK

@@ -251,6 +251,18 @@ def message(text: str) -> None:
         stderr_console().print(text, markup=False, highlight=False)
 
 
+class Notes:
+    """A notify callback: each note goes to stderr as a message, and is kept for the
+    `notes` of a --json document."""
+
+    def __init__(self) -> None:
+        self.said: list[str] = []
+
+    def __call__(self, text: str) -> None:
+        self.said.append(text)
+        message(text)
+
+
 def history_table(entries: list[dict]) -> None:
     from rich.markup import escape
 
