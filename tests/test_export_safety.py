@@ -198,3 +198,42 @@ def test_a_failed_repo2docker_export_leaves_nothing(tljh, prefix, tmp_path):
     assert list(dest.parent.iterdir()) == []
     again = tljh(*args)
     assert again.code == 0, again.stderr
+
+
+def test_export_destinations_as_the_shell_reads_them(tljh, prefix, tmp_path):
+    """A trailing slash names a folder (before: a file named like it was written); `link/..`
+    is where `>` would write; nothing is written into TLJH's state or environments (before,
+    an export over state/tljh-admin/history.jsonl wiped the history); a file replaced keeps
+    its stricter mode and its owner (before: root's, 0644)."""
+    export_args = ("--prefix", prefix, "env", "export", "-t", "user", "-f", "requirements")
+    state = prefix / "state" / "tljh-admin"
+    state.mkdir(parents=True, exist_ok=True)
+    history = state / "history.jsonl"
+    history.write_text("")
+    before = file_listing(prefix)
+    for dest, words in (
+        (f"{tmp_path}/newdir/", "names a folder"),
+        (str(history), "exports are not written into TLJH's own folders"),
+        (str(prefix / "user" / "reqs.txt"), "exports are not written into TLJH's own folders"),
+    ):
+        result = tljh(*export_args, dest)
+        assert result.code == 2, (dest, result.stderr)
+        (line,) = result.stderr.splitlines()
+        assert words in line and "Hint:" in line, line
+    assert listing_diff(before, file_listing(prefix)) == []
+    assert not (tmp_path / "newdir").exists()
+
+    real = tmp_path / "real" / "inner"
+    real.mkdir(parents=True)
+    (tmp_path / "link").symlink_to(real)
+    assert tljh(*export_args, f"{tmp_path}/link/../through.txt").code == 0
+    assert (tmp_path / "real" / "through.txt").is_file() and not (tmp_path / "through.txt").exists()
+
+    private = tmp_path / "private.txt"
+    private.write_text("old\n")
+    private.chmod(0o600)
+    os.chown(private, 65534, 65534)
+    assert tljh(*export_args, private).code == 0
+    status = private.stat()
+    assert (status.st_mode & 0o777, status.st_uid, status.st_gid) == (0o600, 65534, 65534)
+    assert "jupyterhub" in private.read_text()

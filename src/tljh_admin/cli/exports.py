@@ -28,16 +28,20 @@ def _write_file(path: str, text: str, mode: int) -> None:
 
     from tljh_admin.export import write_error
 
-    folder, name = os.path.split(os.path.abspath(path))
+    if path.endswith(("/", "/.", "/..")) or path in (".", ".."):
+        raise UsageError(f"{path} names a folder", hint="name a file to write (DIR/NAME)")
+    # split as written, not normalised: `link/../x` is where the kernel (and `>`) puts it
+    folder, name = os.path.split(path)
+    folder = folder or "."
     try:
         folder_fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
         raise UsageError(f"{folder} does not exist", hint="create the folder first") from None
-    except NotADirectoryError:
-        raise UsageError(f"{folder} is not a folder", hint="name a file in a folder") from None
     except OSError as error:
-        if os.path.islink(folder):
+        if os.path.islink(folder):  # O_NOFOLLOW|O_DIRECTORY on a symlink: ENOTDIR or ELOOP
             raise UsageError(f"{folder} is a symlink", hint="name the folder it points to") from None
+        if isinstance(error, NotADirectoryError):
+            raise UsageError(f"{folder} is not a folder", hint="name a file in a folder") from None
         raise write_error(path, error) from None
     temp = None
     try:
@@ -60,6 +64,10 @@ def _write_file(path: str, text: str, mode: int) -> None:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
+            if existing is not None:  # replaced as it was: never more open, nor someone else's
+                mode &= stat.S_IMODE(existing.st_mode)
+                if os.geteuid() == 0:
+                    os.fchown(f.fileno(), existing.st_uid, existing.st_gid)
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
         os.replace(temp, name, src_dir_fd=folder_fd, dst_dir_fd=folder_fd)
@@ -84,7 +92,35 @@ def _emit(text: str, dest: str | None, mode: int = FILE_MODE) -> None:
         raise UsageError("an empty file name", hint="name a file, or leave DEST out for standard output")
     else:
         _write_file(dest, text, mode)
-        render.message(f"wrote {dest}")
+        render.message(f"wrote {_shown(dest)}")
+
+
+def _not_an_option(path: str) -> str:
+    """`-img` read back by a program would be an option: `./-img` is the same folder."""
+    return "./" + path if path.startswith("-") else path
+
+
+def _shown(path: str) -> str:
+    """A path as one shell word, for messages meant to be pasted."""
+    import shlex
+
+    return shlex.quote(path)
+
+
+def _refuse_inside_prefix(layout, dest: str | None) -> None:
+    """An export is never written into TLJH's state or its environments: `tljh env export
+    ... PREFIX/state/tljh-admin/history.jsonl` wiped the history."""
+    if dest in (None, "-") or not dest.strip():
+        return
+    where = os.path.realpath(os.path.dirname(dest) or ".")  # `link/..` as the kernel reads it
+    for guarded in (layout.state, *(layout.env_root(n) for n in ("hub", "user"))):
+        if guarded and (
+            where == os.path.realpath(guarded) or where.startswith(os.path.realpath(guarded) + "/")
+        ):
+            raise UsageError(
+                f"{dest} is inside {guarded}; exports are not written into TLJH's own folders",
+                hint="write it elsewhere, such as /root or the current folder",
+            )
 
 
 def env_export(
@@ -102,6 +138,7 @@ def env_export(
     from tljh_admin import export
 
     layout = options.layout()
+    _refuse_inside_prefix(layout, dest)
     if requested and format not in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
         raise UsageError("--requested applies to --format requirements and environment.yml", hint="drop it")
     if (z2jh_chart or image or include_secrets) and format not in (export.REPO2DOCKER, export.Z2JH_CONFIG):
@@ -124,8 +161,8 @@ def env_export(
             render.message(note)
         image_name = f"{export.DEFAULT_IMAGE_NAME}:{exported.image_tag}"
         render.message(
-            f"wrote {dest} ({exported.buildpack} buildpack); build the image with:\n"
-            f"  jupyter-repo2docker --no-run --image-name {image_name} {dest}"
+            f"wrote {_shown(dest)} ({exported.buildpack} buildpack); build the image with:\n"
+            f"  jupyter-repo2docker --no-run --image-name {_shown(image_name)} {_shown(_not_an_option(dest))}"
         )
     elif format == export.Z2JH_CONFIG:
         text, translation = export.export_z2jh_config(layout, target, z2jh_chart, image, include_secrets)
