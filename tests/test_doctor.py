@@ -401,3 +401,28 @@ def test_disk_space(base_prefix, system_python, mocker):
     ctx = doctor.Context(resolve_layout(base_prefix, system_python))
     (result,) = doctor.run_doctor(ctx, [doctor.checks.BY_ID["disk-space"]]).results
     assert result.status == FAILED and isinstance(result.findings[0], Finding)
+
+
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["world-writable", "--target", "system"], "world-writable looks at hub, user, not at system"),
+        (["--dry-run"], "--dry-run applies to --fix"),
+        (["--list", "--fix"], "--list lists the checks and runs none"),
+        (["--lock-timeout", "nan", "--fix"], "a number of seconds, 0 or more"),
+        (["--lock-timeout", "-5", "--json"], "a number of seconds, 0 or more"),
+    ],
+)
+def test_option_combinations_that_would_do_nothing_are_refused(tljh, prefix, argv, words):
+    # before: each ran nothing (or ignored an option) and exited 0
+    before = file_listing(prefix)
+    result = tljh("--prefix", prefix, "doctor", *argv)
+    assert result.code == ExitCode.USAGE and result.stdout == "", result.stderr
+    (line,) = result.stderr.splitlines()
+    assert words in line and "Hint:" in line, line
+    assert listing_diff(before, file_listing(prefix)) == []
+
+
+def test_a_check_named_twice_runs_once(tljh, base_prefix):
+    _, doc, _ = run_doctor(tljh, base_prefix, "leftovers", "leftovers", "--target", "user")
+    assert [(c["id"], c["env"]) for c in doc["checks"]] == [("leftovers", "user")]

@@ -160,10 +160,24 @@ CondaFlag = Annotated[
         help="Conda packages, with the env's mamba (else conda), from conda-forge (a conda env only).",
     ),
 ]
+
+
+def _seconds(value: float) -> float:
+    """A wait: 0 or more, and finite (nan and inf are floats too)."""
+    import math
+
+    if not math.isfinite(value) or value < 0:
+        raise typer.BadParameter("must be a number of seconds, 0 or more")
+    return value
+
+
 LockTimeoutOption = Annotated[
     float,
     typer.Option(
-        "--lock-timeout", metavar="SECONDS", help="Seconds to wait for another change to the same env."
+        "--lock-timeout",
+        metavar="SECONDS",
+        help="Seconds to wait for another change to the same env.",
+        callback=_seconds,
     ),
 ]
 

@@ -13,7 +13,7 @@ from collections import namedtuple
 
 from tljh_admin.cli import render
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT
-from tljh_admin.errors import ExitCode
+from tljh_admin.errors import ExitCode, UsageError
 
 
 class GlobalOptions(namedtuple("GlobalOptions", "prefix system_python")):
@@ -94,6 +94,17 @@ def doctor(
     deep: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
+    import math
+
+    if not math.isfinite(lock_timeout) or lock_timeout < 0:  # the fast path's; Typer's callback says the same
+        raise UsageError(
+            f"invalid value for --lock-timeout: {lock_timeout} is not a number of seconds, 0 or more",
+            hint="see `tljh doctor --help`",
+        )
+    if dry_run and not fix:
+        raise UsageError("--dry-run applies to --fix", hint="tljh doctor --fix --dry-run shows the fixes")
+    if list_checks and (fix or target):
+        raise UsageError("--list lists the checks and runs none", hint="drop --fix and --target, or --list")
     early: dict = {}
     if not list_checks and not check_ids:
         # every check: find starts walking the environments' files before doctor is imported
@@ -114,6 +125,12 @@ def doctor(
             render.doctor_checks(listed)
         return ExitCode.OK
     checks = doc.select_checks(list(check_ids or ()), deep)  # before the layout: a typo is named first
+    if check_ids and target and not any(env in c.envs for c in checks for env in target):
+        looks_at = ", ".join(sorted({env for c in checks for env in c.envs}))
+        raise UsageError(
+            f"{', '.join(c.id for c in checks)} looks at {looks_at}, not at {', '.join(target)}",
+            hint=f"use --target {looks_at.split(',')[0]}, or drop --target",
+        )
     layout = options.layout()
     targets = list(target) if target else None
     context = doc.Context(layout, deep=deep)

@@ -51,7 +51,7 @@ def select_checks(ids: list[str], deep: bool = False) -> list[Check]:
             f"unknown check {', '.join(unknown)}",
             hint="tljh doctor --list shows them: " + ", ".join(BY_ID),
         )
-    return [BY_ID[i] for i in ids] if ids else [c for c in REGISTRY if deep or not c.deep]
+    return [BY_ID[i] for i in dict.fromkeys(ids)] if ids else [c for c in REGISTRY if deep or not c.deep]
 
 
 def run_doctor(ctx: Context, checks: list[Check], targets: list[str] | None = None) -> DoctorReport:
