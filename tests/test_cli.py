@@ -136,6 +136,8 @@ def _exists(words: list[str]) -> bool:
         (["env", "rollback", "-t", "user", "--to", "last"], "'last' is not a whole number"),
         (["env", "list", "--jsn"], "see `tljh env list --help`"),
         (["bogus"], "`tljh` has: doctor, plugins, upgrade, env"),
+        ([], "`tljh` needs a command: doctor, plugins, upgrade, env"),  # not the help on one line
+        (["env"], "`tljh env` needs a command: list, packages"),
     ],
 )
 def test_usage_errors_are_one_line_and_point_at_commands_that_exist(tljh, shared_prefix, argv, expected):

@@ -170,6 +170,8 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
     ):
         odd_ymls.append(files / f"odd-{number}.yml")
         odd_ymls[-1].write_text(f"dependencies: {dependencies}\n")
+    hashed = files / "hashed.txt"  # pip-compile --generate-hashes: before, "Expected comma"
+    hashed.write_text("numpy==2.1.0 \\\n    --hash=sha256:" + "0" * 64 + "\n")
     huge = files / "huge.txt"  # sparse: no disk, but read whole it filled root's memory
     with open(huge, "wb") as f:
         f.truncate(256 * 1024**2)
@@ -205,6 +207,7 @@ def test_refused_and_bad_files_change_nothing(tljh, prefix, offline, tmp_path):
         (files / "missing.json", [], 2, "does not exist"),
         (deep_lock, [], 2, "nested too deeply"),
         (huge, [], 2, "is larger than 16 MiB"),
+        (hashed, [], 2, "pins hashes (pip-compile --generate-hashes)"),
         (fifo, [], 2, "is not a file"),
         (deep_yml, [], 2, "is not valid YAML"),
     ]
@@ -319,7 +322,7 @@ def test_exact_with_the_requested_packages_keeps_what_they_need(tljh, prefix, of
     outcome said ok); it removes only what nothing listed needs."""
     requested = tmp_path / "requested.txt"
     bom = tmp_path / "bom.txt"  # Windows editors write one; pip reads through it
-    bom.write_bytes(b"\xef\xbb\xbfnumpy==1.26.4\n")
+    bom.write_bytes(b"\xef\xbb\xbfnumpy==1.26.4 \\\n    # via pip-compile's continuation\n")
     kept = tljh("--prefix", prefix, "env", "apply", bom, "-t", "user", "--dry-run", "--json", env=offline)
     assert kept.code == 0 and kept.json()["changed"] is False, kept.stderr
     exported = tljh(

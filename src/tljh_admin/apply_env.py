@@ -202,10 +202,14 @@ def read_desired(path: str) -> Desired:
         # `null` or `42` in a lock's place would be read as a requirement on a PyPI project
         raise UsageError(f"{path} is not a tljh-admin lock file (no JSON object)", hint="export it again")
     wanted = []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        line = raw.split(" #", 1)[0].strip() if not raw.lstrip().startswith("#") else ""
-        if line:
-            wanted.append(_from_requirement_text(line, f"{path}, line {number}"))
+    for number, line in policy.logical_lines(text):  # `\` continuations joined, as pip does
+        if " --hash" in f" {line}":
+            raise UsageError(
+                f"{path}, line {number} pins hashes (pip-compile --generate-hashes); apply compares"
+                " versions and does not check them",
+                hint=f"install it with hashes checked: tljh env install --target T -r {path}",
+            )
+        wanted.append(_from_requirement_text(line, f"{path}, line {number}"))
     if not wanted:
         raise UsageError(f"{path} lists no requirements", hint="name a file made by tljh env export")
     return Desired(path, export.REQUIREMENTS, None, wanted, [], notes)

@@ -290,7 +290,7 @@ class FileLine:
     options: tuple[tuple[str, str], ...] = ()
 
 
-def _logical_lines(text: str) -> list[tuple[int, str]]:
+def logical_lines(text: str) -> list[tuple[int, str]]:
     """pip's reading of a file: `\\` continuations joined, comments dropped; numbered by the
     line each starts on."""
     joined: list[tuple[int, str]] = []
@@ -386,7 +386,7 @@ def read_input_text(path: str, what: str, hint: str) -> str:
 def read_requirement_lines(path: str, kind: str = "requirements") -> list[FileLine]:
     """The logical lines of a requirements file, each validated (see _file_line)."""
     text = read_input_text(path, f"{kind} file", "check the path; quote it if it has spaces")
-    return [_file_line(number, line, f"{path}, line {number}") for number, line in _logical_lines(text)]
+    return [_file_line(number, line, f"{path}, line {number}") for number, line in logical_lines(text)]
 
 
 def read_requirement_file(path: str, kind: str = "requirements") -> list[str]:

@@ -98,6 +98,12 @@ def explain(error, args: list[str]) -> UsageError:
     where = " ".join(["tljh", *path])
     if unknown is not None and node["commands"]:
         return _no_such_command(node, where, unknown)
+    missing_command = error.format_message().strip().rstrip(".") == "Missing command"
+    if node["commands"] and (type(error).__name__ == "NoArgsIsHelpError" or missing_command):
+        # `tljh`, `tljh env`: click's message is the whole help, or says no more than this
+        return UsageError(
+            f"`{where}` needs a command: {', '.join(node['commands'])}", hint=f"see `{where} --help`"
+        )
     message = " ".join(error.format_message().split()).rstrip(".")
     return (
         _bad_value(error, args, node, where)
