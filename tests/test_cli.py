@@ -291,3 +291,25 @@ def test_rebuild_with_a_system_python_that_is_no_python(tljh, prefix, program, w
     (line,) = result.stderr.splitlines()
     assert words in line and "Hint:" in line
     assert listing_diff(before, file_listing(prefix)) == []
+
+
+def test_history_prints_control_characters_as_escapes(capsys, monkeypatch):
+    # a recorded command line is text from a file: an ESC sequence in it (a prefix path, an
+    # argument) must not reach the admin's terminal as one
+    from tljh_admin.cli import render
+
+    monkeypatch.setenv("COLUMNS", "200")
+    entry = {
+        "id": 1,
+        "time": "2026-11-27T10:00:00Z",
+        "who": "root",
+        "target": "user",
+        "command": "tljh --prefix /opt/\x1b]0;owned\x07tljh env install -t user numpy",
+        "before": {"user": {}},
+        "after": {"user": {"numpy": "2.1.0"}},
+        "result": "ok",
+    }
+    render.history_table([entry])
+    out = capsys.readouterr().out
+    assert "\x1b" not in out and "\x07" not in out
+    assert "\\x1b]0;owned\\x07" in out

@@ -426,3 +426,16 @@ def test_option_combinations_that_would_do_nothing_are_refused(tljh, prefix, arg
 def test_a_check_named_twice_runs_once(tljh, base_prefix):
     _, doc, _ = run_doctor(tljh, base_prefix, "leftovers", "leftovers", "--target", "user")
     assert [(c["id"], c["env"]) for c in doc["checks"]] == [("leftovers", "user")]
+
+
+def test_a_file_name_with_control_characters_reaches_the_terminal_escaped(tljh, prefix):
+    # a user who can write somewhere doctor reports names the file: an ESC sequence (or a
+    # line break) in that name must not be sent to the admin's terminal as one
+    (site,) = (prefix / "hub" / "lib").glob("python3*/site-packages")
+    planted = site / "x\x1b]0;owned\x07\nfake.py"
+    planted.write_text("")
+    planted.chmod(0o666)
+    result = tljh("--prefix", prefix, "doctor", "world-writable", "--target", "hub")
+    assert result.code == ExitCode.PROBLEMS_FOUND
+    assert "\x1b" not in result.stdout + result.stderr and "\x07" not in result.stdout
+    assert "x\\x1b]0;owned\\x07\\nfake.py: world-writable file" in result.stdout

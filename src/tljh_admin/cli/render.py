@@ -52,12 +52,13 @@ def error_line(error: TljhError) -> str:
     """One line: what went wrong and what to do. Longer installer output, when there is
     some, follows on the next lines, indented."""
     hint, _, details = error.hint.partition("\n")
-    hint = f" Hint: {hint}" if hint else ""
-    message = error.message.rstrip(".")
+    hint = f" Hint: {printable(hint)}" if hint else ""
+    # a path with a line break or an ESC in it must not break the one line, nor the terminal
+    message = printable(error.message.rstrip("."))
     stop = "" if message.endswith(("?", "!")) else "."
     line = f"tljh: error: {message}{stop}{hint}"
     if details:
-        line += "\n" + "\n".join(f"    {d}" for d in details.splitlines())
+        line += "\n" + "\n".join(f"    {printable(d)}" for d in details.splitlines())
     return line
 
 
@@ -136,7 +137,7 @@ def _interpreter_cell(env: Environment) -> str:
 
 
 def environments_table(prefix: str, envs: list[Environment]) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     from tljh_admin.envs.backends import packages
 
@@ -171,7 +172,7 @@ def environments_table(prefix: str, envs: list[Environment]) -> None:
 
 
 def _notes(out: Console, envs: list[Environment]) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     for env in envs:
         if env.reason:
@@ -185,7 +186,7 @@ def _notes(out: Console, envs: list[Environment]) -> None:
 
 
 def packages_table(env: Environment) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     out = stdout_console()
     out.print(f"{env.name}: {escape(env.root or env.interpreter.path)}")
@@ -248,7 +249,7 @@ def plan_table(title: str, plan) -> None:
 def message(text: str) -> None:
     """A message for people, on stderr."""
     if not _QUIET:
-        stderr_console().print(text, markup=False, highlight=False)
+        stderr_console().print(printable(text, keep="\n"), markup=False, highlight=False)
 
 
 class Notes:
@@ -263,8 +264,24 @@ class Notes:
         message(text)
 
 
+def printable(text: str, keep: str = "") -> str:
+    """`text` with control characters (an ESC sequence in a file name a user made, or in a
+    recorded command line) written as escapes instead of sent to the terminal; `keep`: the
+    ones to leave (a message's own line breaks)."""
+    if any((ord(c) < 32 or 127 <= ord(c) < 160) and c not in keep for c in text):
+        text = "".join(c if c.isprintable() or c in keep else repr(c)[1:-1] for c in text)
+    return text
+
+
+def _shown(text: str) -> str:
+    """Text from a file, for a table cell: control characters escaped, markup escaped."""
+    from rich.markup import escape as markup_escaped
+
+    return markup_escaped(printable(text))
+
+
 def history_table(entries: list[dict]) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     columns = [
         ("id", {"no_wrap": True}),
@@ -323,7 +340,7 @@ class progress:
 
     def update(self, line: str) -> None:
         if self.status is not None:
-            from rich.markup import escape
+            escape = _shown
 
             self.status.update(f"{self.title}: {escape(line[:100])}")
 
@@ -344,7 +361,7 @@ _MAX_FINDINGS_SHOWN = 10
 
 
 def doctor_checks(registry) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     columns = [
         ("id", {"no_wrap": True}),
@@ -369,7 +386,7 @@ def doctor_checks(registry) -> None:
 
 
 def doctor_report(report, strict: bool, fixes) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     from tljh_admin.doctor import ENV_ORDER
 
@@ -408,7 +425,7 @@ def doctor_report(report, strict: bool, fixes) -> None:
 
 
 def upgrade_plan(plan) -> None:
-    from rich.markup import escape
+    escape = _shown
 
     out = stdout_console()
     out.print(f"hub requirements: {escape(plan.source.path)} ({escape(plan.source.detail)})")
