@@ -283,6 +283,19 @@ def test_default_tljh_config_is_a_valid_z2jh_config(prefix, system_python):
     assert values["singleuser"]["defaultUrl"] == "/lab"
     assert values["singleuser"]["image"]["name"] == "reg:5000/img"  # a registry port is not a tag
     assert translation.unmapped == ()
+    # without --z2jh-chart the hub's own jupyterhub is carried, and the header says which
+    # chart runs it (5.2.1: charts 4.0.0 and 4.1.0), or that none known here does
+    assert "# jupyterhub 5.2.1: the hub's own, as z2jh chart 4.1.0 runs it" in text
+
+
+def test_a_hub_jupyterhub_no_chart_runs_is_said(prefix, system_python, monkeypatch):
+    from tljh_admin import z2jh
+
+    # the table as if no chart ran the hub's 5.2.1 (a hub newer than every chart known here)
+    monkeypatch.setattr(z2jh, "CHART_JUPYTERHUB", {"4.4.0": "5.5.0"})
+    text, _ = export.export_z2jh_config(_layout(prefix, system_python), "user", None, None, False)
+    assert "jupyterhub 5.2.1: the hub's own, which no z2jh chart known here runs" in text
+    assert "pass --z2jh-chart (the newest known: 4.4.0, jupyterhub 5.5.0)" in text
 
 
 def test_chart_table_matches_the_chart_releases():

@@ -523,3 +523,15 @@ def test_the_change_documents_notes_carry_what_stderr_said(tljh, prefix, offline
     assert result.code == 0, result.stderr
     (note,) = result.json()["notes"]
     assert "installed from /srv/numpy.whl" in note and note in result.stderr
+
+
+def test_an_unreachable_archive_url_is_named_not_the_index(tljh, prefix, offline, tmp_path):
+    # before: "cannot reach the package index at https://pypi.org/simple" for a requirement's
+    # own URL that nothing answers on
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text("numpy @ https://127.0.0.1:9/numpy-2.1.0-py3-none-any.whl\n")
+    result = tljh("--prefix", prefix, "env", "apply", requirements, "-t", "user", "--dry-run", env=offline)
+    assert result.code != 0
+    first = result.stderr.splitlines()[0]
+    assert "cannot reach 127.0.0.1:9, which a requirement's URL names" in first, result.stderr
+    assert "package index" not in first

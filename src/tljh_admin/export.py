@@ -867,7 +867,16 @@ def target_jupyterhub(layout, chart: str | None) -> tuple[str, str]:
             "the hub environment has no jupyterhub to match",
             hint="name the target chart: --z2jh-chart VERSION",
         )
-    return found[0], f"jupyterhub {found[0]}: the hub's own (pass --z2jh-chart for a z2jh chart's)"
+    from tljh_admin.z2jh import CHART_JUPYTERHUB
+
+    charts = [chart for chart, hub_version in CHART_JUPYTERHUB.items() if hub_version == found[0]]
+    if charts:
+        return found[0], f"jupyterhub {found[0]}: the hub's own, as z2jh chart {charts[-1]} runs it"
+    newest = list(CHART_JUPYTERHUB)[-1]
+    return found[0], (
+        f"jupyterhub {found[0]}: the hub's own, which no z2jh chart known here runs; for a z2jh hub"
+        f" pass --z2jh-chart (the newest known: {newest}, jupyterhub {CHART_JUPYTERHUB[newest]})"
+    )
 
 
 def _require_user(target: str, fmt: str) -> None:
@@ -939,6 +948,7 @@ def export_z2jh_config(
         f"# z2jh config.yaml translated by tljh env export from {path}\n"
         f"# the user image must carry {exported.jupyterhub.join(['jupyterhub ', ''])}"
         f" (build it from `tljh env export --format repo2docker`)\n"
+        f"# {exported.notes[0]}\n"
     )
     header += "".join(f"# not carried to z2jh: {u.key} ({u.reason})\n" for u in translation.unmapped)
     return header + dump_yaml(translation.values), translation

@@ -111,6 +111,11 @@ NO_OPTIONS = PipOptions()
 def resolution_error(failure: InstallerFailed, doing: str = "") -> ResolutionFailed:
     """The typed error for a failed resolve: IndexUnreachable when the index never answered,
     else ResolutionFailed (no such version, conflicts), both with the installer's words."""
+    if failure.unreachable.startswith(_ELSEWHERE):
+        return IndexUnreachable(
+            f"cannot reach {failure.unreachable[len(_ELSEWHERE) :]}, which a requirement's URL names",
+            hint="check that URL in the requirements, and the network and proxy (HTTPS_PROXY)",
+        )
     if failure.unreachable:
         return IndexUnreachable(
             f"cannot reach the package index at {failure.unreachable}",
@@ -144,7 +149,18 @@ def _unreachable_index(output: str, urls: Sequence[str]) -> str:
     # (a file:// index is a folder: never a connection error)
     remote = [url for url in urls if urlsplit(url).scheme != "file"] or list(urls)
     named = [url for url in remote if urlsplit(url).netloc and urlsplit(url).netloc in output]
+    if not named:
+        # urllib3 names the host it failed on: not an index's, then a direct URL's
+        host = _FAILED_HOST.search(output)
+        if host and not any(host.group(1) == urlsplit(url).hostname for url in remote):
+            port = f":{host.group(2)}" if host.group(2) else ""
+            return f"{_ELSEWHERE}{host.group(1)}{port}"
     return " or ".join(redact_url(url) for url in dict.fromkeys(named or remote))
+
+
+#: what _unreachable_index puts before a host that is no index's
+_ELSEWHERE = "elsewhere:"
+_FAILED_HOST = re.compile(r"host='([^']+)'(?:, port=(\d+))?")
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
