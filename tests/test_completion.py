@@ -119,6 +119,10 @@ def test_dynamic_completions(prefix_with_history):
     assert complete_bash("doctor world", spaced) == ["world-writable"]
     assert complete_bash("env rollback --target user --to ", spaced) == ["1"]
     assert complete_bash("env install --target ", spaced) == ["hub", "system", "user"]
+    # bash splits `--target=user` at `=`; `--target USER` is accepted by the command
+    assert complete_bash("env uninstall --target = user oauth", spaced) == ["oauthenticator"]
+    assert complete_bash("env uninstall --target USER oauth", spaced) == ["oauthenticator"]
+    assert complete_bash("env install --target = ", spaced) == ["hub", "system", "user"]
 
 
 def test_completion_never_writes_or_locks(prefix_with_history, tmp_path):

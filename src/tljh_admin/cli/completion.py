@@ -122,6 +122,8 @@ def resolve(args: list[str], root: dict | None = None) -> _Walk:
     positionals: list[str] = []
     pending: dict | None = None
     for word in args:
+        if pending is not None and word == "=":
+            continue  # bash splits `--target=user` at `=` (COMP_WORDBREAKS): `--target`, `=`, `user`
         if pending is not None:
             values.setdefault(pending["name"], []).append(word)
             pending = None
@@ -159,7 +161,7 @@ def _dynamic(name: str, walk: _Walk, already: list[str], incomplete: str) -> lis
     query = Query(
         last(walk.global_values, "prefix"),
         last(walk.global_values, "system_python"),
-        last(walk.values, "target"),
+        (last(walk.values, "target") or "").lower() or None,  # `--target USER` is accepted: so here
         already,
         incomplete,
     )
@@ -186,7 +188,7 @@ def completions(args: list[str], incomplete: str, root: dict | None = None) -> l
         if option is not None and option["value"]:
             return _values(option, walk, partial)
     if walk.pending is not None:
-        return _values(walk.pending, walk, incomplete)
+        return _values(walk.pending, walk, "" if incomplete == "=" else incomplete)
     if incomplete.startswith("-"):
         return [
             flag
