@@ -53,28 +53,40 @@ def convert(option: dict, value: str):
     return value
 
 
-def command_path(args: list[str], root: dict | None = None) -> tuple[list[str], dict, str | None]:
-    """(the commands that exist along `args`, their node, the first word that is not a command
-    where one was expected, or None). Option values are skipped as click skips them."""
+def _read(args: list[str], root: dict | None):
+    """`args` as click reads them, one event per word up to `--`: ("option", path, node,
+    option or None when unknown, its value or None), ("word", path, node, word) for a word
+    that is no command of the node it meets (commands are descended into), and last ("end",
+    path, node). `path` is the commands so far, `node` the last one's."""
     node = tree() if root is None else root
     path: list[str] = []
     i = 0
-    while i < len(args):
+    while i < len(args) and args[i] != "--":
         word = args[i]
-        if word == "--":
-            break
         if word.startswith("-") and len(word) > 1:
-            option = find_option(node, word.partition("=")[0])
-            i += 2 if option and option["value"] and "=" not in word else 1
-            continue
-        if not node["commands"]:
-            break
-        if word not in node["commands"]:
-            return path, node, word
-        path.append(word)
-        node = node["commands"][word]
+            option, value, value_next = _value_option(node, word)
+            if value_next:
+                value = args[i + 1] if i + 1 < len(args) else None
+                i += 1
+            yield "option", path, node, option, value
+        elif node["commands"] and word in node["commands"]:
+            path = [*path, word]
+            node = node["commands"][word]
+        else:
+            yield "word", path, node, word
         i += 1
-    return path, node, None
+    yield "end", path, node
+
+
+def command_path(args: list[str], root: dict | None = None) -> tuple[list[str], dict, str | None]:
+    """(the commands that exist along `args`, their node, the first word that is not a command
+    where one was expected, or None). Option values are skipped as click skips them."""
+    for kind, path, node, *rest in _read(args, root):
+        if kind == "word":
+            return path, node, rest[0] if node["commands"] else None
+        if kind == "end":
+            return path, node, None
+    raise AssertionError("_read always ends with an end event")
 
 
 def _value_option(node: dict, word: str) -> tuple[dict | None, str | None, bool]:
@@ -97,26 +109,14 @@ def repeated_option(args: list[str], root: dict | None = None) -> tuple[list[str
     """The first option that takes one value and was given more than once, as (the commands
     along `args`, the option, its values), or None. click keeps the last value without a word;
     for `--target hub ... --target user` that is an environment the admin may not mean."""
-    node = tree() if root is None else root
-    path: list[str] = []
     given: dict[str, list[str]] = {}
-    i = 0
-    while i < len(args):
-        word = args[i]
-        if word == "--":
-            break
-        if word.startswith("-") and len(word) > 1:
-            option, value, value_next = _value_option(node, word)
-            if value_next:
-                value = args[i + 1] if i + 1 < len(args) else None
-                i += 1
-            if option is not None and option["value"] and not option["multiple"] and value is not None:
-                values = given.setdefault(" ".join([*path, option["name"]]), [])
-                values.append(value)
-                if len(values) > 1:
-                    return path, option, values
-        elif node["commands"] and word in node["commands"]:
-            path.append(word)
-            node = node["commands"][word]
-        i += 1
+    for kind, path, _, *rest in _read(args, root):
+        if kind != "option":
+            continue
+        option, value = rest
+        if option is not None and option["value"] and not option["multiple"] and value is not None:
+            values = given.setdefault(" ".join([*path, option["name"]]), [])
+            values.append(value)
+            if len(values) > 1:
+                return path, option, values
     return None
