@@ -790,3 +790,26 @@ def test_an_unfinished_change_whose_snapshot_is_gone_has_a_way_out(prefix, run):
     )
     assert run("doctor", "--fix", "unfinished-change").code == 0
     assert doctor_unfinished(run)["status"] == "ok"
+
+
+def test_uv_leaves_no_world_writable_lock_and_its_killed_change_is_recovered(prefix, run, offline):
+    """uv makes `<env>/.lock` mode 0666, even for a dry run (before: it stayed, and every
+    later change was refused as "world-writable"); a uv change killed -9 mid-install, its
+    .lock still there, is restored by the next command rather than refused before it."""
+    site = site_of(prefix, "user")
+    before = envs_listing(prefix)
+    planned = run("env", "install", "-t", "user", "chunky", "--installer", "uv", "--dry-run")
+    assert planned.code == 0, planned.stderr
+    assert not (prefix / "user" / ".lock").exists()
+    assert listing_diff(before, envs_listing(prefix)) == []
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--installer", "uv", "--yes"], offline)
+    wait_for(lambda: any(site.glob("chunk_*")) or proc.poll() is not None)
+    kill(proc, prefix, whole=True)
+    lock = prefix / "user" / ".lock"
+    if not lock.exists():  # the kill landed before uv made it: as uv would have
+        lock.touch()
+        lock.chmod(0o666)
+    nxt = run("env", "install", "-t", "user", "chunky", "--installer", "uv", "--dry-run")
+    assert nxt.code == 0, nxt.stderr
+    assert "restored change" in nxt.stderr
+    assert listing_diff(before, envs_listing(prefix)) == []

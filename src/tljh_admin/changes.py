@@ -156,8 +156,14 @@ def _common_guards(layout: Layout, env: Environment, allow_system: bool, break_s
     policy.require_system_allowed(env, allow_system, break_system)
     policy.require_runnable(env)
     policy.require_write_access(_write_paths(layout, env))
-    # before anything is written (the installers check again, right before they run)
-    require_only_root_can_change(env)
+    # before anything is written (the installers check again, right before they run); an
+    # env a killed change left half done is judged after recover_first puts it back (the
+    # restore runs no code from it): what the killed installer left (uv's 0666 `.lock`)
+    # must not block the recovery itself
+    from tljh_admin.queries import unfinished_changes
+
+    if env.name not in unfinished_changes(layout):
+        require_only_root_can_change(env)
 
 
 def _areas(env: Environment, layout: Layout) -> snapshot.Areas:
@@ -170,7 +176,10 @@ def recover_first(layout: Layout, targets: list[str], timeout: float, notify: No
     state = StateDir.of(layout)
     if _can_write_state(layout):
         with locked_and_recovered(layout, targets, timeout, notify) as (_, recovered):
-            return recovered
+            pass
+        for name in targets if recovered else ():  # _common_guards' check, after the restore
+            require_only_root_can_change(inspect_environment(name, layout))
+        return recovered
     try:
         unfinished = [j for j in state.journals() if set(j["envs"]) & set(targets)]
     except PermissionDenied:

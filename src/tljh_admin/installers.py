@@ -13,6 +13,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
@@ -437,6 +438,10 @@ class PipInstaller(Installer):
         return [*self._pip(), "uninstall", "--yes", *self._root_user_action(), *self._pep668(), *names]
 
 
+#: the lock file uv makes in an environment's root (uv's own, world-writable by design)
+UV_ENV_LOCK = ".lock"
+
+
 class UvInstaller(Installer):
     name = UV
 
@@ -455,6 +460,29 @@ class UvInstaller(Installer):
         extra = ["--break-system-packages"] if self.env.externally_managed else []
         return [self.uv, "pip", *args, "--python", self.python, *extra, *self.index_args]
 
+    def _drop_env_lock(self) -> None:
+        """uv makes `<env>/.lock` (empty, mode 0666: any user may lock it) in the env it runs
+        on, even for a dry run: a file others may write, in an env root runs. Removed after
+        every uv run (uv makes it anew), by descriptor, never through a symlink."""
+        try:
+            root_fd = os.open(self.env.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            return
+        try:
+            status = os.stat(UV_ENV_LOCK, dir_fd=root_fd, follow_symlinks=False)
+            if stat.S_ISREG(status.st_mode) and status.st_size == 0:
+                os.unlink(UV_ENV_LOCK, dir_fd=root_fd)
+        except FileNotFoundError:
+            pass
+        finally:
+            os.close(root_fd)
+
+    def run(self, command: list[str], log_path: str, progress: Progress, tracker=None) -> None:
+        try:
+            super().run(command, log_path, progress, tracker)
+        finally:
+            self._drop_env_lock()
+
     def resolve(self, requirements, constraint_file, upgrade, options: PipOptions = NO_OPTIONS) -> Resolution:
         command = [
             *self._uv("install", "--dry-run"),
@@ -462,9 +490,12 @@ class UvInstaller(Installer):
         ]
         # the dry run's short retries and timeout (DRY_RUN_RETRIES), in uv's variables; a uv
         # that predates UV_HTTP_RETRIES ignores it and keeps its own 3 retries
-        proc = self._dry_run(
-            command, options, {"UV_HTTP_RETRIES": DRY_RUN_RETRIES, "UV_HTTP_TIMEOUT": DRY_RUN_TIMEOUT}
-        )
+        try:
+            proc = self._dry_run(
+                command, options, {"UV_HTTP_RETRIES": DRY_RUN_RETRIES, "UV_HTTP_TIMEOUT": DRY_RUN_TIMEOUT}
+            )
+        finally:
+            self._drop_env_lock()
         install, remove = [], []
         for line in proc.stderr.splitlines():
             match = re.match(r"^ ([+-]) ([^=\s]+)==(\S+)", line)
