@@ -813,3 +813,35 @@ def test_uv_leaves_no_world_writable_lock_and_its_killed_change_is_recovered(pre
     assert nxt.code == 0, nxt.stderr
     assert "restored change" in nxt.stderr
     assert listing_diff(before, envs_listing(prefix)) == []
+
+
+def test_a_ctrl_c_while_reserving_an_id_never_takes_another_changes(prefix, monkeypatch):
+    """Two changes (hub and user) reserve ids at once: the loser of journal/N.json moves on to
+    N+1. A Ctrl-C landing right after it lost (where strace held it in the review, played
+    here by raising KeyboardInterrupt from the temp file's cleanup: a signal cannot be made
+    to land on one line otherwise) left N in its change_id, and the abandon that follows
+    removed the winner's journal and snapshot while it ran."""
+    from tljh_admin import changes, snapshot
+    from tljh_admin.layout import resolve_layout
+    from tljh_admin.transaction import Change, StateDir
+
+    layout = resolve_layout(prefix)
+    state = StateDir.of(layout)
+    state.ensure()
+    winner = Change(layout, state, None, "tljh env install -t user x", "install", {}, "pip")
+    winner.begin()
+    loser = Change(layout, state, None, "tljh env install -t hub y", "install", {}, "pip")
+    monkeypatch.setattr(state, "_highest_id", lambda: winner.change_id - 1)  # both saw the same
+    unlink = snapshot.with_suppressed_unlink
+
+    def interrupted_cleanup(path):
+        unlink(path)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(snapshot, "with_suppressed_unlink", interrupted_cleanup)
+    with pytest.raises(KeyboardInterrupt):
+        loser.begin()
+    monkeypatch.setattr(snapshot, "with_suppressed_unlink", unlink)
+    assert loser.change_id is None
+    changes._abandon(loser, KeyboardInterrupt())
+    assert os.path.exists(state.path("journal", f"{winner.change_id}.json"))

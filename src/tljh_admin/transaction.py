@@ -917,9 +917,9 @@ class Change:
     def marker(self) -> str:
         return f"{self.state.root}#{self.change_id}"
 
-    def journal_entry(self) -> dict:
+    def journal_entry(self, change_id: int | None = None) -> dict:
         return {
-            "id": self.change_id,
+            "id": self.change_id if change_id is None else change_id,
             "pid": os.getpid(),
             "command": self.command,
             "kind": self.kind,
@@ -947,11 +947,9 @@ class Change:
         """Reserve an id, journal the change, then snapshot every env; the journal says
         `running` only once every snapshot is complete."""
 
-        def entry(change_id: int) -> dict:
-            self.change_id = change_id
-            return self.journal_entry()
-
-        self.change_id = self.state.reserve_id(entry)
+        # the id is ours only once its journal is linked: an id tried and lost to another
+        # change is never kept (a Ctrl-C there would then abandon that change's journal)
+        self.change_id = self.state.reserve_id(self.journal_entry)
         note_lock_holder(self.state, self.envs)
         for name, env_state in self.envs.items():
             dest = self.state.snapshot_dir(self.change_id, name)
