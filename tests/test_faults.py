@@ -845,3 +845,40 @@ def test_a_ctrl_c_while_reserving_an_id_never_takes_another_changes(prefix, monk
     assert loser.change_id is None
     changes._abandon(loser, KeyboardInterrupt())
     assert os.path.exists(state.path("journal", f"{winner.change_id}.json"))
+
+
+def test_a_hangup_stops_the_change_and_restores_it(prefix, offline):
+    # a dropped SSH session: before, SIGHUP killed tljh at once (as kill -9) while pip, in
+    # its own session, finished the install unrecorded
+    before = envs_listing(prefix)
+    site = site_of(prefix, "user")
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    wait_for(lambda: (site / "chunk_2").is_dir() or proc.poll() is not None)
+    proc.send_signal(signal.SIGHUP)
+    _, err = proc.communicate()
+    assert proc.returncode == ExitCode.INTERRUPTED, err
+    assert "restored" in err and "Traceback" not in err
+    assert listing_diff(before, envs_listing(prefix)) == []
+    assert journals(prefix) == [] and history(prefix)[-1]["result"] == "interrupted"
+
+
+def test_killed_after_its_history_line_a_change_is_closed_not_undone(prefix, run, offline):
+    """kill -9 between the history line and the journal's removal (or a SIGTERM there):
+    before, the next command restored the finished change and wrote a second history line
+    for it, or met its half-removed snapshot and refused every change."""
+    site = site_of(prefix, "user")
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    journal_dir = state_of(prefix) / "journal"
+    wait_for(lambda: any(journal_dir.glob("*.json")) or proc.poll() is not None)
+    (left,) = journal_dir.glob("*.json")  # the journal as the killed process would leave it
+    kept = left.read_bytes()
+    _, err = proc.communicate()
+    assert proc.returncode == 0, err
+    left.write_bytes(kept)
+    after = envs_listing(prefix)
+    nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
+    assert nxt.code == 0, nxt.stderr
+    assert "restor" not in nxt.stderr
+    assert listing_diff(after, envs_listing(prefix)) == [] and any(site.glob("chunky-*.dist-info"))
+    assert journals(prefix) == []
+    assert [e["result"] for e in history(prefix)].count("ok") == 1 and len(history(prefix)) == 1

@@ -567,7 +567,14 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
                 ) from None
             raise
     packages = {name: _packages(env) for name, env in after.items()}
-    entry = change.finish(OK, packages, _revision_detail(change, revisions))
+    try:
+        entry = change.finish(OK, packages, _revision_detail(change, revisions))
+    except OSError as error:  # a full disk at the history line: unrecorded, so not kept
+        raise state_error(
+            error,
+            f"the change to the {where} environment{'s' if len(names) > 1 else ''} was made"
+            " but could not be recorded; the next tljh command undoes it",
+        ) from None
     return Outcome(change.change_id, OK, entry, world_writable_fixed, owner_fixed, acl_removed)
 
 

@@ -366,9 +366,11 @@ class StateDir:
         for private in ("pid", "processes", "phase", "marker"):
             entry.pop(private, None)
         self.append_history(entry)
+        # the journal goes before the snapshot: killed in between, what is left is a
+        # snapshot nothing refers to, never a journal whose snapshot is half removed
+        self.drop_journal(journal["id"])
         if result != OK:
             snapshot.discard(self.path("snapshots", str(journal["id"])))
-        self.drop_journal(journal["id"])
         return entry
 
     def snapshot_dir(self, change_id: int, env: str) -> str:
@@ -550,6 +552,18 @@ def locked_and_recovered(
 # -- interruption -----------------------------------------------------------------------
 
 
+#: what stops a change: Ctrl-C, a supervisor's SIGTERM, and the hangup of a dropped SSH
+#: session (else tljh died at once, as from kill -9, while the installer, in its own
+#: session, went on and finished unrecorded)
+STOPPING_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def raise_deferred(arrived: list[int]) -> None:
+    """After a signals_deferred() block: act on the first signal that arrived during it."""
+    if arrived:
+        raise KeyboardInterrupt() if arrived[0] == signal.SIGINT else Interrupted()
+
+
 @contextlib.contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Turn the first SIGTERM or SIGINT into Interrupted / KeyboardInterrupt, so that the
@@ -561,9 +575,9 @@ def sigterm_raises() -> Iterator[None]:
         if raised:
             return
         raised.append(signum)
-        raise Interrupted() if signum == signal.SIGTERM else KeyboardInterrupt()
+        raise KeyboardInterrupt() if signum == signal.SIGINT else Interrupted()
 
-    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGINT)}
+    previous = {s: signal.signal(s, handler) for s in STOPPING_SIGNALS}
     try:
         yield
     finally:
@@ -580,7 +594,7 @@ def signals_deferred() -> Iterator[list[int]]:
     def note(signum, frame):
         arrived.append(signum)
 
-    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: signal.signal(s, note) for s in STOPPING_SIGNALS}
     try:
         yield arrived
     finally:
@@ -1029,9 +1043,15 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
         where = state.quarantine(journal)
         notify(f"ignored an untrusted journal ({journal.reason}); moved to {where}; check the envs by hand")
     recovered = []
+    closed = {e["id"]: e for e in state.history()} if valid else {}
     for journal in valid:
         if not set(journal["envs"]) <= set(envs):
             continue  # another env's change: whoever locks all its envs recovers it
+        if journal["id"] in closed:  # killed after its history line: finish closing it, no more
+            state.drop_journal(journal["id"])
+            if closed[journal["id"]].get("result") != OK:
+                snapshot.discard(state.path("snapshots", str(journal["id"])))
+            continue
         ended = end_processes(journal.get("processes", []), journal.get("marker", ""))
         if ended:
             notify(f"ended {ended} process(es) still running for change {journal['id']}")
@@ -1050,7 +1070,7 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
             continue
         targets = usable_snapshots(state, journal)  # every env's snapshot checked before any restore
         notify(f"restoring change {journal['id']} ({journal['command']}), which was interrupted")
-        with signals_deferred():
+        with signals_deferred() as arrived:
             for dest, root, areas in targets:
                 snapshot.restore(dest, root, areas)
             entry = state.close(
@@ -1060,6 +1080,7 @@ def recover_unfinished(state: StateDir, envs, notify: Notify = _quiet) -> list[d
                 "the process was killed during the change; restored by the next command",
             )
         recovered.append(entry)
+        raise_deferred(arrived)  # a Ctrl-C during the restore stops the command after it
     return recovered
 
 
