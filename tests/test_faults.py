@@ -882,3 +882,62 @@ def test_killed_after_its_history_line_a_change_is_closed_not_undone(prefix, run
     assert listing_diff(after, envs_listing(prefix)) == [] and any(site.glob("chunky-*.dist-info"))
     assert journals(prefix) == []
     assert [e["result"] for e in history(prefix)].count("ok") == 1 and len(history(prefix)) == 1
+
+
+#: how long the escaped helper waits before it writes: longer than the rest of pip's run
+SLEEPER_SECONDS = 3
+
+_DAEMON_BACKEND = """
+import base64, hashlib, os, subprocess, zipfile
+
+def _hash(data):
+    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    # a helper that leaves pip's process group and its pipes, as a compiler server does
+    subprocess.Popen(
+        ["setsid", "sh", "-c", "sleep @SECONDS@; touch " + @MARK@],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    info = "daemonpkg-1.0.dist-info"
+    files = {
+        "daemonpkg/__init__.py": b"",
+        info + "/METADATA": b"Metadata-Version: 2.1\\nName: daemonpkg\\nVersion: 1.0\\n\\n",
+        info + "/WHEEL": b"Wheel-Version: 1.0\\nGenerator: t\\nRoot-Is-Purelib: true\\nTag: py3-none-any\\n",
+    }
+    record = "".join(f"{p},{_hash(d)},{len(d)}\\n" for p, d in files.items()) + info + "/RECORD,,\\n"
+    files[info + "/RECORD"] = record.encode()
+    name = "daemonpkg-1.0-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as zf:
+        for path, data in files.items():
+            zf.writestr(path, data)
+    return name
+"""
+
+
+def test_a_process_that_left_the_installers_group_is_ended(prefix, run, offline, tmp_path):
+    """A build that starts a `setsid` helper: the change's marker is in its environment, and
+    it is ended when the installer is done (before: it outlived the change and wrote into
+    the env seconds later, after any restore)."""
+    import tarfile
+
+    source = tmp_path / "daemonpkg-1.0"
+    source.mkdir()
+    (source / "pyproject.toml").write_text(
+        '[project]\nname = "daemonpkg"\nversion = "1.0"\n\n'
+        '[build-system]\nrequires = []\nbuild-backend = "backend"\nbackend-path = ["."]\n'
+    )
+    mark = prefix / "user" / "daemon-was-here"
+    backend = _DAEMON_BACKEND.replace("@MARK@", repr(f"'{mark}'")).replace("@SECONDS@", str(SLEEPER_SECONDS))
+    (source / "backend.py").write_text(backend)
+    links = tmp_path / "links"
+    links.mkdir()
+    with tarfile.open(links / "daemonpkg-1.0.tar.gz", "w:gz") as tar:
+        tar.add(source, arcname=source.name)
+    env = {**offline, "PIP_FIND_LINKS": f"{offline['PIP_FIND_LINKS']} {links}"}
+    done = run(
+        "env", "install", "-t", "user", "daemonpkg", "--no-cache-dir", "--yes", env=env
+    )  # always built
+    assert done.code == 0, done.stderr
+    time.sleep(SLEEPER_SECONDS + 0.5)
+    assert not mark.exists()

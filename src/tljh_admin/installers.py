@@ -264,16 +264,26 @@ class Installer(abc.ABC):
     def _dry_run(
         self, command: list[str], options: PipOptions = NO_OPTIONS, extra_env: Mapping[str, str] | None = None
     ) -> subprocess.CompletedProcess:
-        """Run a resolve-only command; its failure is the request's, told in the installer's words."""
-        proc = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            env={**self.child_env, **(extra_env or {})},
-            cwd=self.workdir,
-            stdin=subprocess.DEVNULL,
-            errors="replace",
-        )
+        """Run a resolve-only command; its failure is the request's, told in the installer's words.
+        A build it runs (an sdist's backend) may start helpers that leave its process group:
+        they carry a marker of this run and are ended with it."""
+        import secrets
+
+        from tljh_admin.transaction import CHANGE_MARKER, end_processes
+
+        marker = f"plan-{os.getpid()}-{secrets.token_hex(8)}"
+        try:
+            proc = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                env={**self.child_env, **(extra_env or {}), CHANGE_MARKER: marker},
+                cwd=self.workdir,
+                stdin=subprocess.DEVNULL,
+                errors="replace",
+            )
+        finally:
+            end_processes([], marker)
         if proc.returncode != 0:
             output = f"{proc.stdout}\n{proc.stderr}"
             raise InstallerFailed(
@@ -328,11 +338,23 @@ def run_logged(command, child_env, cwd, log_path, progress: Progress, tracker=No
 
             with signals_deferred():
                 end_group(proc)
+                _end_strays(tracker)
             raise
+    _end_strays(tracker)
     if code != 0:
         raise InstallerFailed(
             f"{name or os.path.basename(command[0])} exited with status {code}", "\n".join(tail)
         )
+
+
+def _end_strays(tracker) -> None:
+    """What the installer started that left its process group (a build's `setsid` helper,
+    a compiler server) still carries the change's marker: ended once the installer is done,
+    before anything is restored or kept."""
+    if tracker is not None:
+        from tljh_admin.transaction import end_processes
+
+        end_processes(tracker.processes, tracker.marker)
 
 
 def end_group(proc: subprocess.Popen) -> None:
