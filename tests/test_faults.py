@@ -941,3 +941,23 @@ def test_a_process_that_left_the_installers_group_is_ended(prefix, run, offline,
     assert done.code == 0, done.stderr
     time.sleep(SLEEPER_SECONDS + 0.5)
     assert not mark.exists()
+
+
+def test_the_snapshots_cp_carries_the_changes_marker(prefix, offline):
+    """`cp -al` takes the snapshot in tljh's own process group: killed -9 with tljh alone, it
+    went on linking while the next command removed its folder. It now carries the change's
+    marker (the journal's), which recovery ends before anything is removed."""
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    seen: set[bytes] = set()
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not seen and time.monotonic() < deadline:
+        for name in os.listdir("/proc"):
+            try:
+                if name.isdigit() and Path(f"/proc/{name}/cmdline").read_bytes().startswith(b"cp\0-a\0-l\0"):
+                    environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
+                    seen.update(v for v in environ if v.startswith(b"TLJH_ADMIN_CHANGE="))
+            except OSError:
+                continue
+    proc.communicate()
+    (change,) = [e for e in history(prefix)]
+    assert seen == {f"TLJH_ADMIN_CHANGE={state_of(prefix)}#{change['id']}".encode()}

@@ -94,9 +94,10 @@ def _entries(folder: str, skip: frozenset[str]) -> list[str]:
     return sorted(n for n in os.listdir(folder) if n not in skip)
 
 
-def take(areas: Areas, dest: str) -> None:
+def take(areas: Areas, dest: str, child_env: dict[str, str] | None = None) -> None:
     """Mirror every area into `dest`/files/<absolute path> (`cp -al`, in C), then write the
-    manifest, last and atomically, with the farm's entry count."""
+    manifest, last and atomically, with the farm's entry count. `child_env`: variables for
+    cp (the change's marker, so that a cp outliving a kill -9 is found and ended)."""
     files_root = os.path.join(dest, FILES)
     for area in areas.folders:
         if not os.path.isdir(area) or os.path.islink(area):
@@ -104,7 +105,7 @@ def take(areas: Areas, dest: str) -> None:
         mirror = files_root + area
         skip = areas.skip if area == areas.root else frozenset()
         os.makedirs(os.path.dirname(mirror), mode=0o700, exist_ok=True)
-        if not _cp_al(area, mirror, _entries(area, skip)):
+        if not _cp_al(area, mirror, _entries(area, skip), child_env or {}):
             _link_tree(area, mirror, skip)
         _copy_folder_meta(area, mirror)
     for path in sorted(areas.copied):
@@ -162,7 +163,7 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def _cp_al(source: str, target: str, names: list[str]) -> bool:
+def _cp_al(source: str, target: str, names: list[str], child_env: dict[str, str]) -> bool:
     import subprocess
 
     from tljh_admin.layout import system_program
@@ -178,6 +179,7 @@ def _cp_al(source: str, target: str, names: list[str]) -> bool:
         executable=cp,
         capture_output=True,
         stdin=subprocess.DEVNULL,
+        env={**os.environ, **child_env},
     )
     if proc.returncode != 0:
         if b"No space left" in proc.stderr:

@@ -932,8 +932,10 @@ class Change:
         return f"{self.state.root}#{self.change_id}"
 
     def journal_entry(self, change_id: int | None = None) -> dict:
+        """The journal's content; `change_id`: the id being tried (reserve_id), not yet ours."""
+        change_id = self.change_id if change_id is None else change_id
         return {
-            "id": self.change_id if change_id is None else change_id,
+            "id": change_id,
             "pid": os.getpid(),
             "command": self.command,
             "kind": self.kind,
@@ -944,7 +946,7 @@ class Change:
             "before": {name: s.packages for name, s in self.envs.items()},
             "phase": self.phase,
             "processes": self.processes,
-            "marker": self.marker,
+            "marker": f"{self.state.root}#{change_id}",
         }
 
     # what an installer run needs from the change (installers.Installer.run)
@@ -968,7 +970,8 @@ class Change:
         for name, env_state in self.envs.items():
             dest = self.state.snapshot_dir(self.change_id, name)
             os.makedirs(dest, mode=0o700)
-            snapshot.take(env_state.areas, dest)
+            # cp carries the marker: killed with us, recovery ends it before removing its folder
+            snapshot.take(env_state.areas, dest, self.child_environment())
         self.phase = RUNNING
         self.state.write_journal(self.journal_entry())
 
