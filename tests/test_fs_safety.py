@@ -461,3 +461,30 @@ def test_rebuild_builds_no_local_source_others_can_change(tmp_path):
             assert requirement == "demo-auth==1.0", requirement
             assert why in note and "from the index" in note, note
     assert line(clean) == (f"demo-auth @ file://{clean}", "")
+
+
+def test_a_replaced_symlink_comes_back_with_its_inode_and_times(tmp_path):
+    """The snapshot's farm holds the env's symlinks themselves (cp -al links them): restore
+    links that one back, so owner, mtime and inode are as they were (before: a new symlink,
+    with the restore's mtime), and a symlink made anew with the same target is replaced."""
+    from tljh_admin import snapshot
+
+    env = tmp_path / "env"
+    (env / "bin").mkdir(parents=True)
+    link = env / "bin" / "python3"
+    link.symlink_to("python3.13")
+    os.utime(link, ns=(10**18, 10**18), follow_symlinks=False)
+    before = os.lstat(link)
+    areas = snapshot.install_areas(str(env), [])
+    dest = tmp_path / "snap"
+    dest.mkdir(mode=0o700)
+    snapshot.take(areas, str(dest))
+    link.unlink()
+    link.symlink_to("python3.13")  # the same target, made anew by an installer
+    snapshot.restore(str(dest), str(env), areas.folders)
+    after = os.lstat(link)
+    assert (after.st_ino, after.st_mtime_ns) == (before.st_ino, before.st_mtime_ns)
+    link.unlink()
+    link.symlink_to("elsewhere")
+    snapshot.restore(str(dest), str(env), areas.folders)
+    assert os.readlink(link) == "python3.13" and os.lstat(link).st_mtime_ns == before.st_mtime_ns

@@ -497,7 +497,7 @@ def _restore_into(tree, manifest, files_root, recorded_folders, recorded_files, 
         tree.link_in(files_root + path, path)
     # 4. symlinks
     for path in sorted(symlinks):
-        tree.symlink(symlinks[path], path)
+        tree.symlink(symlinks[path], path, files_root + path)
     # 5. folders' metadata last, deepest first, since every change above touched mtimes
     for folder in sorted(recorded_folders, key=len, reverse=True):
         tree.reset_folder(folder, recorded_folders[folder])
@@ -609,16 +609,29 @@ class _SafeTree:
                 os.fchmod(fd, stat.S_IMODE(st.st_mode))
                 os.utime(fd, ns=(st.st_atime_ns, st.st_mtime_ns))
 
-    def symlink(self, target: str, path: str) -> None:
+    def symlink(self, target: str, path: str, source: str | None = None) -> None:
+        """The symlink back: the farm's own (`source`, the original's inode, hard-linked as
+        cp -al made it: owner and times as they were), else a new one to `target`."""
         at = self._at(path)
         if at is None:
             return
         _opener, parent_fd, name = at
         st = self._lstat(parent_fd, name)
-        if st is not None and stat.S_ISLNK(st.st_mode) and os.readlink(name, dir_fd=parent_fd) == target:
+        farm = os.lstat(source) if source is not None else None
+        if st is not None and farm is not None and (st.st_dev, st.st_ino) == (farm.st_dev, farm.st_ino):
+            return  # the very symlink the snapshot holds
+        unchanged = farm is None and st is not None and stat.S_ISLNK(st.st_mode)
+        if unchanged and os.readlink(name, dir_fd=parent_fd) == target:
             return
         if st is not None:
             self.remove(path)
+        if source is not None:
+            try:
+                os.link(source, name, dst_dir_fd=parent_fd, follow_symlinks=False)
+                return
+            except OSError as error:
+                if error.errno not in (errno.EXDEV, errno.EPERM, errno.EMLINK):
+                    raise
         os.symlink(target, name, dir_fd=parent_fd)
 
     def reset_folder(self, path: str, meta: list[int]) -> None:
