@@ -83,11 +83,13 @@ def _open_standard_streams() -> None:
 
 
 def _refuse_repeated(args: list[str]) -> None:
-    from tljh_admin.cli.usage import repeated
+    from tljh_admin.cli import spec
 
-    error = repeated(args)
-    if error is not None:
-        raise error
+    found = spec.repeated_option(args)
+    if found is not None:  # only then the message (cli.usage imports difflib)
+        from tljh_admin.cli.usage import repeated
+
+        raise repeated(found)
 
 
 def _fast(args: list[str]) -> int | None:

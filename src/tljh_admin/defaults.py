@@ -15,3 +15,8 @@ DEFAULT_INSTALLER = PIP
 #: seconds a change waits for another change to the same environment to finish: TLJH's
 #: own upgrade (bootstrap.py) runs for minutes, so a short wait would only fail needlessly.
 DEFAULT_LOCK_TIMEOUT = 600.0
+
+
+def is_wait(seconds: float) -> bool:
+    """A --lock-timeout: 0 or more, and finite (nan and inf are floats too)."""
+    return seconds >= 0 and seconds != float("inf")  # nan fails the first test

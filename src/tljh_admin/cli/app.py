@@ -23,7 +23,7 @@ from tljh_admin import __version__
 from tljh_admin.cli import render
 from tljh_admin.cli.completion import for_typer
 from tljh_admin.cli.reports import GlobalOptions
-from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS
+from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS, is_wait
 from tljh_admin.errors import Aborted, ExitCode, Stopped
 from tljh_admin.export import FORMATS as EXPORT_FORMATS
 from tljh_admin.layout import (
@@ -163,10 +163,7 @@ CondaFlag = Annotated[
 
 
 def _seconds(value: float) -> float:
-    """A wait: 0 or more, and finite (nan and inf are floats too)."""
-    import math
-
-    if not math.isfinite(value) or value < 0:
+    if not is_wait(value):
         raise typer.BadParameter("must be a number of seconds, 0 or more")
     return value
 

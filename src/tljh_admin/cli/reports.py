@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 from tljh_admin.cli import render
-from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT
+from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT, is_wait
 from tljh_admin.errors import ExitCode, UsageError
 
 
@@ -94,9 +94,7 @@ def doctor(
     deep: bool = False,
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
-    import math
-
-    if not math.isfinite(lock_timeout) or lock_timeout < 0:  # the fast path's; Typer's callback says the same
+    if not is_wait(lock_timeout):  # the fast path's check; Typer's callback (app._seconds) is the other
         raise UsageError(
             f"invalid value for --lock-timeout: {lock_timeout} is not a number of seconds, 0 or more",
             hint="see `tljh doctor --help`",

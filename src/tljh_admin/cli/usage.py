@@ -112,12 +112,9 @@ def explain(error, args: list[str]) -> UsageError:
     )
 
 
-def repeated(args: list[str]) -> UsageError | None:
-    """An option that takes one value, given twice (`-t hub ... -t user`): refused rather
-    than acting on whichever came last."""
-    found = spec.repeated_option(args)
-    if found is None:
-        return None
+def repeated(found: tuple[list[str], dict, list[str]]) -> UsageError:
+    """The error for an option that takes one value, given twice (`-t hub ... -t user`, as
+    spec.repeated_option found it): refused rather than acting on whichever came last."""
     path, option, values = found
     flag = option["flags"][0]
     shown = ", then ".join(repr(v) for v in values)
