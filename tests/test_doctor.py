@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import stat
 import subprocess
 from pathlib import Path
 
@@ -122,6 +123,33 @@ def test_world_writable_file_and_folder_in_hub_then_fix(tljh, prefix):
     relative = {os.path.relpath(p, prefix) for p in (target_file, target_dir)}
     # only the two fixed paths changed (and tljh-admin's own state folder, for its locks)
     assert {c for c in changed if not c.startswith("state")} == relative
+
+
+def test_names_planted_where_others_write_never_pass_for_scan_records(tljh, prefix, tmp_path):
+    # The fault doctor is there to report: others may write into the user env's
+    # site-packages, a folder find walks from. A file named like a detail record of the
+    # old scan output, naming a private file in the folder doctor runs from (dev and inode
+    # are anyone's to read with stat), must neither reach that file through --fix nor
+    # crash the checks that would report the folder.
+    user_site = site(prefix / "user")
+    os.chmod(user_site, 0o777)
+    here = tmp_path / "admin's folder"
+    here.mkdir()
+    secret = here / "secret"
+    secret.write_text("token")
+    secret.chmod(0o600)
+    st = secret.stat()
+    (user_site / f"\x01600 0 0 f {st.st_dev} {st.st_ino} secret").write_text("")
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", cwd=here).json()
+    assert stat.S_IMODE(secret.stat().st_mode) == 0o600
+    applied = {f["subject"] for f in fixed["fixes"] if f["applied"]}
+    assert str(user_site) in applied and not {str(secret), "secret"} & applied
+
+    os.chmod(user_site, 0o777)
+    (user_site / "\x01a b c d e f g").write_text("")
+    _, _, checks = run_doctor(tljh, prefix)
+    assert not [key for key, check in checks.items() if check["status"] == ERROR]
+    assert str(user_site) in subjects(checks[("world-writable", "user")])
 
 
 def test_hub_config_others_can_change(tljh, prefix, tmp_path):

@@ -18,8 +18,10 @@ from collections import namedtuple
 
 from tljh_admin.layout import HUB, USER, system_program
 
-# find's -printf: mode, uid, gid, type (d/f/...), device, inode, path
-_DETAILS_FORMAT = "\\001%m %U %G %y %D %i %p\\0"
+# find's -printf: mode, uid, gid, type (d/f/...), device, inode, path. It follows the
+# entry's path record (%P, relative: it never starts with "/"), and starts with "/": a
+# name anyone plants in a walked folder can never pass for one
+_DETAILS_FORMAT = "/%m %U %G %y %D %i %p\\0"
 
 
 class ScannedEntry(namedtuple("ScannedEntry", "path mode uid gid is_dir dev ino")):
@@ -35,7 +37,7 @@ class Scan(namedtuple("Scan", "trees entries errors")):
     folder, conda's to the root, so both look up as written); entries: the ScannedEntry of
     each path that matched the scan's question; errors: folders the scan could not read (as
     this user). A tree may hold a few other strings (find's detail records, which start
-    with a \\x01 byte): they never equal a relative path."""
+    with "/"): they never equal a relative path."""
 
     __slots__ = ()
 
@@ -239,7 +241,7 @@ class EnvScan:
     def result(self) -> Scan:
         trees, entries, errors = {}, [], []
         for folder, proc in self.finds.items():
-            trees[folder], found, complaints = _parse_find(proc)
+            trees[folder], found, complaints = _parse_find(folder, proc)
             entries += found
             errors += complaints
         self.finds = {}
@@ -280,20 +282,23 @@ def read_find(proc: EnvScan) -> Scan:
     return proc.result()
 
 
-def _parse_find(proc: Find) -> tuple[set[str], list[ScannedEntry], list[str]]:
+def _parse_find(top: str, proc: Find) -> tuple[set[str], list[ScannedEntry], list[str]]:
     raw, complaints = proc.result()
     output = os.fsdecode(raw)
     # one set() over the split output: C speed for 40,000 paths. A detail record starts
-    # with \1 and so never equals a relative path; it always follows the path record of
-    # the same entry, hence after a \0.
+    # with "/", where no path record (%P) can, and so never equals a relative path; it
+    # always follows the path record of the same entry, hence after a \0.
     tree = set(output.split("\0"))
     entries = []
-    at = output.find("\0\x01")
+    below = top if top.endswith("/") else top + "/"
+    at = output.find("\0/")
     while at != -1:
         end = output.find("\0", at + 2)
         mode, uid, gid, kind, dev, ino, path = output[at + 2 : end].split(" ", 6)
-        entries.append(ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino)))
-        at = output.find("\0\x01", end)
+        if path == top or path.startswith(below):  # what a fix acts on lies in the walk, always
+            entry = ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino))
+            entries.append(entry)
+        at = output.find("\0/", end)
     text = complaints.decode("utf-8", "replace")
     return tree, entries, [line for line in text.splitlines() if line.startswith("find: ")]
 
