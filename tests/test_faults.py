@@ -961,3 +961,67 @@ def test_the_snapshots_cp_carries_the_changes_marker(prefix, offline):
     proc.communicate()
     (change,) = [e for e in history(prefix)]
     assert seen == {f"TLJH_ADMIN_CHANGE={state_of(prefix)}#{change['id']}".encode()}
+
+
+def test_another_users_process_with_a_change_marker_is_not_the_changes(tmp_path):
+    """A change ends what its journal names: the installers' process groups and whatever
+    carries its marker. The marker is predictable, so any user could start processes with
+    it (and keep restarting them), and every change and recovery then failed after 30 s
+    with "would not end". Only processes running as tljh-admin's user are a change's."""
+    if os.geteuid() != 0:
+        pytest.skip("another user's process needs root to start")
+    from tljh_admin import transaction
+
+    marker = f"{tmp_path}/state/tljh-admin#1"
+    env = {**os.environ, "TLJH_ADMIN_CHANGE": marker}
+    theirs = subprocess.Popen([*NOBODY, "sleep", "60"], env=env, start_new_session=True)
+    ours = subprocess.Popen(["sleep", "60"], env=env, start_new_session=True)
+    try:
+        for proc in (theirs, ours):  # setpriv execs sleep: wait until it has
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{proc.pid}/comm").read_text().strip() != "sleep":
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+        # theirs also leads a group the journal could name (a dead leader's number, reused)
+        groups = [[theirs.pid, transaction.process_start(theirs.pid)]]
+        assert transaction.change_processes(groups, marker) == [ours.pid]
+        assert transaction.end_processes(groups, marker, timeout=5) == 1
+        assert ours.wait(timeout=5) == -signal.SIGKILL
+        assert theirs.poll() is None
+    finally:
+        for proc in (theirs, ours):
+            with contextlib.suppress(ProcessLookupError):
+                proc.kill()
+            proc.wait()
+
+
+def test_stale_scratch_cleaning_survives_a_folder_removed_meanwhile(prefix, monkeypatch):
+    """Every change command first removes the work folders of killed commands, listing /tmp
+    and then looking at each `tljh-admin-<dead pid>-*` name: a user who made one and
+    removes it in between crashed the command."""
+    if os.geteuid() != 0:
+        pytest.skip("another user's folder needs root to make")
+    import tempfile
+
+    from tljh_admin import transaction
+
+    state = transaction.StateDir.of(resolve_layout(prefix))
+    state.ensure()
+    dead = next(p for p in range(4_000_000, 4_100_000) if not os.path.exists(f"/proc/{p}"))
+    planted = Path(tempfile.gettempdir()) / f"tljh-admin-{dead}-x"
+    subprocess.run([*NOBODY, "mkdir", planted], check=True)
+    listed = transaction._listdir
+
+    def listed_then_removed(path):
+        names = listed(path)
+        if planted.name in names and planted.exists():  # the user's rmdir, at that moment
+            subprocess.run([*NOBODY, "rmdir", planted], check=True)
+        return names
+
+    monkeypatch.setattr(transaction, "_listdir", listed_then_removed)
+    try:
+        transaction.clean_stale_scratch(state)
+    finally:
+        if planted.exists():
+            planted.rmdir()
+    assert not planted.exists()

@@ -621,12 +621,30 @@ def _proc_stat(pid: int) -> list[str] | None:
     return raw[raw.rfind(")") + 2 :].split()  # fields from `state` on: the name may hold spaces
 
 
+def _runs_as(pid: int, uid: int) -> bool:
+    """Whether any of the process's uids (real, effective, saved, file system) is `uid`, as
+    /proc/PID/status says (the owner of /proc/PID is no answer: a process that makes itself
+    non-dumpable shows as root's there)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Uid:"):
+                    return str(uid).encode() in line.split()[1:]
+    except OSError:
+        pass
+    return False
+
+
 def change_processes(processes: list[list[int]], marker: str) -> list[int]:
     """Living processes of a change: members of the process groups it recorded (when the
-    group's leader is the recorded one, or gone), or carrying its marker variable."""
+    group's leader is the recorded one, or gone), or carrying its marker variable. Only
+    processes running as this user count: a change's children run as it does, and anyone
+    else may start a process with the marker in its environment (or one that takes a dead
+    group's number), which would otherwise stop every change until it ended."""
     found = []
     groups = {pgid: start for pgid, start in processes}
     needle = f"{CHANGE_MARKER}={marker}\0".encode()
+    me = os.geteuid()
     for name in _listdir("/proc"):
         if not name.isdigit() or int(name) == os.getpid():
             continue
@@ -636,12 +654,12 @@ def change_processes(processes: list[list[int]], marker: str) -> list[int]:
         pgid = int(fields[2])
         if pgid in groups:
             leader_start = process_start(pgid)
-            if leader_start is None or leader_start == groups[pgid]:
+            if (leader_start is None or leader_start == groups[pgid]) and _runs_as(int(name), me):
                 found.append(int(name))
                 continue
         try:
             with open(f"/proc/{name}/environ", "rb") as f:
-                if needle in f.read() + b"\0":
+                if needle in f.read() + b"\0" and _runs_as(int(name), me):
                     found.append(int(name))
         except OSError:
             continue
@@ -716,7 +734,10 @@ def clean_stale_scratch(state: StateDir) -> None:
             if not pid.isdigit() or os.path.exists(f"/proc/{pid}"):
                 continue
             path = os.path.join(parent, name)
-            st = os.lstat(path)
+            try:
+                st = os.lstat(path)
+            except OSError:  # gone since listed: /tmp is anyone's to add to and remove from
+                continue
             if stat.S_ISDIR(st.st_mode) and st.st_uid == os.geteuid():
                 shutil.rmtree(path, ignore_errors=True)
 
