@@ -815,6 +815,31 @@ def test_uv_leaves_no_world_writable_lock_and_its_killed_change_is_recovered(pre
     assert listing_diff(before, envs_listing(prefix)) == []
 
 
+def test_uv_lock_in_the_hub_is_removed_even_after_someone_wrote_into_it(prefix, run, tmp_path):
+    """uv makes `.lock` in a venv's root (the hub's; not in the user env of these tests):
+    gone after a dry run. Any user may write into it while uv runs (it is 0666): one byte
+    kept it, and every later change was refused as "world-writable" until doctor --fix."""
+    from tljh_admin import installers
+
+    lock = prefix / "hub" / ".lock"
+    planned = run("env", "install", "-t", "hub", "chunky", "--installer", "uv", "--dry-run")
+    assert planned.code == 0, planned.stderr
+    assert not lock.exists()
+
+    uv = installers.UvInstaller(
+        inspect_environment("hub", resolve_layout(prefix)), dict(os.environ), str(tmp_path)
+    )
+    lock.write_text("x")  # as uv leaves it, then a byte from whoever opened it
+    lock.chmod(0o666)
+    uv._drop_env_lock()
+    assert not lock.exists()
+    lock.write_text("root's own")  # not uv's: left alone
+    uv._drop_env_lock()
+    assert lock.read_text() == "root's own"
+    again = run("env", "install", "-t", "hub", "chunky", "--installer", "uv", "--dry-run")
+    assert again.code == 0, again.stderr
+
+
 def test_a_ctrl_c_while_reserving_an_id_never_takes_another_changes(prefix, monkeypatch):
     """Two changes (hub and user) reserve ids at once: the loser of journal/N.json moves on to
     N+1. A Ctrl-C landing right after it lost (where strace held it in the review, played

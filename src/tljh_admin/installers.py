@@ -485,14 +485,16 @@ class UvInstaller(Installer):
     def _drop_env_lock(self) -> None:
         """uv makes `<env>/.lock` (empty, mode 0666: any user may lock it) in the env it runs
         on, even for a dry run: a file others may write, in an env root runs. Removed after
-        every uv run (uv makes it anew), by descriptor, never through a symlink."""
+        every uv run (uv makes it anew), by descriptor, never through a symlink; also when
+        someone wrote into it meanwhile (only a `.lock` of root's own making, not others'
+        to write, is left alone)."""
         try:
             root_fd = os.open(self.env.root, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
         except OSError:
             return
         try:
             status = os.stat(UV_ENV_LOCK, dir_fd=root_fd, follow_symlinks=False)
-            if stat.S_ISREG(status.st_mode) and status.st_size == 0:
+            if stat.S_ISREG(status.st_mode) and (status.st_size == 0 or status.st_mode & stat.S_IWOTH):
                 os.unlink(UV_ENV_LOCK, dir_fd=root_fd)
         except FileNotFoundError:
             pass
