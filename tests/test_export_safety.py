@@ -10,6 +10,7 @@ import subprocess
 
 import pytest
 
+from tests.conftest import NOBODY
 from tests.support.listing import file_listing, listing_diff
 from tljh_admin import conda
 
@@ -200,11 +201,12 @@ def test_a_failed_repo2docker_export_leaves_nothing(tljh, prefix, tmp_path):
     assert again.code == 0, again.stderr
 
 
-def test_export_destinations_as_the_shell_reads_them(tljh, prefix, tmp_path):
+def test_export_destinations_as_the_shell_reads_them(tljh, prefix, tmp_path, open_tmp):
     """A trailing slash names a folder (before: a file named like it was written); `link/..`
     is where `>` would write; nothing is written into TLJH's state or environments (before,
     an export over state/tljh-admin/history.jsonl wiped the history); a file replaced keeps
-    its stricter mode and its owner (before: root's, 0644)."""
+    its stricter mode and its owner (before: root's, 0644), but not in a folder others may
+    write, where anyone could have made it first (before: a secret export went to them)."""
     export_args = ("--prefix", prefix, "env", "export", "-t", "user", "-f", "requirements")
     state = prefix / "state" / "tljh-admin"
     state.mkdir(parents=True, exist_ok=True)
@@ -237,3 +239,14 @@ def test_export_destinations_as_the_shell_reads_them(tljh, prefix, tmp_path):
     status = private.stat()
     assert (status.st_mode & 0o777, status.st_uid, status.st_gid) == (0o600, 65534, 65534)
     assert "jupyterhub" in private.read_text()
+
+    shared = open_tmp / f"shared-{tmp_path.name}"  # a /tmp of its own: sticky, anyone may add
+    shared.mkdir()
+    shared.chmod(0o1777)
+    planted = shared / "reqs.txt"
+    subprocess.run([*NOBODY, "sh", "-c", f"umask 077; : > '{planted}'"], check=True)
+    assert tljh(*export_args, planted).code == 0
+    status = planted.stat()
+    assert (status.st_mode & 0o777, status.st_uid) == (0o600, 0)
+    read = subprocess.run([*NOBODY, "cat", planted], capture_output=True, text=True)
+    assert read.returncode != 0 and not read.stdout

@@ -66,7 +66,7 @@ def _write_file(path: str, text: str, mode: int) -> None:
             f.flush()
             if existing is not None:  # replaced as it was: never more open, nor someone else's
                 mode &= stat.S_IMODE(existing.st_mode)
-                if os.geteuid() == 0:
+                if os.geteuid() == 0 and _owner_placed(existing, os.fstat(folder_fd)):
                     os.fchown(f.fileno(), existing.st_uid, existing.st_gid)
             os.fchmod(f.fileno(), mode)
             os.fsync(f.fileno())
@@ -80,6 +80,16 @@ def _write_file(path: str, text: str, mode: int) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(temp, dir_fd=folder_fd)
         os.close(folder_fd)
+
+
+def _owner_placed(existing: os.stat_result, folder: os.stat_result) -> bool:
+    """Whether the file being replaced is one its owner was given, not one anyone could have
+    planted: the folder is its owner's, or only its owner (and root) may add to it. In a
+    folder others may write (/tmp), whoever made the file first would get what root wrote
+    (a z2jh export with its secrets): the file stays root's."""
+    import stat
+
+    return existing.st_uid == folder.st_uid or not folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
 
 
 def _emit(text: str, dest: str | None, mode: int = FILE_MODE) -> None:
