@@ -33,8 +33,8 @@ def pip(env_root: Path, wheelhouse: Path, *args: str) -> None:
     prefixes.pip_install(env_root, wheelhouse, *args)
 
 
-def run_doctor(tljh, prefix, *args, env=None):
-    result = tljh("--prefix", prefix, "doctor", "--json", *args, env=env)
+def run_doctor(tljh, prefix, *args, env=None, **kwargs):
+    result = tljh("--prefix", prefix, "doctor", "--json", *args, env=env, **kwargs)
     doc = result.json()
     by_key = {(c["id"], c["env"]): c for c in doc["checks"]}
     return result, doc, by_key
@@ -272,6 +272,17 @@ def test_duplicate_dist_infos_then_fix(tljh, prefix, wheelhouse, system_python):
     assert ("numpy", "2.1.0") in prefixes.pip_list(prefix / "user")
     _, _, again = run_doctor(tljh, prefix)
     assert again[("duplicate-dist-info", "user")]["status"] == OK
+
+
+def test_duplicate_dist_infos_with_a_fifo_among_the_files(tljh, prefix, wheelhouse):
+    # which duplicate is stale is told by hashing the files of each RECORD: a FIFO where a
+    # file was (someone who may write into the package's folder) hung doctor in open()
+    pip(prefix / "user", wheelhouse, "--no-deps", "--ignore-installed", "numpy==2.1.0")
+    init = site(prefix / "user") / "numpy" / "__init__.py"
+    init.unlink()
+    os.mkfifo(init)
+    _, _, checks = run_doctor(tljh, prefix, timeout=30)
+    assert checks[("duplicate-dist-info", "user")]["status"] == FAILED
 
 
 def test_dangling_hub_interpreter(tljh, prefix):

@@ -11,7 +11,6 @@ conda-files' (conda_checks.py).
 from __future__ import annotations
 
 import os
-import stat
 
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.model import (
@@ -24,7 +23,7 @@ from tljh_admin.doctor.model import (
     Finding,
 )
 from tljh_admin.envs.model import DUPLICATE, MISSING
-from tljh_admin.envs.sitepackages import read_record, read_record_paths
+from tljh_admin.envs.sitepackages import read_record, read_record_paths, sha256_of_regular_file
 from tljh_admin.layout import HUB, SYSTEM, USER
 
 #: how many paths a finding names before it only counts
@@ -177,30 +176,6 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     return found
 
 
-def _sha256_of_file(path: str) -> tuple[bytes | None, bytes]:
-    """The SHA-256 of a regular file and its first bytes, read in chunks; (None, b"") for
-    anything else: a symlink is not followed, a FIFO or device not opened for long."""
-    import hashlib
-
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError:
-        return None, b""
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, b""
-        digest = hashlib.sha256()
-        first = b""
-        while chunk := os.read(fd, 1 << 20):
-            first = first or chunk[:2]
-            digest.update(chunk)
-        return digest.digest(), first
-    except OSError:
-        return None, b""
-    finally:
-        os.close(fd)
-
-
 def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], list[str]]:
     """--deep: files whose content is not what RECORD says was installed, and, apart, the
     scripts among them (pip, conda and relocation tools rewrite their `#!` line)."""
@@ -213,7 +188,7 @@ def _changed_files(root: str, dist, rows, name: str) -> tuple[list[Finding], lis
         algorithm, _, expected = digest.partition("=")
         if algorithm != "sha256" or not os.path.realpath(path).startswith(inside):
             continue  # a row naming a place outside the env (/dev/zero, ../../etc) is not read
-        sha, first = _sha256_of_file(path)
+        sha, first = sha256_of_regular_file(path)
         if sha is None:
             continue  # missing files are reported above; not a regular file: not hashed
         actual = base64.urlsafe_b64encode(sha).rstrip(b"=").decode()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import re
+import stat
 from operator import itemgetter, methodcaller
 
 from tljh_admin.envs.model import (
@@ -183,29 +184,56 @@ def _duplicates(dists: list[Distribution]) -> list[SiteProblem]:
     return problems
 
 
-def _files_match_record(dist: Distribution) -> bool:
-    """Whether every hashed file in the dist's RECORD is on disk with that hash.
+def sha256_of_regular_file(path: str) -> tuple[bytes | None, bytes]:
+    """The SHA-256 of a regular file and its first bytes, read in chunks; (None, b"") for
+    anything else: a symlink is not followed, a FIFO or device not opened for long."""
+    import hashlib
 
-    Only asked for duplicates, to tell which version's files an import really gets.
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError:
+        return None, b""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return None, b""
+        digest = hashlib.sha256()
+        first = b""
+        while chunk := os.read(fd, 1 << 20):
+            first = first or chunk[:2]
+            digest.update(chunk)
+        return digest.digest(), first
+    except OSError:
+        return None, b""
+    finally:
+        os.close(fd)
+
+
+def _files_match_record(dist: Distribution) -> bool:
+    """Whether every hashed file in the dist's RECORD under its site folder is on disk with
+    that hash (files elsewhere, scripts in bin/, are rewritten by installers anyway).
+
+    Only asked for duplicates, to tell which version's files an import really gets. Read as
+    --deep reads them: regular files only, never through a symlink, never a FIFO.
     """
     import base64
     import csv
-    import hashlib
 
     record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
+    inside = os.path.realpath(dist.location) + "/"
     try:
         with open(record, newline="", encoding="utf-8") as f:
             rows = list(csv.reader(f))
-    except OSError:
+    except (OSError, UnicodeDecodeError, csv.Error):
         return False
     checked = 0
     for row in rows:
         if len(row) < 2 or not row[1].startswith("sha256="):
             continue
-        try:
-            with open(os.path.join(dist.location, row[0]), "rb") as f:
-                digest = hashlib.sha256(f.read()).digest()
-        except OSError:
+        path = os.path.join(dist.location, row[0])
+        if not os.path.realpath(path).startswith(inside):
+            continue
+        digest, _ = sha256_of_regular_file(path)
+        if digest is None:
             return False
         if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != row[1][len("sha256=") :]:
             return False
