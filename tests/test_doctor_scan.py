@@ -54,6 +54,8 @@ def test_find_scan_details_cover_the_site_folder(tmp_path):
     by_path = {e.path: e for e in scan.entries}
     assert permissions.world_writable(by_path[writable].mode)
     assert os.path.join(root, "bin", "tool") in by_path
+    # the trees hold the paths, as relative as RECORD's, and nothing else
+    assert {p for tree in scan.trees.values() for p in tree if p.startswith(("/", "\x01"))} == set()
 
 
 def test_state_shortcut_names_the_change_machinerys_folders():

@@ -36,8 +36,7 @@ class Scan(namedtuple("Scan", "trees entries errors")):
     environment's root, and apart its site folders: RECORD paths are relative to a site
     folder, conda's to the root, so both look up as written); entries: the ScannedEntry of
     each path that matched the scan's question; errors: folders the scan could not read (as
-    this user). A tree may hold a few other strings (find's detail records, which start
-    with "/"): they never equal a relative path."""
+    this user)."""
 
     __slots__ = ()
 
@@ -286,19 +285,22 @@ def _parse_find(top: str, proc: Find) -> tuple[set[str], list[ScannedEntry], lis
     raw, complaints = proc.result()
     output = os.fsdecode(raw)
     # one set() over the split output: C speed for 40,000 paths. A detail record starts
-    # with "/", where no path record (%P) can, and so never equals a relative path; it
-    # always follows the path record of the same entry, hence after a \0.
+    # with "/", where no path record (%P) can; it always follows the path record of the
+    # same entry, hence after a \0. The few there are leave the tree again.
     tree = set(output.split("\0"))
     entries = []
+    details = []
     below = top if top.endswith("/") else top + "/"
     at = output.find("\0/")
     while at != -1:
         end = output.find("\0", at + 2)
+        details.append(output[at + 1 : end])
         mode, uid, gid, kind, dev, ino, path = output[at + 2 : end].split(" ", 6)
         if path == top or path.startswith(below):  # what a fix acts on lies in the walk, always
             entry = ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino))
             entries.append(entry)
         at = output.find("\0/", end)
+    tree.difference_update(details)
     text = complaints.decode("utf-8", "replace")
     return tree, entries, [line for line in text.splitlines() if line.startswith("find: ")]
 
