@@ -11,8 +11,8 @@ from tests.support import prefixes
 from tests.support.conda_fixtures import conda
 
 
-def _doctor(tljh, prefix):
-    result = tljh("--prefix", prefix, "doctor", "--json")
+def _doctor(tljh, prefix, **kwargs):
+    result = tljh("--prefix", prefix, "doctor", "--json", **kwargs)
     return result, {(c["id"], c["env"]): c for c in result.json()["checks"]}
 
 
@@ -108,3 +108,42 @@ def test_a_conda_env_that_lost_conda_meta_is_not_a_healthy_plain_install(tljh, c
     _, checks = _doctor(tljh, conda_prefix)
     assert checks[("env-present", "user")]["status"] == "failed"
     assert tljh("--prefix", conda_prefix, "upgrade", "--dry-run").code != ExitCode.OK
+
+
+def test_a_record_cut_short_has_a_hint_that_repairs_it(tljh, conda_prefix):
+    """conda reads every record before it acts, so `--force-reinstall` alone fails on the
+    very record it should replace; the hint is one line to paste, with PREFIX quoted (it
+    holds a space here)."""
+    import json
+    import shlex
+    import subprocess
+
+    user = conda_prefix / "user"
+    (record,) = (user / "conda-meta").glob("pip-*.json")
+    text = record.read_text()
+    record.unlink()  # a hard link to the shared base: replaced, not edited in place
+    record.write_text(text[:300])  # a write cut short
+    _, checks = _doctor(tljh, conda_prefix)
+    (finding,) = [f for f in checks[("conda-files", "user")]["findings"] if f["subject"] == str(record)]
+    hint = finding["hint"]
+    assert shlex.quote(str(user)) in hint
+    for part in hint.split(" && "):  # as root already: each command without its sudo
+        subprocess.run(shlex.split(part.removeprefix("sudo ")), check=True, env=prefixes.hermetic_env())
+    assert json.loads(record.read_text())["name"] == "pip"
+    _, checks = _doctor(tljh, conda_prefix)
+    assert checks[("conda-files", "user")]["status"] == "ok", checks[("conda-files", "user")]
+
+
+def test_fifos_in_conda_meta_never_hang(tljh, conda_prefix):
+    import os
+
+    meta = conda_prefix / "user" / "conda-meta"
+    (record,) = meta.glob("pip-*.json")
+    for path in (record, meta / "history"):
+        path.unlink()
+        os.mkfifo(path)
+    listed = tljh("--prefix", conda_prefix, "env", "list", "--json", timeout=30)
+    assert "Traceback" not in listed.stderr
+    result, checks = _doctor(tljh, conda_prefix, timeout=30)
+    assert "Traceback" not in result.stderr
+    assert str(record) in {f["subject"] for f in checks[("conda-files", "user")]["findings"]}

@@ -52,9 +52,13 @@ def main(argv: list[str] | None = None) -> None:
         import errno
 
         io = error.errno in (errno.EIO, errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
-        where = f" ({error.filename})" if error.filename else ""
-        message = f"{'input/output error' if io else 'error'}: {error.strerror or error}{where}"
-        hint = "free space or fix the disk (or where the output goes), then run it again"
+        where = f" ({error.filename})" if isinstance(error.filename, str) else ""  # not an fd's number
+        if io:
+            message = f"input/output error: {error.strerror or error}{where}"
+            hint = "free space or fix the disk (or where the output goes), then run it again"
+        else:  # a file or folder in the wrong shape (state/ a file, a FIFO for a record)
+            message = f"{error.strerror or error}{where}"
+            hint = "`sudo tljh doctor` says what is damaged; move that aside, then run the command again"
         render.print_error(TljhError(message, hint=hint, exit_code=ExitCode.IO_ERROR))
         code = _discard_stdout(int(ExitCode.IO_ERROR))
     sys.exit(code)

@@ -9,6 +9,8 @@ import re
 from collections import namedtuple
 from collections.abc import Sequence
 
+from tljh_admin.files import open_text
+
 CONDA, MAMBA = "conda", "mamba"
 # tljh/conda.py: TLJH always asks conda-forge (Miniforge's default channel too).
 DEFAULT_CHANNEL = "conda-forge"
@@ -60,7 +62,9 @@ def read_history(env_root: str) -> list[Revision]:
     """conda-meta/history as conda's History class reads it: revisions numbered from 0,
     each with the dists it linked (+channel/subdir::name-version-build) and unlinked (-)."""
     try:
-        with open(os.path.join(env_root, "conda-meta", "history"), encoding="utf-8", errors="replace") as f:
+        with open_text(
+            os.path.join(env_root, "conda-meta", "history"), encoding="utf-8", errors="replace"
+        ) as f:
             lines = f.read().splitlines()
     except OSError:
         return []

@@ -25,6 +25,7 @@ from collections import namedtuple
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
+from tljh_admin.files import open_text
 
 LOCK_SCHEMA = "tljh-admin/env-lock"
 LOCK_VERSION = 1
@@ -79,7 +80,7 @@ class Lock(namedtuple("Lock", "environment kind python platform packages")):
 def pip_source(dist_info: str) -> dict:
     """PEP 610 `direct_url.json`: absent for an index (or --find-links) install."""
     try:
-        with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
+        with open_text(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
             direct = json.load(f)
     except FileNotFoundError:
         return {"type": INDEX}
@@ -134,7 +135,7 @@ def conda_channel_name(channel: str, subdir: str | None = None, known: dict[str,
 def custom_channels(root: str) -> dict[str, str]:
     """URL -> name for the env's `.condarc` custom_channels (conda reads PREFIX/.condarc)."""
     try:
-        with open(os.path.join(root, ".condarc"), encoding="utf-8") as f:
+        with open_text(os.path.join(root, ".condarc"), encoding="utf-8") as f:
             text = f.read()
     except OSError:
         return {}
@@ -162,7 +163,7 @@ def conda_meta_records(root: str) -> list[dict]:
     records = []
     for file_name in names:
         try:
-            with open(os.path.join(folder, file_name), encoding="utf-8") as f:
+            with open_text(os.path.join(folder, file_name), encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError, RecursionError):
             data = None
@@ -186,7 +187,7 @@ def _conda_requested(root: str, records: list[dict]) -> set[str]:
     import re
 
     try:
-        with open(os.path.join(root, "conda-meta", "history"), encoding="utf-8", errors="replace") as f:
+        with open_text(os.path.join(root, "conda-meta", "history"), encoding="utf-8", errors="replace") as f:
             lines = f.readlines()
     except OSError:
         return set()
@@ -586,7 +587,7 @@ def _owned_jupyter_files(env: Environment, lock_kind: str) -> set[str]:
     for dist in env.distributions:
         record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
         try:
-            with open(record, newline="", encoding="utf-8") as f:
+            with open_text(record, newline="", encoding="utf-8") as f:
                 rows = list(csv.reader(f))
         except OSError:
             continue

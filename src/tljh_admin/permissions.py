@@ -16,6 +16,7 @@ import os
 import stat
 from collections import namedtuple
 
+from tljh_admin.files import open_text
 from tljh_admin.layout import HUB, USER, system_program
 
 # find's -printf: mode, uid, gid, type (d/f/...), device, inode, path. It follows the
@@ -546,7 +547,7 @@ def pth_folders(site: str):
     for file_name in names:
         pth = os.path.join(site, file_name)
         try:
-            with open(pth, encoding="utf-8", errors="replace") as f:
+            with open_text(pth, encoding="utf-8", errors="replace") as f:
                 lines = f.read().splitlines()
         except OSError:
             continue

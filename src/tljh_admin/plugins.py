@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from tljh_admin import policy
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.files import open_text
 
 GROUP = "tljh"  # pluggy.PluginManager("tljh") in tljh/installer.py
 
@@ -100,8 +101,9 @@ def _entry_points(dist_dir: str) -> dict[str, str]:
     parser = configparser.ConfigParser(delimiters=("=",), interpolation=None)
     parser.optionxform = str  # entry point names are case-sensitive
     try:
-        parser.read(os.path.join(dist_dir, "entry_points.txt"), encoding="utf-8")
-    except (configparser.Error, UnicodeDecodeError):
+        with open_text(os.path.join(dist_dir, "entry_points.txt")) as f:
+            parser.read_file(f)
+    except (configparser.Error, OSError, UnicodeDecodeError):
         return {}
     if not parser.has_section(GROUP):
         return {}
@@ -112,7 +114,7 @@ def _module_source(site_dir: str, module: str) -> str | None:
     base = os.path.join(site_dir, *module.split("."))
     for path in (base + ".py", os.path.join(base, "__init__.py")):
         try:
-            with open(path, encoding="utf-8") as f:
+            with open_text(path, encoding="utf-8") as f:
                 return f.read()
         except (OSError, UnicodeDecodeError):
             continue

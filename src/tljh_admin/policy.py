@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ExitCode, Refused, TljhError, UsageError
+from tljh_admin.files import open_text
 from tljh_admin.installers import NO_OPTIONS, PipOptions
 from tljh_admin.layout import HUB, SYSTEM, USER
 from tljh_admin.placement import USER_SERVER_PACKAGES  # rule 5's set; doctor reads it too
@@ -108,8 +109,9 @@ def pip_index_settings(environ: Mapping[str, str], env_root: str) -> dict[str, s
     for path in pip_config_files(environ, env_root):
         parser = configparser.RawConfigParser()
         try:
-            parser.read(path, encoding="utf-8")
-        except (configparser.Error, OSError, UnicodeDecodeError):
+            with open_text(path) as f:
+                parser.read_file(f)
+        except (configparser.Error, OSError, UnicodeDecodeError):  # none, or not a config file
             continue
         for section in ("global", "install"):
             if parser.has_section(section):

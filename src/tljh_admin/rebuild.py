@@ -46,6 +46,7 @@ from tljh_admin.envs.model import Environment
 from tljh_admin.envs.requirements import broken_requirements
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import ChangeFailed, Refused, ResolutionFailed, Stopped, UsageError
+from tljh_admin.files import open_binary, open_text
 from tljh_admin.installers import (
     PIP,
     UV,
@@ -215,7 +216,7 @@ class RebuildOutcome:
 def read_origin(dist_info: str) -> Origin:
     """PEP 610: direct_url.json says how a distribution was installed; none means an index."""
     try:
-        with open(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
+        with open_text(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
         return Origin(INDEX)
@@ -237,12 +238,12 @@ def read_origin(dist_info: str) -> Origin:
 def _top_level_candidates(dist_info: str) -> set[str]:
     names: set[str] = set()
     try:
-        with open(os.path.join(dist_info, "top_level.txt"), encoding="utf-8") as f:
+        with open_text(os.path.join(dist_info, "top_level.txt"), encoding="utf-8") as f:
             names.update(line.strip().replace("/", ".").split(".")[0] for line in f if line.strip())
     except OSError:
         pass
     try:
-        with open(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
+        with open_text(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
             for line in f:
                 path = line.rsplit(",", 2)[0].strip('"')
                 first = path.split("/", 1)[0]
@@ -359,7 +360,7 @@ def hub_requirement_specs(env: Environment) -> tuple[dict[str, str], str]:
             if os.path.isfile(candidate):
                 path, source = candidate, f"TLJH {dist.version}'s own hub requirements"
     specs = {}
-    with open(path, encoding="utf-8") as f:
+    with open_text(path, encoding="utf-8") as f:
         for line in f:
             text = line.split("#", 1)[0].strip()
             if text and not text.startswith("-"):
@@ -819,7 +820,7 @@ def _relocate(build: str, final: str) -> None:
     for entry in os.scandir(bin_dir):
         if not entry.is_file(follow_symlinks=False):
             continue
-        with open(entry.path, "rb") as f:
+        with open_binary(entry.path) as f:
             data = f.read()
         if entry.name.lower().startswith("activate"):
             fixed = data.replace(old, new)
@@ -833,7 +834,7 @@ def _relocate(build: str, final: str) -> None:
         if fixed != data:
             _write_like(entry.path, fixed)
     cfg = os.path.join(build, "pyvenv.cfg")
-    with open(cfg, "rb") as f:
+    with open_binary(cfg) as f:
         data = f.read()
     if old in data:
         _write_like(cfg, data.replace(old, new))

@@ -31,6 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tljh_admin.errors import Refused
+from tljh_admin.files import open_binary
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -398,8 +399,10 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         )
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
         with os.fdopen(fd, encoding="utf-8") as f:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise OSError(errno.EINVAL, "not a regular file", path)
             manifest = json.load(f)
     except FileNotFoundError:
         if not os.path.isdir(dest):
@@ -599,7 +602,7 @@ class _SafeTree:
         """A real copy with the source's mode, owner and times, created through the parent's
         descriptor (O_EXCL|O_NOFOLLOW: nothing planted at the name is written through)."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-        with open(source, "rb") as src:
+        with open_binary(source) as src:
             st = os.fstat(src.fileno())
             fd = os.open(name, flags, 0o600, dir_fd=parent_fd)
             with os.fdopen(fd, "wb") as dst:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from tljh_admin.files import open_text
+
 # tljh/installer.py, ensure_user_environment(): the user env's Python must be at least 3.9,
 # pip is raised to at least 23.1.2 (TLJH PR #890), conda to 4.10 and mamba to 0.16.0.
 MIN_USER_PYTHON = "3.9"
@@ -34,7 +36,7 @@ def requirement_names(path: str) -> list[str]:
     from tljh_admin.envs.sitepackages import canonical_name
 
     names = []
-    with open(path, encoding="utf-8") as f:
+    with open_text(path, encoding="utf-8") as f:
         for line in f:
             text = line.split("#", 1)[0].strip()
             if text and not text.startswith("-"):

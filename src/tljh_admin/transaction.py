@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from tljh_admin import permissions, snapshot
+from tljh_admin import files, permissions, snapshot
 from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT  # noqa: F401 (re-exported)
 from tljh_admin.envs.model import Environment
 from tljh_admin.errors import ChangeFailed, Locked, PermissionDenied, Refused, TljhError
@@ -159,7 +159,17 @@ class StateDir:
         self.check_safe()
 
     def _open(self, path: str, flags: int, mode: int = 0o600) -> int:
-        return os.open(path, flags | _NOFOLLOW, mode)
+        """A state file, never through a symlink, and only a regular one (a FIFO put in its
+        place is opened without blocking, then refused)."""
+        fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK, mode)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise files.not_regular(path, st)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
 
     # -- history -----------------------------------------------------------------------
     def history(self) -> list[dict]:
@@ -184,6 +194,11 @@ class StateDir:
         except OSError as error:
             if error.errno == errno.ELOOP:
                 raise Refused(f"{path} is a symlink; it is not read", hint=_state_hint(self.root)) from None
+            if error.errno in (errno.EINVAL, errno.EISDIR):
+                raise Refused(
+                    f"{path} is not a regular file; it is not read",
+                    hint=f"move it aside (sudo mv {shlex.quote(path)} /root/), then run the command again",
+                ) from None
             raise
         entries, unreadable = [], []
         with os.fdopen(fd, "rb") as f:
@@ -867,9 +882,9 @@ def _offending_paths(
         return found
     found = []
     for area in folders:
-        for folder, dirs, files in os.walk(area):
+        for folder, dirs, names in os.walk(area):
             dirs[:] = [d for d in dirs if os.path.join(folder, d) not in pruned]
-            for path in [folder, *(os.path.join(folder, n) for n in files)]:
+            for path in [folder, *(os.path.join(folder, n) for n in names)]:
                 st = os.lstat(path)
                 mode = stat.S_IMODE(st.st_mode)
                 needs_x = stat.S_ISDIR(st.st_mode) or mode & 0o111

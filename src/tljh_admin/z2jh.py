@@ -11,6 +11,7 @@ import re
 from collections import namedtuple
 
 from tljh_admin.errors import UsageError
+from tljh_admin.files import open_text
 from tljh_admin.layout import CONFIG_DIR, CONFIG_FILE, EXTRA_CONFIG_DIR
 
 # Chart release -> JupyterHub version of its hub image.
@@ -151,7 +152,7 @@ def read_tljh_config(prefix: str) -> tuple[dict, str]:
     """TLJH's config.yaml as written by the admin ({} when there is none), and its path."""
     path = os.path.join(prefix, CONFIG_DIR, CONFIG_FILE)
     try:
-        with open(path, encoding="utf-8") as f:
+        with open_text(path, encoding="utf-8") as f:
             text = f.read()
     except FileNotFoundError:
         return {}, path

@@ -34,6 +34,7 @@ from tljh_admin.doctor.model import (
 )
 from tljh_admin.envs.model import BROKEN, DUPLICATE, LEFTOVER, MISSING
 from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.files import open_text
 from tljh_admin.layout import HUB, SYSTEM, USER
 
 ENVS = (HUB, USER, SYSTEM)
@@ -143,7 +144,7 @@ _REQUIREMENT_NAME = re.compile(r"^\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?
 def _requirement_names(path: str) -> set[str]:
     """Project names in a requirements file: PEP 508 names start every requirement line (a
     regex, so that doctor does not pay for importing packaging's parser)."""
-    with open(path, encoding="utf-8") as f:
+    with open_text(path, encoding="utf-8") as f:
         return {canonical_name(m.group(1)) for m in map(_REQUIREMENT_NAME.match, f) if m}
 
 

@@ -15,7 +15,9 @@ import re
 
 from tljh_admin import conda_env as conda
 from tljh_admin.doctor.context import Context
+from tljh_admin.doctor.integrity import quoted
 from tljh_admin.doctor.model import FAILED, SKIPPED, WARNING, Check, Finding
+from tljh_admin.files import open_text
 from tljh_admin.layout import USER
 
 #: how many missing files one finding names before summing up the rest
@@ -35,7 +37,8 @@ def _skipped_unless_conda(ctx: Context) -> list[Finding] | None:
 def _reinstall_hint(env_root: str, name: str) -> str:
     tool = conda.find_tool(env_root) or os.path.join(env_root, "bin", "conda")
     return (
-        f"sudo {tool} install --yes --prefix {env_root} --force-reinstall -c {conda.DEFAULT_CHANNEL} {name}"
+        f"sudo {quoted(tool)} install --yes --prefix {quoted(env_root)} --force-reinstall"
+        f" -c {conda.DEFAULT_CHANNEL} {quoted(name)}"
     )
 
 
@@ -76,7 +79,7 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
     for record in env.conda_records:
         path = os.path.join(env.root, "conda-meta", record.meta_file)
         try:
-            with open(path, encoding="utf-8") as f:
+            with open_text(path, encoding="utf-8") as f:
                 data = json.load(f)
         except (OSError, ValueError, RecursionError):
             data = None
@@ -87,7 +90,8 @@ def conda_files(ctx: Context, name: str) -> list[Finding]:
                     FAILED,
                     f"{record.meta_file}: not a conda record ({why}); conda fails on it",
                     path,
-                    _reinstall_hint(root, record.name),
+                    # conda reads every record first, so it cannot reinstall over this one
+                    f"sudo rm {quoted(path)} && {_reinstall_hint(root, record.name)}",
                 )
             )
             continue

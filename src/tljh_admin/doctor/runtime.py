@@ -21,6 +21,7 @@ from tljh_admin.doctor.model import (
 )
 from tljh_admin.envs.backends import binary_version
 from tljh_admin.envs.sitepackages import canonical_name, read_record_paths
+from tljh_admin.files import open_binary
 from tljh_admin.layout import HUB, SYSTEM, USER, system_program
 
 REBUILD_HUB = "sudo tljh env rebuild --target hub"
@@ -129,7 +130,7 @@ def _bad_scripts(root: str) -> dict[tuple[str, str], list[str]]:
         if not entry.is_file(follow_symlinks=False):
             continue  # bin/python* are symlinks (mode 777 by nature): not scripts
         try:
-            with open(entry.path, "rb") as f:
+            with open_binary(entry.path) as f:
                 head = f.read(_SCRIPT_HEAD)
         except OSError:
             continue

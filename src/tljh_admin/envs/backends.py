@@ -26,6 +26,7 @@ from tljh_admin.envs.model import (
     SiteProblem,
 )
 from tljh_admin.envs.sitepackages import scan_site_dir
+from tljh_admin.files import open_binary, open_text
 from tljh_admin.layout import SYSTEM, Layout, interpreter_in
 
 VENV, CONDA, STANDALONE, SYSTEM_KIND = "venv", "conda", "standalone", "system"
@@ -55,7 +56,7 @@ def follow_interpreter(path: str) -> InterpreterLink:
 
 def read_pyvenv_cfg(root: str) -> dict[str, str]:
     values: dict[str, str] = {}
-    with open(os.path.join(root, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
+    with open_text(os.path.join(root, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
         for line in f:
             key, sep, value = line.partition("=")
             if sep:
@@ -124,7 +125,7 @@ def _lib_version_key(path: str) -> tuple[int, ...]:
 def _patch_version(root: str, short: str) -> str | None:
     """X.Y.Z from the installed C headers, when the installation has them."""
     try:
-        with open(os.path.join(root, "include", f"python{short}", "patchlevel.h"), "rb") as f:
+        with open_binary(os.path.join(root, "include", f"python{short}", "patchlevel.h")) as f:
             match = _PATCHLEVEL.search(f.read())
     except OSError:
         return None
@@ -306,10 +307,10 @@ class CondaBackend(Backend):
             if len(parts) != 3 or not all(parts):
                 continue  # not a record conda wrote (conda skips these too)
             try:
-                with open(os.path.join(meta, file_name), "rb") as f:
+                with open_binary(os.path.join(meta, file_name)) as f:
                     data = f.read()
-            except OSError:
-                continue
+            except OSError:  # a FIFO, a folder...: still a package conda counts (and fails on)
+                data = b""
             channel = _CHANNEL_KEY.search(data)
             records.append(
                 CondaRecord(

@@ -22,6 +22,7 @@ from tljh_admin.envs.model import (
     Distribution,
     SiteProblem,
 )
+from tljh_admin.files import open_regular, read_bytes
 
 _SEPARATORS = re.compile(r"[-_.]+")
 _PARTITION = methodcaller("partition", ",")
@@ -36,10 +37,14 @@ def canonical_name(name: str) -> str:
 
 def read_name_version(metadata_file: str) -> tuple[str | None, str | None]:
     """Name and Version from a METADATA / PKG-INFO header block; reads only the headers."""
-    with open(metadata_file, "rb") as f:
-        data = f.read(_HEADER_CHUNK)
+    fd = open_regular(metadata_file)
+    try:
+        data = os.read(fd, _HEADER_CHUNK)
         if b"\n\n" not in data and len(data) == _HEADER_CHUNK:
-            data += f.read()
+            while chunk := os.read(fd, 1 << 16):
+                data += chunk
+    finally:
+        os.close(fd)
     name = version = None
     for raw in data.split(b"\n"):
         line = raw.rstrip(b"\r")
@@ -60,8 +65,12 @@ def read_name_version(metadata_file: str) -> tuple[str | None, str | None]:
 
 def _read_installer(dist_info: str) -> str:
     try:
-        with open(os.path.join(dist_info, "INSTALLER"), "rb") as f:
-            return f.readline(200).strip().decode("utf-8", "replace")
+        return (
+            read_bytes(os.path.join(dist_info, "INSTALLER"))
+            .split(b"\n", 1)[0][:200]
+            .strip()
+            .decode("utf-8", "replace")
+        )
     except OSError:
         return ""
 
@@ -253,28 +262,11 @@ def stale_duplicates(problem: SiteProblem) -> list[str]:
     return [p for p, d in zip(problem.paths, dists, strict=True) if d is not matching[0]]
 
 
-def read_file_bytes(path: str) -> bytes:
-    """A whole file, with os.open/os.read: no buffered file object, no isatty or seek (a
-    third of the cost of open() for the thousands of small files doctor reads)."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)
-        if len(data) > size:  # it grew since fstat: read on to the end
-            parts = [data]
-            while chunk := os.read(fd, 1 << 16):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data
-    finally:
-        os.close(fd)
-
-
 def _record_text(dist: Distribution) -> str | None:
     if not dist.metadata_dir.endswith(".dist-info"):
         return None
     try:
-        return read_file_bytes(os.path.join(dist.location, dist.metadata_dir, "RECORD")).decode("utf-8")
+        return read_bytes(os.path.join(dist.location, dist.metadata_dir, "RECORD")).decode("utf-8")
     except (OSError, UnicodeDecodeError):
         return None
 

@@ -1,0 +1,107 @@
+"""Files that are not what they should be, as a damaged server (or someone who may write a
+folder there) leaves them: a FIFO, a symlink to a device, a folder or a file where the other
+belongs. Every command that reads one answers, with one line where it must stop, never
+hangs, and never reads without end."""
+
+from __future__ import annotations
+
+import os
+import resource
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tljh_admin.errors import ExitCode
+
+
+def site(env_root: Path) -> Path:
+    (found,) = env_root.glob("lib/python3.*/site-packages")
+    return found
+
+
+def answers(tljh, *args, **kwargs):
+    try:
+        return tljh(*args, timeout=30, **kwargs)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"tljh {' '.join(map(str, args))} hung (no answer in 30 s)")
+
+
+def planted_dist(site_dir: Path, name: str = "planted", version: str = "1.0") -> Path:
+    meta = site_dir / f"{name}-{version}.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n\n")
+    return meta
+
+
+def _state(prefix: Path) -> Path:
+    state = prefix / "state" / "tljh-admin"
+    (state / "journal").mkdir(mode=0o700, parents=True, exist_ok=True)
+    state.chmod(0o700)
+    return state
+
+
+# where the FIFO goes, and a command that reads it
+FIFOS = {
+    "metadata": (lambda p: planted_dist(site(p / "hub")) / "METADATA", ["env", "list", "--json"]),
+    "installer": (lambda p: planted_dist(site(p / "hub")) / "INSTALLER", ["env", "list", "--json"]),
+    "record": (lambda p: planted_dist(site(p / "hub")) / "RECORD", ["doctor", "--json", "record-files"]),
+    "pth": (lambda p: site(p / "hub") / "planted.pth", ["doctor", "--json", "hub-sys-path"]),
+    "entry-points": (
+        lambda p: planted_dist(site(p / "hub"), "tljh-plugin-x") / "entry_points.txt",
+        ["plugins", "--json"],
+    ),
+    "history": (lambda p: _state(p) / "history.jsonl", ["env", "history"]),
+    "journal": (lambda p: _state(p) / "journal" / "1.json", ["doctor", "--json", "unfinished-change"]),
+}
+
+
+@pytest.mark.parametrize("where", list(FIFOS))
+def test_a_fifo_where_a_file_belongs_never_hangs(tljh, prefix, where):
+    place, command = FIFOS[where]
+    path = place(prefix)
+    path.unlink(missing_ok=True)
+    os.mkfifo(path, 0o600)
+    result = answers(tljh, "--prefix", prefix, *command)
+    assert "Traceback" not in result.stderr, result.stderr[-500:]
+    if result.code not in (ExitCode.OK, ExitCode.PROBLEMS_FOUND):
+        (line,) = result.stderr.splitlines()  # one line, naming the file
+        assert path.name in line and "Hint:" in line and "free space" not in line, line
+
+
+def _two_gib():
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_metadata_leading_to_dev_zero_is_not_read(tljh, prefix):
+    meta = planted_dist(site(prefix / "hub"))
+    (meta / "METADATA").unlink()
+    (meta / "METADATA").symlink_to("/dev/zero")
+    result = answers(tljh, "--prefix", prefix, "env", "list", "--json", preexec_fn=_two_gib)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+    assert "planted-1.0.dist-info" in result.stdout  # reported as a folder without metadata
+
+
+def test_duplicate_whose_record_names_dev_zero_is_not_read(tljh, prefix):
+    # which duplicate is stale is told by hashing RECORD's files: never a device
+    for version in ("1.0", "2.0"):
+        meta = planted_dist(site(prefix / "hub"), version=version)
+        (meta / "RECORD").write_text("/dev/zero,sha256=AAAA,1\n")
+    result = answers(tljh, "--prefix", prefix, "env", "list", "--json", preexec_fn=_two_gib)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr
+
+
+@pytest.mark.parametrize("shape", ["state-is-a-file", "history-is-a-folder"])
+def test_state_in_the_wrong_shape_is_named_in_one_line(tljh, prefix, shape):
+    if shape == "state-is-a-file":
+        (prefix / "state").rmdir()
+        (prefix / "state").write_text("not a folder\n")
+        named = str(prefix / "state")
+    else:
+        (_state(prefix) / "history.jsonl").mkdir()
+        named = "history.jsonl"
+    result = tljh("--prefix", prefix, "env", "history")
+    assert result.code != ExitCode.OK
+    (line,) = result.stderr.splitlines()
+    assert named in line and "Hint:" in line, line
+    assert "free space" not in line and "error: error:" not in line, line
