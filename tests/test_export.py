@@ -331,6 +331,10 @@ def test_bad_input_changes_nothing(carrying_prefix, system_python, tmp_path):
         ("auth: 5\n", "auth is not a mapping"),
         ("users: {admin: 5}\n", "users.admin is not a list of names"),
         ("limits: {cpu: lots}\n", "limits.cpu is not a number of CPUs"),
+        # before: an OverflowError traceback, and `limit: .inf` written out
+        ("limits: {cpu: " + "9" * 400 + "}\n", "limits.cpu is not a number of CPUs"),
+        ("limits: {cpu: 1e999}\n", "limits.cpu is not a number of CPUs"),
+        ("limits: {cpu: -2}\n", "limits.cpu is not a number of CPUs"),
         ("https: {letsencrypt: {domains: example.org}}\n", "https.letsencrypt.domains is not a list"),
         # before: tracebacks, or values z2jh's schema rejects written out
         ("auth: {1: {a: b}}\n", "auth.1' is not a setting name"),

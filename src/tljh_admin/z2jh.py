@@ -236,7 +236,7 @@ def _misshapen(data: dict) -> tuple[str, str] | None:
             isinstance(v, (str, int)) and not isinstance(v, bool) for v in value
         ):
             return key, words
-        if key == "limits.cpu" and isinstance(value, str) and not _is_number(value):
+        if key == "limits.cpu" and not _is_cpu_count(value):
             return key, words
     return None
 
@@ -255,12 +255,16 @@ def _odd_key(data: dict, above: str) -> str | None:
     return None
 
 
-def _is_number(text: str) -> bool:
+def _is_cpu_count(value) -> bool:
+    """A finite number above 0, as a number or text (`cpu: 1e999` is no limit; a 400-digit
+    one is no float)."""
+    import math
+
     try:
-        float(text)
-    except ValueError:
+        count = float(value)
+    except (ValueError, OverflowError):
         return False
-    return True
+    return math.isfinite(count) and count > 0
 
 
 def _merged(defaults: dict, overrides: dict) -> dict:
