@@ -253,6 +253,24 @@ def test_non_root_user_is_told_to_use_sudo(nobody_python, base_prefix, open_tmp,
     assert not (prefix / "state" / "tljh-admin").exists()
 
 
+def test_root_on_an_env_nobody_can_write_is_not_told_to_use_sudo(tljh, prefix, offline):
+    # as root, an env that cannot be written is immutable (chattr +i) or on a file system
+    # remounted read-only after disk errors: "run with sudo" sent root in circles
+    user = prefix / "user"
+    if os.geteuid() != 0 or subprocess.run(["chattr", "+i", user], capture_output=True).returncode:
+        pytest.skip("needs root and a file system with the immutable attribute")
+    try:
+        before = file_listing(user)
+        args = ("--prefix", prefix, "env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+        result = tljh(*args, env=offline)
+    finally:
+        subprocess.run(["chattr", "-i", user], check=True)
+    assert result.code == ExitCode.REFUSED, result.stderr
+    (line,) = result.stderr.splitlines()
+    assert "immutable" in line and "chattr -i" in line and "sudo" not in line, line
+    assert listing_diff(before, file_listing(user)) == []
+
+
 # -- rule 3: the bad-input corpus ------------------------------------------------------------
 
 
@@ -349,8 +367,6 @@ def test_dry_run_shows_the_plan_and_changes_nothing(prefix, system_python, insta
 
 
 # -- transactions ----------------------------------------------------------------------------
-
-
 
 
 def _wait_for(condition, timeout: float = 60.0) -> None:

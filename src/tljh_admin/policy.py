@@ -560,11 +560,30 @@ def require_write_access(paths: Iterable[str]) -> None:
         while not os.path.exists(probe):
             probe = os.path.dirname(probe)
         if not os.access(probe, os.W_OK | os.X_OK):
-            raise _refuse(
-                f"this user cannot write to {probe}",
-                "run with sudo (TLJH's environments belong to root)",
-                ExitCode.PERMISSION_DENIED,
-            )
+            raise _unwritable(probe)
+
+
+def _unwritable(path: str) -> TljhError:
+    """Why `path` cannot be written: sudo is the answer only for a user who is not root."""
+    import shlex
+
+    if os.statvfs(path).f_flag & os.ST_RDONLY:
+        return _refuse(
+            f"{path} is on a file system mounted read-only (after disk errors, the kernel does this)",
+            "check the disk (dmesg), then remount it read-write",
+            ExitCode.REFUSED,
+        )
+    if os.geteuid() == 0:
+        return _refuse(
+            f"{path} cannot be written, even by root (an immutable attribute?)",
+            f"lsattr -d {shlex.quote(path)} shows it; chattr -i removes it, if nobody set it on purpose",
+            ExitCode.REFUSED,
+        )
+    return _refuse(
+        f"this user cannot write to {path}",
+        "run with sudo (TLJH's environments belong to root)",
+        ExitCode.PERMISSION_DENIED,
+    )
 
 
 # What a user's server needs to start (jupyterhub-singleuser and the server it runs) and
