@@ -105,3 +105,15 @@ def test_state_in_the_wrong_shape_is_named_in_one_line(tljh, prefix, shape):
     (line,) = result.stderr.splitlines()
     assert named in line and "Hint:" in line, line
     assert "free space" not in line and "error: error:" not in line, line
+
+
+def test_a_metadata_folder_without_metadata_is_a_doctor_finding(tljh, prefix):
+    # env list names it among the site's problems; doctor said nothing
+    meta = site(prefix / "user") / "ghost-1.0.dist-info"
+    meta.mkdir()
+    (meta / "INSTALLER").write_text("pip\n")
+    result = tljh("--prefix", prefix, "doctor", "--json", "leftovers")
+    (check,) = [c for c in result.json()["checks"] if c["env"] == "user"]
+    assert check["status"] == "warning"
+    (finding,) = check["findings"]
+    assert finding["subject"] == str(meta) and "ghost-1.0.dist-info" in finding["message"]

@@ -32,7 +32,7 @@ from tljh_admin.doctor.model import (
     Finding,
     Fix,
 )
-from tljh_admin.envs.model import BROKEN, DUPLICATE, LEFTOVER, MISSING
+from tljh_admin.envs.model import BROKEN, DUPLICATE, INVALID_METADATA, LEFTOVER, MISSING
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.files import open_text
 from tljh_admin.layout import HUB, SYSTEM, USER
@@ -219,6 +219,17 @@ def _remover(path: str):
 def leftovers(ctx: Context, name: str) -> list[Finding]:
     found = []
     for problem in ctx.env(name).problems:
+        if problem.kind == INVALID_METADATA:  # what an install cut short (or damage) leaves
+            (path,) = problem.paths
+            found.append(
+                Finding(
+                    WARNING,
+                    problem.detail + ": pip and tljh-admin do not see it, nor uninstall what it installed",
+                    path,
+                    f"look at what it holds; if it installed nothing: sudo rm -r {integrity.quoted(path)}",
+                )
+            )
+            continue
         if problem.kind != LEFTOVER:
             continue
         (path,) = problem.paths
@@ -651,7 +662,8 @@ REGISTRY: tuple[Check, ...] = (
         "no leftovers of an interrupted pip",
         ENVS,
         leftovers,
-        "pip warns about `~` folders forever and may trip over them",
+        "pip warns about `~` folders forever and may trip over them; a metadata folder without a"
+        " Name and Version is a package nothing can see",
         fixable=True,
         impact=COSMETIC,
     ),
