@@ -152,6 +152,22 @@ def test_names_planted_where_others_write_never_pass_for_scan_records(tljh, pref
     assert str(user_site) in subjects(checks[("world-writable", "user")])
 
 
+def test_a_world_writable_socket_is_fixed(tljh, prefix, monkeypatch):
+    # a socket cannot be opened (ENXIO): --fix promised `chmod o-w`, then could not do it,
+    # and every change stayed refused because of it
+    import socket
+
+    sock_path = site(prefix / "user") / "planted.sock"
+    monkeypatch.chdir(sock_path.parent)  # AF_UNIX paths are limited to 108 bytes
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(sock_path.name)
+    os.chmod(sock_path, 0o777)
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "--json", "world-writable").json()
+    (applied,) = [f for f in fixed["fixes"] if f["subject"] == str(sock_path)]
+    assert applied["applied"] and not applied.get("error"), applied
+    assert stat.S_IMODE(os.lstat(sock_path).st_mode) == 0o775
+
+
 def test_hub_config_others_can_change(tljh, prefix, tmp_path):
     """The hub runs PREFIX/config/jupyterhub_config.d/*.py as root and reads config.yaml:
     a file there others may write or own, and a symlink there to a file others own or to

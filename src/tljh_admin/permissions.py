@@ -440,8 +440,9 @@ def install_folders(root: str, site_dirs) -> list[str]:
     return [p for p in dict.fromkeys(names) if os.path.isdir(p) and not os.path.islink(p)]
 
 
-def drop_acls(fd: int) -> None:
-    """Remove the POSIX ACLs of an open object: what is left is its mode."""
+def drop_acls(fd: int | str) -> None:
+    """Remove the POSIX ACLs of an open object (its descriptor, or through() one): what is
+    left is its mode."""
     import contextlib
 
     for name in ACL_XATTRS:
@@ -634,20 +635,32 @@ def require_only_root_can_change(env) -> None:
 
 
 def open_scanned(entry: ScannedEntry) -> int:
-    """An fd on the scanned object itself: O_NOFOLLOW (a symlink now there is refused) and
-    the same device and inode as the scan saw (anything swapped in is refused)."""
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    """An O_PATH descriptor on the scanned object itself: O_NOFOLLOW (a symlink now there is
+    refused) and the same device and inode as the scan saw (anything swapped in is refused).
+    O_PATH opens nothing: a socket (which cannot be opened) is reached too, and a device's
+    open, which may act, never runs. Changes go through `through(fd)`."""
+    flags = os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC
     if entry.is_dir:
         flags |= os.O_DIRECTORY
     fd = os.open(entry.path, flags)
     try:
         st = os.fstat(fd)
-        if (st.st_dev, st.st_ino) != (entry.dev, entry.ino) or stat.S_ISDIR(st.st_mode) != entry.is_dir:
+        if (
+            (st.st_dev, st.st_ino) != (entry.dev, entry.ino)
+            or stat.S_ISDIR(st.st_mode) != entry.is_dir
+            or stat.S_ISLNK(st.st_mode)
+        ):
             raise OSError(errno.ESTALE, "changed since it was scanned; not touched", entry.path)
     except BaseException:
         os.close(fd)
         raise
     return fd
+
+
+def through(fd: int) -> str:
+    """The path that reaches an O_PATH descriptor's object (never a symlink: open_scanned
+    refuses those) for chmod, chown and xattr calls, which take no O_PATH descriptor."""
+    return f"/proc/self/fd/{fd}"
 
 
 def _other_names(st: os.stat_result, path: str, env_root: str | None) -> bool:
@@ -689,7 +702,7 @@ def chmod_scanned(entry: ScannedEntry, new_mode, env_root: str | None = None) ->
         if wanted & ~current and _other_names(st, entry.path, env_root):
             raise _refuse_other_names(entry)
         if wanted != current:
-            os.fchmod(fd, wanted)
+            os.chmod(through(fd), wanted)
     finally:
         os.close(fd)
 
@@ -699,7 +712,7 @@ def chown_scanned(entry: ScannedEntry, uid: int, gid: int, env_root: str | None 
     try:
         if _other_names(os.fstat(fd), entry.path, env_root):
             raise _refuse_other_names(entry)
-        os.fchown(fd, uid, gid)
+        os.chown(through(fd), uid, gid)
     finally:
         os.close(fd)
 
@@ -716,6 +729,6 @@ def drop_acls_scanned(entry: ScannedEntry) -> None:
     """Remove the scanned object's ACLs: only takes access away, so other names are no risk."""
     fd = open_scanned(entry)
     try:
-        drop_acls(fd)
+        drop_acls(through(fd))
     finally:
         os.close(fd)
