@@ -117,3 +117,18 @@ def test_a_metadata_folder_without_metadata_is_a_doctor_finding(tljh, prefix):
     assert check["status"] == "warning"
     (finding,) = check["findings"]
     assert finding["subject"] == str(meta) and "ghost-1.0.dist-info" in finding["message"]
+
+
+def test_only_regular_files_are_read_and_a_symlink_to_one_still_is(tmp_path):
+    from tljh_admin import files
+
+    (tmp_path / "real").write_text("hello\n")
+    (tmp_path / "link").symlink_to("real")  # an admin's config kept elsewhere: still read
+    (tmp_path / "zero").symlink_to("/dev/zero")
+    os.mkfifo(tmp_path / "fifo")
+    assert files.read_bytes(str(tmp_path / "link")) == b"hello\n"
+    with files.open_text(str(tmp_path / "link")) as f:
+        assert f.read() == "hello\n"
+    for name in ("zero", "fifo", ""):
+        with pytest.raises(OSError):
+            files.read_bytes(str(tmp_path / name))
