@@ -19,14 +19,21 @@ def not_regular(path, st: os.stat_result) -> OSError:
     return OSError(errno.EINVAL, "not a regular file", path)
 
 
-def open_regular(path: str, flags: int = os.O_RDONLY, mode: int = 0o600, dir_fd: int | None = None) -> int:
+def open_regular(
+    path: str,
+    flags: int = os.O_RDONLY,
+    mode: int = 0o600,
+    dir_fd: int | None = None,
+    follow_symlinks: bool = True,
+) -> int:
     """A descriptor on the regular file at `path` (`flags`: O_RDONLY, or O_RDWR/O_APPEND/
-    O_CREAT... for a state file); OSError for anything else."""
+    O_CREAT... for a state file); OSError for anything else. `follow_symlinks=False`: a
+    symlink is refused too (ELOOP), as for state files and a file to hash."""
     flags |= os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
     try:
         fd = os.open(path, flags | os.O_NOFOLLOW, mode, dir_fd=dir_fd)
     except OSError as error:
-        if error.errno != errno.ELOOP:
+        if error.errno != errno.ELOOP or not follow_symlinks:
             raise
         fd = _open_through_symlink(path, flags, dir_fd)
     try:

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tljh_admin.errors import Refused
-from tljh_admin.files import open_binary
+from tljh_admin.files import open_binary, open_regular
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -399,10 +399,7 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         )
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-        with os.fdopen(fd, encoding="utf-8") as f:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
-                raise OSError(errno.EINVAL, "not a regular file", path)
+        with os.fdopen(open_regular(path, follow_symlinks=False), encoding="utf-8") as f:
             manifest = json.load(f)
     except FileNotFoundError:
         if not os.path.isdir(dest):

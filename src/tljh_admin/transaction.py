@@ -161,15 +161,7 @@ class StateDir:
     def _open(self, path: str, flags: int, mode: int = 0o600) -> int:
         """A state file, never through a symlink, and only a regular one (a FIFO put in its
         place is opened without blocking, then refused)."""
-        fd = os.open(path, flags | _NOFOLLOW | os.O_NONBLOCK, mode)
-        try:
-            st = os.fstat(fd)
-            if not stat.S_ISREG(st.st_mode):
-                raise files.not_regular(path, st)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return files.open_regular(path, flags, mode, follow_symlinks=False)
 
     # -- history -----------------------------------------------------------------------
     def history(self) -> list[dict]:

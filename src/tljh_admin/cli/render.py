@@ -137,8 +137,6 @@ def _interpreter_cell(env: Environment) -> str:
 
 
 def environments_table(prefix: str, envs: list[Environment]) -> None:
-    escape = _shown
-
     from tljh_admin.envs.backends import packages
 
     columns = [
@@ -160,36 +158,32 @@ def environments_table(prefix: str, envs: list[Environment]) -> None:
                 f"[{style}]{env.status}[/]",
                 env.python_version or "?",
                 str(len(packages(env))),
-                escape(_relative(env.root, prefix) if env.root else "-"),
-                escape(_interpreter_cell(env)),
+                _shown(_relative(env.root, prefix) if env.root else "-"),
+                _shown(_interpreter_cell(env)),
             ]
         )
     out = stdout_console()
-    out.print(f"TLJH environments in {escape(prefix)}")
+    out.print(f"TLJH environments in {_shown(prefix)}")
     # the interpreter and the env's folder are in `tljh env packages` and --json too
     out.print(_fit(out, columns, rows, drop=("interpreter", "prefix", "kind")), soft_wrap=False)
     _notes(out, envs)
 
 
 def _notes(out: Console, envs: list[Environment]) -> None:
-    escape = _shown
-
     for env in envs:
         if env.reason:
-            out.print(f"[bold]{env.name}[/]: {escape(env.reason)}")
+            out.print(f"[bold]{env.name}[/]: {_shown(env.reason)}")
         if env.externally_managed:
             out.print(f"[bold]{env.name}[/]: externally managed (PEP 668): install with apt, not pip")
         for problem in env.problems:
-            out.print(f"[bold]{env.name}[/]: [yellow]{problem.kind}[/] {escape(problem.detail)}")
+            out.print(f"[bold]{env.name}[/]: [yellow]{problem.kind}[/] {_shown(problem.detail)}")
             for path in problem.paths:
-                out.print(f"    {escape(path)}")
+                out.print(f"    {_shown(path)}")
 
 
 def packages_table(env: Environment) -> None:
-    escape = _shown
-
     out = stdout_console()
-    out.print(f"{env.name}: {escape(env.root or env.interpreter.path)}")
+    out.print(f"{env.name}: {_shown(env.root or env.interpreter.path)}")
     from tljh_admin.envs.backends import packages
 
     columns = [
@@ -201,8 +195,8 @@ def packages_table(env: Environment) -> None:
     if conda:  # as `conda list` shows them
         columns += [("build", {"no_wrap": True}), ("channel", {"no_wrap": True})]
     rows = [
-        [escape(p.name), escape(p.version), escape(p.installer or "-")]
-        + ([escape(p.build or "-"), escape(p.channel or "-")] if conda else [])
+        [_shown(p.name), _shown(p.version), _shown(p.installer or "-")]
+        + ([_shown(p.build or "-"), _shown(p.channel or "-")] if conda else [])
         for p in packages(env)
     ]
     out.print(_fit(out, columns, rows, drop=("build", "channel", "installer")), soft_wrap=False)
@@ -281,8 +275,6 @@ def _shown(text: str) -> str:
 
 
 def history_table(entries: list[dict]) -> None:
-    escape = _shown
-
     columns = [
         ("id", {"no_wrap": True}),
         ("time", {"no_wrap": True}),
@@ -295,12 +287,12 @@ def history_table(entries: list[dict]) -> None:
     rows = [
         [
             str(entry["id"]),
-            escape(entry["time"]),
-            escape(entry["who"]),
-            escape(entry["target"]),
-            escape(entry["command"]),
-            escape(summarize_changes(entry, limit=3)),
-            escape(entry["result"]),
+            _shown(entry["time"]),
+            _shown(entry["who"]),
+            _shown(entry["target"]),
+            _shown(entry["command"]),
+            _shown(summarize_changes(entry, limit=3)),
+            _shown(entry["result"]),
         ]
         for entry in entries
     ]
@@ -340,9 +332,7 @@ class progress:
 
     def update(self, line: str) -> None:
         if self.status is not None:
-            escape = _shown
-
-            self.status.update(f"{self.title}: {escape(line[:100])}")
+            self.status.update(f"{self.title}: {_shown(line[:100])}")
 
     def __exit__(self, *exc):
         if self.status is not None:
@@ -361,8 +351,6 @@ _MAX_FINDINGS_SHOWN = 10
 
 
 def doctor_checks(registry) -> None:
-    escape = _shown
-
     columns = [
         ("id", {"no_wrap": True}),
         ("envs", {"no_wrap": True}),
@@ -375,8 +363,8 @@ def doctor_checks(registry) -> None:
             check.id,
             ",".join(check.envs),
             "yes" if check.fixable else "",
-            escape(check.title),
-            escape(check.why),
+            _shown(check.title),
+            _shown(check.why),
         ]
         for check in registry
     ]
@@ -386,8 +374,6 @@ def doctor_checks(registry) -> None:
 
 
 def doctor_report(report, strict: bool, fixes) -> None:
-    escape = _shown
-
     from tljh_admin.doctor import ENV_ORDER
 
     out = stdout_console()
@@ -397,19 +383,19 @@ def doctor_report(report, strict: bool, fixes) -> None:
             continue
         out.print(f"[bold]{env}[/]")
         for result in results:
-            out.print(f"  {_MARK[result.status]} {result.check.id:<22} {escape(result.check.title)}")
+            out.print(f"  {_MARK[result.status]} {result.check.id:<22} {_shown(result.check.title)}")
             shown = [f for f in result.findings if f.status != "ok" or f.message]
             for finding in shown[:_MAX_FINDINGS_SHOWN]:
-                subject = f"{escape(finding.subject)}: " if finding.subject else ""
+                subject = f"{_shown(finding.subject)}: " if finding.subject else ""
                 impact = f" [bold]\\[{finding.impact}][/]" if finding.impact else ""
-                out.print(f"      {_MARK[finding.status]} {subject}{escape(finding.message)}{impact}")
+                out.print(f"      {_MARK[finding.status]} {subject}{_shown(finding.message)}{impact}")
                 if finding.hint:
-                    out.print(f"        [dim]-> {escape(finding.hint)}[/]")
+                    out.print(f"        [dim]-> {_shown(finding.hint)}[/]")
             if len(shown) > _MAX_FINDINGS_SHOWN:
                 out.print(f"      ... and {len(shown) - _MAX_FINDINGS_SHOWN} more (see --json)")
     for _result, finding, applied, error in fixes:
         verb = "fixed" if applied else ("could not fix" if error else "would fix")
-        out.print(f"{verb}: {escape(finding.fix.description)}" + (f" ({escape(error)})" if error else ""))
+        out.print(f"{verb}: {_shown(finding.fix.description)}" + (f" ({_shown(error)})" if error else ""))
     counts = {s: report.count(s) for s in ("ok", "warning", "failed", "error", "skipped")}
     summary = ", ".join(f"{n} {s}" for s, n in counts.items())
     from tljh_admin.doctor.model import SKIPPED_NEEDS_ROOT
@@ -425,15 +411,13 @@ def doctor_report(report, strict: bool, fixes) -> None:
 
 
 def upgrade_plan(plan) -> None:
-    escape = _shown
-
     out = stdout_console()
-    out.print(f"hub requirements: {escape(plan.source.path)} ({escape(plan.source.detail)})")
+    out.print(f"hub requirements: {_shown(plan.source.path)} ({_shown(plan.source.detail)})")
     for note in plan.notes:
         message(note)
     for blocker in plan.blockers:
-        out.print(f"[red]cannot upgrade:[/] {escape(blocker.message)}")
-        out.print(f"  [dim]-> {escape(blocker.hint)}[/]")
+        out.print(f"[red]cannot upgrade:[/] {_shown(blocker.message)}")
+        out.print(f"  [dim]-> {_shown(blocker.hint)}[/]")
     if plan.blockers:
         return
     columns = [(name, {"no_wrap": True}) for name in ("env", "package", "current", "target", "action")]
@@ -443,7 +427,7 @@ def upgrade_plan(plan) -> None:
             style = _ACTION_STYLE.get(change.action, "")
             action = f"[{style}]{change.action}[/]" if style else change.action
             rows.append(
-                [env, escape(change.name), escape(change.before or "-"), escape(change.after or "-"), action]
+                [env, _shown(change.name), _shown(change.before or "-"), _shown(change.after or "-"), action]
             )
     out.print("upgrade plan")
     out.print(_fit(out, columns, rows, drop=()), soft_wrap=False)

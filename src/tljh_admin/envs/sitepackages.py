@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import stat
 from operator import itemgetter, methodcaller
 
 from tljh_admin.envs.model import (
@@ -199,12 +198,10 @@ def sha256_of_regular_file(path: str) -> tuple[bytes | None, bytes]:
     import hashlib
 
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        fd = open_regular(path, follow_symlinks=False)
     except OSError:
         return None, b""
     try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return None, b""
         digest = hashlib.sha256()
         first = b""
         while chunk := os.read(fd, 1 << 20):
