@@ -23,7 +23,7 @@ import pytest
 from tests.support import oldhub
 from tests.support.cli import tljh_argv
 from tests.support.listing import file_listing, listing_diff
-from tests.support.prefixes import _link_file, hermetic_env, run
+from tests.support.prefixes import _link_file, clone_tree, hermetic_env, run
 from tljh_admin import plugins, rebuild
 from tljh_admin.errors import ExitCode
 from tljh_admin.layout import resolve_layout
@@ -345,7 +345,7 @@ def test_a_standalone_user_env_becomes_a_venv_of_the_system_python(world, prefix
     if not (source / "bin" / "python3.12").exists():
         pytest.skip("needs pyenv's CPython 3.12.1 as a standalone user env")
     user = prefix / "user"
-    run(["cp", "-a", "-l", source, user])  # hard links: nothing below is changed in place
+    clone_tree(source, user)  # nothing below is changed in place
     links = [arg for folder in (world.wheelhouse, world.mine) for arg in ("--find-links", folder)]
     run(
         [

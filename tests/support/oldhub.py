@@ -20,7 +20,7 @@ import subprocess
 import zipfile
 from pathlib import Path
 
-from tests.support.prefixes import hermetic_env, run
+from tests.support.prefixes import clone_tree, hermetic_env, run
 
 OLD_SHORT = "3.10"
 
@@ -355,7 +355,7 @@ def make_old_hub(
     """PREFIX/hub made by a copy of the old CPython, filled, then cut off from it."""
     oldpy = prefix.parent / "oldpy"
     prefix.parent.mkdir(parents=True, exist_ok=True)
-    run(["cp", "-a", "-l", old_cpython, oldpy])  # hard links: the copy costs nothing
+    clone_tree(old_cpython, oldpy)
     prefix.mkdir()
     run([oldpy / "bin" / "python3", "-m", "venv", prefix / "hub"])
     links = [arg for folder in find_links for arg in ("--find-links", str(folder))]

@@ -177,6 +177,14 @@ def _link_file(src: str, dst: str) -> None:
         os.link(src, dst)
 
 
+def clone_tree(source: Path, dest: Path) -> None:
+    """`cp -a` of a tree that is only read afterwards: hard links where `source` and `dest`
+    share a file system (the copy costs nothing), a real copy where they cannot (scripts/test
+    keeps its temporary files on tmpfs, pyenv's interpreters live on disk)."""
+    same_device = os.stat(source).st_dev == os.stat(dest.parent).st_dev
+    run(["cp", "-a", *(["-l"] if same_device else []), "--", source, dest])
+
+
 def copy_prefix(source: Path, dest: Path) -> Path:
     """A private PREFIX made of hard links to `source` (new folders, the same files).
 
