@@ -30,7 +30,7 @@ from tljh_admin.installers import (
     resolution_error,
     write_constraints,
 )
-from tljh_admin.layout import ENV_NAMES, HUB, SYSTEM, USER, Layout, unknown_target
+from tljh_admin.layout import ENV_NAMES, HUB, USER, Layout, unknown_target
 from tljh_admin.permissions import require_only_root_can_change
 from tljh_admin.transaction import (
     FAILED,
@@ -147,15 +147,10 @@ def _check_target(target: str) -> None:
         raise unknown_target(target)
 
 
-def _write_paths(layout: Layout, env: Environment) -> list[str]:
-    paths = [env.root, *env.site_dirs] if env.name != SYSTEM else list(env.site_dirs[:1])
-    return [*paths, layout.state if os.path.isdir(layout.state) else layout.prefix]
-
-
 def _common_guards(layout: Layout, env: Environment, allow_system: bool, break_system: bool) -> None:
     policy.require_system_allowed(env, allow_system, break_system)
     policy.require_runnable(env)
-    policy.require_write_access(_write_paths(layout, env))
+    policy.require_write_access(layout.change_writes(env))
     # before anything is written (the installers check again, right before they run); an
     # env a killed change left half done is judged after recover_first puts it back (the
     # restore runs no code from it): what the killed installer left (uv's 0666 `.lock`)
@@ -666,7 +661,7 @@ def prepare_rollback(
 ) -> Iterator[Prepared]:
     _check_target(target)
     env = inspect_environment(target, layout)
-    policy.require_write_access(_write_paths(layout, env))
+    policy.require_write_access(layout.change_writes(env))
     require_only_root_can_change(env)  # normalisation would make root's what others planted
     recovered = recover_first(layout, [target], lock_timeout, notify)
     state = StateDir.of(layout)
@@ -701,7 +696,7 @@ def prepare_rollback(
     also = []
     for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered):
         other_env = inspect_environment(other, layout)
-        policy.require_write_access(_write_paths(layout, other_env))
+        policy.require_write_access(layout.change_writes(other_env))
         require_only_root_can_change(other_env)
         other_now = _packages(other_env)
         other_drift = drift_since_last_change(state, other, other_now)

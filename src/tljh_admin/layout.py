@@ -75,6 +75,13 @@ class Layout(namedtuple("Layout", "prefix system_python")):
     def admin_state(self) -> str:
         return os.path.join(self.state, ADMIN_STATE_DIR)
 
+    def change_writes(self, env) -> list[str]:
+        """Where a change of `env` (an envs.model.Environment) writes: the env's root and
+        site folders (the system interpreter's first site folder only), and tljh-admin's
+        state (PREFIX before the state folder exists)."""
+        paths = [env.root, *env.site_dirs] if env.name != SYSTEM else list(env.site_dirs[:1])
+        return [*paths, self.state if os.path.isdir(self.state) else self.prefix]
+
     def env_root(self, name: str) -> str | None:
         """The folder of a PREFIX environment; None for the system interpreter."""
         if name == HUB:

@@ -556,11 +556,18 @@ def jupyterhub_pin(hub: Environment) -> str:
 def require_write_access(paths: Iterable[str]) -> None:
     """Rule 7: refuse before anything runs when this user cannot write where the change writes."""
     for path in paths:
-        probe = path
-        while not os.path.exists(probe):
-            probe = os.path.dirname(probe)
-        if not os.access(probe, os.W_OK | os.X_OK):
-            raise _unwritable(probe)
+        refusal = write_refusal(path)
+        if refusal is not None:
+            raise refusal
+
+
+def write_refusal(path: str) -> TljhError | None:
+    """Why this user cannot write `path` (or the nearest folder above it that exists), or
+    None when it can: what a change would be refused with (doctor reports it beforehand)."""
+    probe = path
+    while not os.path.exists(probe):
+        probe = os.path.dirname(probe)
+    return None if os.access(probe, os.W_OK | os.X_OK) else _unwritable(probe)
 
 
 def _unwritable(path: str) -> TljhError:

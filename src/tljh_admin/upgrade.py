@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import conda, plugins, policy, tljh
-from tljh_admin.changes import Prepared, _areas, _can_write_state, _write_paths, recover_first
+from tljh_admin.changes import Prepared, _areas, _can_write_state, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -185,7 +185,7 @@ def prepare_upgrade(
     requirement_lines = [*requirement_lines, *plugin_lines]
     notes = [*notes, *plugin_notes]
     # no right to write is not a blocker to read about in a plan: it stops here, like install
-    policy.require_write_access([*_write_paths(layout, hub), *_write_paths(layout, user)])
+    policy.require_write_access([*layout.change_writes(hub), *layout.change_writes(user)])
     blockers = _blockers(hub, user)
     plan = UpgradePlan(source, blockers, notes=notes)
     if blockers:
