@@ -458,6 +458,53 @@ def test_disk_space(base_prefix, system_python, mocker):
     assert result.status == FAILED and isinstance(result.findings[0], Finding)
 
 
+def test_where_even_root_cannot_write_doctor_says_what_a_change_would_be_refused_with(tljh, prefix):
+    """A site folder with the immutable attribute (chattr +i), then the user env on a file
+    system mounted read-only (a read-only bind mount here; the kernel remounts a file system
+    read-only after disk errors): both real. Doctor names each where the change gate would
+    refuse, with the gate's own words, and changes nothing; the healthy prefix has neither."""
+    if os.geteuid() != 0:
+        pytest.skip("only root can set the immutable attribute and mount")
+
+    def disk_space():
+        result = tljh("--prefix", prefix, "doctor", "disk-space", "--json")
+        (check,) = result.json()["checks"]
+        return result.code, check
+
+    assert disk_space()[1]["status"] == "ok"
+    site = next((prefix / "hub").glob("lib/python3.*/site-packages"))
+    if subprocess.run(["chattr", "+i", site], capture_output=True).returncode:
+        pytest.skip("this file system has no immutable attribute")
+    try:
+        before = file_listing(prefix)
+        code, check = disk_space()
+        install = tljh("--prefix", prefix, "env", "install", "-t", "hub", "tljh-plugin-demo", "--yes")
+        after = file_listing(prefix)
+    finally:
+        subprocess.run(["chattr", "-i", site], check=True)
+    assert code == ExitCode.PROBLEMS_FOUND and check["status"] == "failed", check
+    (finding,) = check["findings"]
+    assert finding["subject"] == str(site) and finding["impact"] == "changes-fail", finding
+    assert "even by root" in finding["message"] and "chattr -i" in finding["hint"], finding
+    assert install.code == ExitCode.REFUSED and finding["hint"] in install.stderr, install.stderr
+    assert listing_diff(before, after) == []
+
+    user = prefix / "user"
+    mounted = subprocess.run(["mount", "--bind", user, user], capture_output=True)
+    if mounted.returncode:
+        pytest.skip(f"cannot bind-mount here: {mounted.stderr.decode().strip()}")
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", user, user], check=True)
+        code, check = disk_space()
+    finally:
+        subprocess.run(["umount", user], check=True)
+    assert code == ExitCode.PROBLEMS_FOUND, check
+    sites = [str(p) for p in user.glob("lib/python3.*/site-packages")]
+    assert [f["subject"] for f in check["findings"]] == [str(user), *sites], check
+    assert all("mounted read-only" in f["message"] and "remount" in f["hint"] for f in check["findings"])
+    assert disk_space()[1]["status"] == "ok"
+
+
 @pytest.mark.parametrize(
     ("argv", "words"),
     [

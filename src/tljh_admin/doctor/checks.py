@@ -546,7 +546,7 @@ def systemd_units(ctx: Context, name: str) -> list[Finding]:
 
 
 def disk_space(ctx: Context, name: str) -> list[Finding]:
-    found = _snapshot_space(ctx)
+    found = _refused_changes(ctx) + _snapshot_space(ctx)
     fs = os.statvfs(ctx.layout.prefix)  # what shutil.disk_usage reads, without importing shutil
     free = fs.f_bavail * fs.f_frsize
     if free >= tljh.DISK_WARNING_BYTES:
@@ -563,6 +563,33 @@ def disk_space(ctx: Context, name: str) -> list[Finding]:
         ),
         *found,
     ]
+
+
+def _refused_changes(ctx: Context) -> list[Finding]:
+    """Where a change writes and even root cannot (a file system the kernel remounted
+    read-only after disk errors, an immutable folder): every install, upgrade and rollback
+    is refused there, with these same words (policy.write_refusal)."""
+    if os.geteuid() != 0:
+        return []  # another user cannot write root's environments: that is how it should be
+    paths = []
+    for name in PREFIX_ENVS:
+        env = ctx.env(name)
+        if env.status != MISSING:
+            paths += ctx.layout.change_writes(env)  # its folders, then the state folder
+    paths.append(ctx.layout.state if os.path.isdir(ctx.layout.state) else ctx.layout.prefix)
+    found = []
+    for path in dict.fromkeys(paths):
+        if not os.path.exists(path) or os.access(path, os.W_OK | os.X_OK):
+            continue
+        from tljh_admin.policy import write_refusal  # only now: policy imports the installers
+
+        refusal = write_refusal(path)
+        if refusal is not None:
+            found.append(
+                Finding(FAILED, f"{refusal.message}: every install, upgrade and rollback there is refused",
+                        path, refusal.hint)
+            )  # fmt: skip
+    return found
 
 
 def _snapshot_space(ctx: Context) -> list[Finding]:
@@ -791,10 +818,11 @@ REGISTRY: tuple[Check, ...] = (
     ),
     Check(
         "disk-space",
-        "free disk space under PREFIX",
+        "free space under PREFIX, and root can write where changes do",
         (HOST,),
         disk_space,
-        "installs and upgrades that run out of space stop half way",
+        "installs and upgrades that run out of space stop half way; where root cannot write"
+        " (a read-only file system, an immutable folder) every change is refused",
         impact=CHANGES_FAIL,
     ),
     Check(
