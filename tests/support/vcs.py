@@ -10,7 +10,7 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-_BACKEND = '''
+_BACKEND = """
 import base64, hashlib, os, zipfile
 
 NAME, VERSION = {name!r}, {version!r}
@@ -36,7 +36,7 @@ def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
         for path, data in files.items():
             zf.writestr(path, data)
     return name
-'''
+"""
 
 
 def git_project(root: Path, name: str, version: str) -> tuple[Path, str]:
