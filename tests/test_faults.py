@@ -974,11 +974,13 @@ def test_the_snapshots_cp_carries_the_changes_marker(prefix, offline):
     marker (the journal's), which recovery ends before anything is removed."""
     proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
     seen: set[bytes] = set()
+    ours = os.fsencode(prefix)  # the other worker's changes run `cp -al` too, on their prefixes
     deadline = time.monotonic() + 60
     while proc.poll() is None and not seen and time.monotonic() < deadline:
         for name in os.listdir("/proc"):
             try:
-                if name.isdigit() and Path(f"/proc/{name}/cmdline").read_bytes().startswith(b"cp\0-a\0-l\0"):
+                cmdline = Path(f"/proc/{name}/cmdline").read_bytes() if name.isdigit() else b""
+                if cmdline.startswith(b"cp\0-a\0-l\0") and ours in cmdline:
                     environ = Path(f"/proc/{name}/environ").read_bytes().split(b"\0")
                     seen.update(v for v in environ if v.startswith(b"TLJH_ADMIN_CHANGE="))
             except OSError:
