@@ -41,11 +41,18 @@ def _state(prefix: Path) -> Path:
     return state
 
 
+def _second_version_record(prefix: Path) -> Path:
+    """RECORD of one of two dist-infos of a project: which is stale is told by reading both."""
+    planted_dist(site(prefix / "hub"), version="1.0")
+    return planted_dist(site(prefix / "hub"), version="2.0") / "RECORD"
+
+
 # where the FIFO goes, and a command that reads it
 FIFOS = {
     "metadata": (lambda p: planted_dist(site(p / "hub")) / "METADATA", ["env", "list", "--json"]),
     "installer": (lambda p: planted_dist(site(p / "hub")) / "INSTALLER", ["env", "list", "--json"]),
     "record": (lambda p: planted_dist(site(p / "hub")) / "RECORD", ["doctor", "--json", "record-files"]),
+    "duplicate-record": (_second_version_record, ["doctor", "--json", "duplicate-dist-info"]),
     "pth": (lambda p: site(p / "hub") / "planted.pth", ["doctor", "--json", "hub-sys-path"]),
     "entry-points": (
         lambda p: planted_dist(site(p / "hub"), "tljh-plugin-x") / "entry_points.txt",

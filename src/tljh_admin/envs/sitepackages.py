@@ -224,24 +224,22 @@ def _files_match_record(dist: Distribution) -> bool:
     import base64
     import csv
 
-    record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
     inside = os.path.realpath(dist.location) + "/"
     try:
-        with open(record, newline="", encoding="utf-8") as f:
-            rows = list(csv.reader(f))
-    except (OSError, UnicodeDecodeError, csv.Error):
+        rows = read_record(dist) or ()
+    except csv.Error:
         return False
     checked = 0
-    for row in rows:
-        if len(row) < 2 or not row[1].startswith("sha256="):
+    for name, hashed in rows:
+        if not hashed.startswith("sha256="):
             continue
-        path = os.path.join(dist.location, row[0])
+        path = os.path.join(dist.location, name)
         if not os.path.realpath(path).startswith(inside):
             continue
         digest, _ = sha256_of_regular_file(path)
         if digest is None:
             return False
-        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != row[1][len("sha256=") :]:
+        if base64.urlsafe_b64encode(digest).rstrip(b"=").decode() != hashed[len("sha256=") :]:
             return False
         checked += 1
     return checked > 0
