@@ -7,6 +7,8 @@ file deleted by hand, a record removed by hand, pip run over a conda package.
 
 from __future__ import annotations
 
+import os
+
 from tests.support import prefixes
 from tests.support.conda_fixtures import conda
 
@@ -119,10 +121,9 @@ def test_a_record_cut_short_has_a_hint_that_repairs_it(tljh, conda_prefix):
     import subprocess
 
     user = conda_prefix / "user"
-    (record,) = (user / "conda-meta").glob("pip-*.json")
-    text = record.read_text()
-    record.unlink()  # a hard link to the shared base: replaced, not edited in place
-    record.write_text(text[:300])  # a write cut short
+    (record,) = (user / "conda-meta").glob("pip-*.json")  # the stand-in wrote it from a real package
+    prefixes.own(record)  # a hard link to the shared base: its own inode before it is cut
+    os.truncate(record, 300)  # a write cut short
     _, checks = _doctor(tljh, conda_prefix)
     (finding,) = [f for f in checks[("conda-files", "user")]["findings"] if f["subject"] == str(record)]
     hint = finding["hint"]
@@ -135,8 +136,6 @@ def test_a_record_cut_short_has_a_hint_that_repairs_it(tljh, conda_prefix):
 
 
 def test_fifos_in_conda_meta_never_hang(tljh, conda_prefix):
-    import os
-
     meta = conda_prefix / "user" / "conda-meta"
     (record,) = meta.glob("pip-*.json")
     for path in (record, meta / "history"):
