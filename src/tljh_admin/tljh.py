@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 
-from tljh_admin.files import open_text
-
 # tljh/installer.py, ensure_user_environment(): the user env's Python must be at least 3.9,
 # pip is raised to at least 23.1.2 (TLJH PR #890), conda to 4.10 and mamba to 0.16.0.
 MIN_USER_PYTHON = "3.9"
@@ -29,18 +27,3 @@ SYSTEMD_UNITS = ("jupyterhub", "traefik")
 # (Our own threshold: TLJH's user env alone is about 1 GB; an upgrade downloads a few hundred MB.)
 DISK_FAILED_BYTES = 200 * 1024**2
 DISK_WARNING_BYTES = 1024**3
-
-
-def requirement_names(path: str) -> list[str]:
-    """Project names in a requirements file (comments and options skipped)."""
-    from tljh_admin.envs.sitepackages import canonical_name
-
-    names = []
-    with open_text(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.split("#", 1)[0].strip()
-            if text and not text.startswith("-"):
-                from packaging.requirements import Requirement
-
-                names.append(canonical_name(Requirement(text).name))
-    return names

@@ -957,7 +957,10 @@ class Change:
 
     @property
     def marker(self) -> str:
-        return f"{self.state.root}#{self.change_id}"
+        return self._marker_of(self.change_id)
+
+    def _marker_of(self, change_id: int) -> str:
+        return f"{self.state.root}#{change_id}"
 
     def journal_entry(self, change_id: int | None = None) -> dict:
         """The journal's content; `change_id`: the id being tried (reserve_id), not yet ours."""
@@ -974,7 +977,7 @@ class Change:
             "before": {name: s.packages for name, s in self.envs.items()},
             "phase": self.phase,
             "processes": self.processes,
-            "marker": f"{self.state.root}#{change_id}",
+            "marker": self._marker_of(change_id),
         }
 
     # what an installer run needs from the change (installers.Installer.run)
