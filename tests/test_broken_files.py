@@ -139,3 +139,39 @@ def test_only_regular_files_are_read_and_a_symlink_to_one_still_is(tmp_path):
     for name in ("zero", "fifo", ""):
         with pytest.raises(OSError):
             files.read_bytes(str(tmp_path / name))
+
+
+def test_a_record_that_is_not_utf8_is_skipped_where_exports_read_records(tljh, prefix, tmp_path):
+    # a RECORD of bytes that are not UTF-8 (a damaged disk): the repo2docker export reads
+    # every RECORD for the share/jupyter files it must carry, and raised there
+    meta = planted_dist(site(prefix / "user"))
+    (meta / "RECORD").write_bytes(b"../../../share/jupyter/x\xff.json,,\n")
+    dest = tmp_path / "binder"
+    args = ("--prefix", prefix, "env", "export", "-t", "user", "--format", "repo2docker", dest)
+    result = answers(tljh, *args)
+    assert result.code == ExitCode.OK and "Traceback" not in result.stderr, result.stderr[-500:]
+    assert (dest / "requirements.txt").is_file()
+
+
+def test_a_condarc_that_is_not_utf8_names_no_channel_and_the_lock_is_written(tljh, conda_prefix):
+    # the lock reads the env's .condarc for channel names: bytes that are not UTF-8 raised
+    condarc = conda_prefix / "user" / ".condarc"
+    condarc.unlink(missing_ok=True)  # a hard link to the shared base: replaced, not edited
+    condarc.write_bytes(b"custom_channels:\n  \xff: https://example.invalid\n")
+    result = answers(tljh, "--prefix", conda_prefix, "env", "export", "-t", "user", "--format", "lock")
+    assert result.code == ExitCode.OK and "Traceback" not in result.stderr, result.stderr[-500:]
+    assert '"kind": "conda"' in result.stdout
+
+
+def test_a_top_level_txt_that_is_not_utf8_leaves_record_to_name_what_must_import(tmp_path):
+    # rebuild checks that what each distribution provides imports in the new env; a
+    # top_level.txt that is not UTF-8 raised while it read the old env
+    from tljh_admin.rebuild import importable_names
+
+    site_dir = tmp_path / "site-packages"
+    (site_dir / "demo").mkdir(parents=True)
+    (site_dir / "demo" / "__init__.py").write_text("")
+    meta = planted_dist(site_dir, "demo")
+    (meta / "top_level.txt").write_bytes(b"demo\xff\n")
+    (meta / "RECORD").write_text("demo/__init__.py,,\n")
+    assert importable_names(str(site_dir), meta.name) == ("demo",)

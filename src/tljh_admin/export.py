@@ -137,7 +137,7 @@ def custom_channels(root: str) -> dict[str, str]:
     try:
         with open_text(os.path.join(root, ".condarc"), encoding="utf-8") as f:
             text = f.read()
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # none, or not text: no channel is named by it
         return {}
     from ruamel.yaml import YAML, YAMLError
 
@@ -577,7 +577,7 @@ class Repo2DockerExport(namedtuple("Repo2DockerExport", "files buildpack jupyter
 def _owned_jupyter_files(env: Environment, lock_kind: str) -> set[str]:
     """Absolute paths under share/jupyter and etc/jupyter that some package installed (its
     RECORD, or conda-meta's file list): those come back when the package is installed."""
-    import csv
+    from tljh_admin.envs.sitepackages import read_record_paths
 
     owned: set[str] = set()
     wanted = (
@@ -585,15 +585,9 @@ def _owned_jupyter_files(env: Environment, lock_kind: str) -> set[str]:
         os.path.join(env.root, "etc", "jupyter") + os.sep,
     )
     for dist in env.distributions:
-        record = os.path.join(dist.location, dist.metadata_dir, "RECORD")
-        try:
-            with open_text(record, newline="", encoding="utf-8") as f:
-                rows = list(csv.reader(f))
-        except OSError:
-            continue
-        for row in rows:
-            if row and "jupyter" in row[0]:
-                path = os.path.normpath(os.path.join(dist.location, row[0]))
+        for row_path in read_record_paths(dist) or ():
+            if "jupyter" in row_path:
+                path = os.path.normpath(os.path.join(dist.location, row_path))
                 if path.startswith(wanted):
                     owned.add(path)
     if lock_kind == "conda":

@@ -240,7 +240,7 @@ def _top_level_candidates(dist_info: str) -> set[str]:
     try:
         with open_text(os.path.join(dist_info, "top_level.txt"), encoding="utf-8") as f:
             names.update(line.strip().replace("/", ".").split(".")[0] for line in f if line.strip())
-    except OSError:
+    except (OSError, UnicodeDecodeError):  # none, or damaged: RECORD below still names them
         pass
     try:
         with open_text(os.path.join(dist_info, "RECORD"), encoding="utf-8", errors="replace") as f:
