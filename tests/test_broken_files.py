@@ -175,3 +175,49 @@ def test_a_top_level_txt_that_is_not_utf8_leaves_record_to_name_what_must_import
     (meta / "top_level.txt").write_bytes(b"demo\xff\n")
     (meta / "RECORD").write_text("demo/__init__.py,,\n")
     assert importable_names(str(site_dir), meta.name) == ("demo",)
+
+
+def _tljh_wheel(path: Path, member: bytes, declared_zeros: int = 0) -> Path:
+    import zipfile
+
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("tljh/__init__.py", "")
+        zf.writestr("tljh/requirements-hub-env.txt", member if not declared_zeros else bytes(declared_zeros))
+    return path
+
+
+def test_a_damaged_tljh_archive_from_the_index_is_one_refusal(tmp_path):
+    # `tljh upgrade --version X` reads X's requirements-hub-env.txt out of what pip
+    # downloaded: a damaged archive, text that is not UTF-8 or a member of gigabytes (a
+    # hostile or broken index) raised, or read it all into memory
+    import tarfile
+
+    from tljh_admin.errors import ResolutionFailed
+    from tljh_admin.policy import INPUT_FILE_LIMIT
+    from tljh_admin.tljh_version import requirements_member
+
+    good = _tljh_wheel(tmp_path / "the_littlest_jupyterhub-9.9.9-py3-none-any.whl", b"jupyterhub>=5.2,<6\n")
+    assert requirements_member(str(good)) == "jupyterhub>=5.2,<6\n"
+
+    sdist_folder = tmp_path / "the_littlest_jupyterhub-9.9.9" / "tljh"
+    sdist_folder.mkdir(parents=True)
+    (sdist_folder / "requirements-hub-env.txt").write_bytes(os.urandom(256 * 1024))  # does not compress
+    sdist = tmp_path / "the_littlest_jupyterhub-9.9.9.tar.gz"
+    with tarfile.open(sdist, "w:gz") as tf:
+        tf.add(sdist_folder.parent, arcname=sdist_folder.parent.name)
+    os.truncate(sdist, sdist.stat().st_size // 2)
+
+    garbage = tmp_path / "garbage-1.0-py3-none-any.whl"
+    garbage.write_bytes(b"this is not a zip file\n" * 10)
+    damaged = {
+        "not-utf8": (_tljh_wheel(tmp_path / "a-1-py3-none-any.whl", b"jupyterhub\n\xff\n"), "not UTF-8"),
+        "huge": (_tljh_wheel(tmp_path / "b-1-py3-none-any.whl", b"", INPUT_FILE_LIMIT + 1), "holds"),
+        "truncated-sdist": (sdist, "cannot be read"),
+        "not-a-zip": (garbage, "cannot be read"),
+    }
+    for case, (archive, words) in damaged.items():
+        with pytest.raises(ResolutionFailed) as caught:
+            requirements_member(str(archive))
+        message = str(caught.value)
+        assert archive.name in message and words in message and "\n" not in message, (case, message)
+        assert caught.value.hint, case

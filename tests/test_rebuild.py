@@ -371,3 +371,29 @@ def test_a_standalone_user_env_becomes_a_venv_of_the_system_python(world, prefix
     assert _requested(new_site) == requested
     assert list(new_site.glob("jupyterhub-5.2.1.dist-info")) and list(new_site.glob("numpy-*.dist-info"))
     run([user / "bin" / "python3", "-c", "import jupyterhub, numpy"])
+
+
+# the ways TLJH's own requirements-hub-env.txt in the hub is found damaged (a failing disk, a
+# hand edit): the plan holds TLJH's requirements, so it stops on one line and names the file
+DAMAGED_TLJH_REQUIREMENTS = {
+    "not-utf8": lambda path: path.write_bytes(b"jupyterhub>=5.2,<6\n\xff\xfe\n"),
+    "not-a-requirement": lambda path: path.write_text("jupyterhub>=5.2,<6\npycurl===\n"),
+    "fifo": lambda path: os.mkfifo(path),
+}
+
+
+@pytest.mark.parametrize("damage", sorted(DAMAGED_TLJH_REQUIREMENTS))
+def test_a_damaged_tljh_requirements_file_stops_the_plan_on_one_line(world, prefix, tljh, damage):
+    requirements = _site(prefix / "hub") / "tljh" / "requirements-hub-env.txt"
+    requirements.unlink()  # a hard link to the shared world: replaced, never edited
+    DAMAGED_TLJH_REQUIREMENTS[damage](requirements)
+    before = file_listing(prefix)
+    result = tljh(
+        "--prefix", prefix, "env", "rebuild", "--target", "hub", "--json", env=world.index_env(), timeout=60
+    )
+    assert result.code == ExitCode.IO_ERROR, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "TLJH 2.0.1's own hub requirements" in line and "requirements-hub-env.txt" in line, line
+    assert "Hint:" in line and "mv " in line, line
+    assert "line 2" in line if damage == "not-a-requirement" else True
+    assert listing_diff(before, file_listing(prefix)) == []

@@ -3,6 +3,7 @@ real pip resolving real wheels."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 
 import pytest
@@ -110,6 +111,21 @@ def test_installed_tljh_is_the_authority(tljh, prefix, wheelhouse, offline, hub_
     assert doc["requirements"]["path"].endswith("tljh/requirements-hub-env.txt")
     assert "--hub-requirements" in doc["notes"][0]
     assert doc["hub_jupyterhub_after"] == "5.2.1"  # TLJH 2.0.0's own list says <5.3
+
+
+def test_a_fifo_for_the_installed_tljhs_list_is_refused_not_passed_over(tljh, prefix, wheelhouse, offline):
+    # a FIFO where TLJH's own list belongs was taken for no list at all: the plan silently
+    # followed tljh-admin's copy instead of the installed TLJH's
+    prefixes.pip_install(prefix / "hub", wheelhouse, "--no-deps", "the-littlest-jupyterhub")
+    (listed,) = (prefix / "hub").glob("lib/python3.*/site-packages/tljh/requirements-hub-env.txt")
+    listed.unlink()
+    os.mkfifo(listed)
+    before = file_listing(prefix)
+    result = tljh("--prefix", prefix, "upgrade", "--json", env=offline, timeout=60)
+    assert result.code == ExitCode.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert str(listed) in line and "is not a file" in line and "Hint:" in line, line
+    assert listing_diff(before, file_listing(prefix)) == []
 
 
 def test_shipped_copy_when_nothing_else(tljh, prefix, offline):

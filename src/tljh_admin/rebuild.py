@@ -32,6 +32,7 @@ import errno
 import json
 import os
 import re
+import shlex
 import shutil
 import stat
 import subprocess
@@ -45,7 +46,15 @@ from tljh_admin.envs.backends import CONDA, STANDALONE, VENV, VenvBackend
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.requirements import broken_requirements
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ChangeFailed, Refused, ResolutionFailed, Stopped, UsageError
+from tljh_admin.errors import (
+    ChangeFailed,
+    ExitCode,
+    Refused,
+    ResolutionFailed,
+    Stopped,
+    TljhError,
+    UsageError,
+)
 from tljh_admin.files import open_binary, open_text
 from tljh_admin.installers import (
     PIP,
@@ -351,22 +360,49 @@ def requirement_line(dist: InstalledDist) -> tuple[str, str]:
 def hub_requirement_specs(env: Environment) -> tuple[dict[str, str], str]:
     """TLJH's hub requirements as {name: specifier}: the installed TLJH's own copy when it
     is in the env (the authority), else tljh-admin's copy of TLJH 2.0's list."""
-    from packaging.requirements import Requirement
+    from packaging.requirements import InvalidRequirement, Requirement
 
     path, source = tljh.HUB_REQUIREMENTS, "tljh-admin's copy of TLJH 2.0's hub requirements"
     for dist in env.distributions:
         if canonical_name(dist.name) == TLJH_DISTRIBUTION:
             candidate = os.path.join(dist.location, "tljh", "requirements-hub-env.txt")
-            if os.path.isfile(candidate):
+            if os.path.lexists(candidate):  # there but not a file (a FIFO) is damage, said below
                 path, source = candidate, f"TLJH {dist.version}'s own hub requirements"
     specs = {}
-    with open_text(path, encoding="utf-8") as f:
-        for line in f:
-            text = line.split("#", 1)[0].strip()
-            if text and not text.startswith("-"):
+    try:
+        with open_text(path, encoding="utf-8") as f:
+            content = f.read(policy.INPUT_FILE_LIMIT + 1)  # a list is a few hundred bytes
+    except (OSError, UnicodeDecodeError) as error:
+        why = error.strerror if isinstance(error, OSError) and error.strerror else "it is not UTF-8 text"
+        raise _damaged_requirements(path, source, why) from None
+    if len(content) > policy.INPUT_FILE_LIMIT:
+        raise _damaged_requirements(
+            path, source, f"it is larger than {policy.INPUT_FILE_LIMIT // 1024**2} MiB"
+        )
+    lines = content.splitlines()
+    for number, line in enumerate(lines, 1):
+        text = line.split("#", 1)[0].strip()
+        if text and not text.startswith("-"):
+            try:
                 requirement = Requirement(text)
-                specs[canonical_name(requirement.name)] = str(requirement.specifier)
+            except InvalidRequirement:
+                raise _damaged_requirements(path, source, f"line {number} is not a requirement") from None
+            specs[canonical_name(requirement.name)] = str(requirement.specifier)
     return specs, source
+
+
+def _damaged_requirements(path: str, source: str, why: str) -> TljhError:
+    """The plan cannot hold TLJH's requirements: one line, and the way on. TLJH's own copy
+    can be moved aside (the plan then follows tljh-admin's copy); tljh-admin's is its own."""
+    if path == tljh.HUB_REQUIREMENTS:
+        hint = "reinstall tljh-admin: its own data file is damaged"
+    else:
+        hint = (
+            f"move it aside (sudo mv {shlex.quote(path)} {shlex.quote(path + '.damaged')}): the plan then"
+            " follows tljh-admin's copy of TLJH 2.0's hub requirements"
+        )
+    # nothing is read further and nothing was changed; the same code as any damaged file
+    return TljhError(f"{source} ({path}) cannot be read: {why}", hint=hint, exit_code=ExitCode.IO_ERROR)
 
 
 # -- running things --------------------------------------------------------------------------

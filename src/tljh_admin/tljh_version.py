@@ -74,7 +74,7 @@ def fetch_requirements(hub: Environment, line: str, child_env: dict[str, str], w
         raise ResolutionFailed(f"TLJH at {line!r} could not be fetched", hint=f"pip said:\n{tail}")
     archives = sorted(os.listdir(dest)) if os.path.isdir(dest) else []
     for name in archives:
-        text = _member(os.path.join(dest, name))
+        text = requirements_member(os.path.join(dest, name))
         if text is not None:
             path = os.path.join(workdir, "requirements-hub-env.txt")
             with open(path, "w", encoding="utf-8") as f:
@@ -86,18 +86,45 @@ def fetch_requirements(hub: Environment, line: str, child_env: dict[str, str], w
     )
 
 
-def _member(archive: str) -> str | None:
+def requirements_member(archive: str) -> str | None:
     """requirements-hub-env.txt from a wheel, a zip (pip's archive of a git checkout) or an
-    sdist, wherever the archive's top folder is."""
+    sdist, wherever the archive's top folder is; None when it has none. An archive that
+    cannot be read, a member over policy.INPUT_FILE_LIMIT (a list is a few hundred bytes)
+    or text that is not UTF-8 is a ResolutionFailed naming the archive, never a traceback."""
+    import zlib
+
+    try:
+        return _member(archive)
+    except (OSError, EOFError, UnicodeDecodeError, zlib.error, zipfile.BadZipFile, tarfile.TarError) as error:
+        why = (
+            "its text is not UTF-8"
+            if isinstance(error, UnicodeDecodeError)
+            else str(error) or type(error).__name__
+        )
+        why = why.splitlines()[0]
+        raise ResolutionFailed(
+            f"the TLJH archive that was downloaded ({os.path.basename(archive)}) cannot be read: {why}",
+            hint="the index served a damaged file: try again, or use another index (PIP_INDEX_URL)",
+        ) from None
+
+
+def _member(archive: str) -> str | None:
     if archive.endswith((".whl", ".zip")):
         with zipfile.ZipFile(archive) as zf:
-            for name in zf.namelist():
-                if name == REQUIREMENTS_MEMBER or name.endswith("/" + REQUIREMENTS_MEMBER):
-                    return zf.read(name).decode("utf-8")
+            for info in zf.infolist():
+                if info.filename == REQUIREMENTS_MEMBER or info.filename.endswith("/" + REQUIREMENTS_MEMBER):
+                    _within_limit(info.file_size)
+                    return zf.read(info).decode("utf-8")
     elif archive.endswith((".tar.gz", ".tgz")):
         with tarfile.open(archive) as tf:
-            for member in tf.getmembers():
+            for member in tf:
                 if member.isfile() and member.name.endswith("/" + REQUIREMENTS_MEMBER):
+                    _within_limit(member.size)
                     extracted = tf.extractfile(member)
                     return extracted.read().decode("utf-8") if extracted else None
     return None
+
+
+def _within_limit(size: int) -> None:
+    if size > policy.INPUT_FILE_LIMIT:
+        raise OSError(f"its {REQUIREMENTS_MEMBER} says it holds {size} bytes")

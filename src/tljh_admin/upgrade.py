@@ -84,7 +84,7 @@ def requirements_source(hub: Environment, given: str | None) -> tuple[Requiremen
     for dist in hub.distributions:
         if canonical_name(dist.name) == TLJH_DISTRIBUTION:
             path = os.path.join(dist.location, "tljh", "requirements-hub-env.txt")
-            if os.path.isfile(path):
+            if os.path.lexists(path):  # there but not a file (a FIFO) is refused when it is read
                 if given:
                     notes.append(f"--hub-requirements {given} is not used: the installed TLJH's own list is")
                 return RequirementsSource(
