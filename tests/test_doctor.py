@@ -316,6 +316,30 @@ def test_dangling_hub_interpreter(tljh, prefix):
     assert result.code == ExitCode.PROBLEMS_FOUND
 
 
+@pytest.mark.parametrize("how", ["dangling-symlink", "deleted"])
+def test_a_venv_whose_packages_are_gone_is_broken_not_empty(tljh, prefix, how):
+    # lib/pythonX.Y moved to another disk and its symlink left dangling, or removed: the
+    # hub looked like an ok venv with 0 packages, and doctor sent the admin to `tljh upgrade`
+    hub = prefix / "hub"
+    (lib,) = (hub / "lib").glob("python3.*")
+    if how == "dangling-symlink":
+        lib.rename(lib.with_name(lib.name + ".elsewhere"))
+        lib.symlink_to("/mnt/gone/" + lib.name)
+    else:
+        shutil.rmtree(lib / "site-packages")
+    listed = {e["name"]: e for e in tljh("--prefix", prefix, "env", "list", "--json").json()["environments"]}
+    assert listed["hub"]["status"] == "broken" and listed["user"]["status"] == "ok"
+    reason = listed["hub"]["reason"]
+    assert "its packages are gone" in reason, reason
+    assert (f"lib/{lib.name} -> /mnt/gone/{lib.name}" in reason) == (how == "dangling-symlink"), reason
+    result, _, checks = run_doctor(tljh, prefix)
+    check = checks[("env-present", "hub")]
+    assert check["status"] == FAILED and check["findings"][0]["impact"] == "hub-fails"
+    assert check["findings"][0]["hint"].startswith("sudo tljh env rollback --target hub"), check
+    assert checks[("jupyterhub-present", "hub")]["status"] == "skipped"  # not `tljh upgrade`
+    assert result.code == ExitCode.PROBLEMS_FOUND
+
+
 def test_hub_venv_base_gone_after_os_upgrade(tljh, prefix):
     cfg = prefix / "hub" / "pyvenv.cfg"
     cfg.write_text(cfg.read_text().replace("home = /usr/bin", "home = /usr/lib/python3.10-removed/bin"))

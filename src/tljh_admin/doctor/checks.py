@@ -32,6 +32,7 @@ from tljh_admin.doctor.model import (
     Finding,
     Fix,
 )
+from tljh_admin.envs.backends import VENV
 from tljh_admin.envs.model import BROKEN, DUPLICATE, INVALID_METADATA, LEFTOVER, MISSING
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.files import open_text
@@ -81,11 +82,13 @@ def env_present(ctx: Context, name: str) -> list[Finding]:
             )
         ]
     if env.status == BROKEN:
-        hint = (
-            runtime.REBUILD_HUB + " (the venv's Python is gone: an OS upgrade?)"
-            if name == HUB
-            else f"reinstall the {name} environment's Python"
-        )
+        if not env.site_dirs and env.kind == VENV:
+            # nothing left to rebuild from: what it held comes back from a snapshot or TLJH
+            hint = f"sudo tljh env rollback --target {name}, or re-run TLJH's installer (bootstrap.py)"
+        elif name == HUB:
+            hint = runtime.REBUILD_HUB + " (the venv's Python is gone: an OS upgrade?)"
+        else:
+            hint = f"reinstall the {name} environment's Python"
         return [
             Finding(FAILED, f"the {name} environment cannot run: {env.reason}", env.interpreter.path, hint)
         ]

@@ -267,13 +267,41 @@ class VenvBackend(Backend):
             # runnable, but maybe not the Python its packages were installed for: the OS
             # Python moved on under the venv (TLJH#613); read from files, nothing is started
             runs = binary_version(link.end)
-            libs = [os.path.basename(lib) for lib in _lib_python_dirs(self.root)]
+            lib_dirs = _lib_python_dirs(self.root)
+            libs = [os.path.basename(lib) for lib in lib_dirs]
             if runs and libs and f"python{runs}" not in libs:
                 reason = (
                     f"{link.path} runs Python {runs}, but its packages are in lib/{', lib/'.join(libs)}:"
                     f" the OS Python moved on under it (tljh env rebuild --target {self.name})"
                 )
+            elif not any(os.path.isdir(os.path.join(lib, "site-packages")) for lib in lib_dirs):
+                reason = self._packages_gone()
         return reason
+
+    def _packages_gone(self) -> str:
+        """Every venv (venv's, virtualenv's, uv's) has a lib/pythonX.Y/site-packages: without
+        one, whatever it held is gone, and it would only look like an empty env."""
+        dangling = []
+        seen = set()
+        for lib in ("lib", "lib64"):
+            folder = os.path.join(self.root, lib)
+            if os.path.realpath(folder) in seen:
+                continue  # venv's lib64 is a symlink to lib
+            seen.add(os.path.realpath(folder))
+            try:
+                with os.scandir(folder) as entries:
+                    for e in entries:
+                        if _PYTHON_DIR.match(e.name) and e.is_symlink() and not os.path.exists(e.path):
+                            dangling.append(f"{lib}/{e.name} -> {os.readlink(e.path)}")
+            except OSError:
+                continue
+        what = (
+            f"{', '.join(sorted(dangling))} leads nowhere" if dangling else "no lib/pythonX.Y/site-packages"
+        )
+        return (
+            f"its packages are gone: {what} (restore them: tljh env rollback --target {self.name},"
+            " or run TLJH's installer again)"
+        )
 
     def externally_managed(self, version: str | None) -> bool:
         return False  # a venv is never externally managed, whatever its base is
