@@ -253,3 +253,27 @@ def test_entry_points(base_prefix):
         assert proc.stdout.startswith("tljh-admin ")
         proc = subprocess.run([*cmd, "--help"], capture_output=True, text=True, check=True)
         assert "env" in proc.stdout
+
+
+# an option given an empty value (a script's unset variable): refused before anything is
+# read or written, never taken for "not given" (an empty --index-url installed from PyPI)
+EMPTY_VALUES = {
+    "--index-url": ["env", "install", "-t", "user", "--dry-run", "--index-url", "", "six"],
+    "--extra-index-url": ["env", "install", "-t", "user", "--dry-run", "--extra-index-url", "", "six"],
+    "--requirement": ["env", "install", "-t", "user", "--dry-run", "-r", ""],
+    "--version": ["upgrade", "--dry-run", "--version", ""],
+    "--hub-requirements": ["upgrade", "--dry-run", "--hub-requirements", ""],
+    "--z2jh-chart": ["env", "export", "-t", "user", "-f", "z2jh-config", "--z2jh-chart", ""],
+}
+
+
+@pytest.mark.parametrize("typer_path", [False, True])
+@pytest.mark.parametrize("flag", sorted(EMPTY_VALUES))
+def test_an_empty_option_value_is_refused_and_nothing_is_written(tljh, prefix, flag, typer_path):
+    before = file_listing(prefix)
+    env = {fast.DISABLE_VAR: "0"} if typer_path else {}
+    result = tljh("--prefix", prefix, *EMPTY_VALUES[flag], env=env)
+    assert result.code == ExitCode.USAGE, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{flag} is empty" in line and "Hint:" in line, line
+    assert listing_diff(before, file_listing(prefix)) == []

@@ -111,3 +111,13 @@ class Stopped(TljhError):
     (Not "InterruptedError": that builtin means EINTR.)"""
 
     exit_code = ExitCode.INTERRUPTED
+
+
+def refuse_empty(values: dict) -> None:
+    """`--flag ""` (a script's unset variable) is refused, as an empty --prefix is, never
+    read as "not given": `--index-url "$PRIVATE_INDEX"` with the variable unset would
+    otherwise install from the default index. `values`: {flag: value or list of values}."""
+    for flag, value in values.items():
+        given = value if isinstance(value, (list, tuple)) else [value]
+        if any(v is not None and not str(v).strip() for v in given):
+            raise UsageError(f"{flag} is empty", hint=f"give {flag} a value, or leave it out")

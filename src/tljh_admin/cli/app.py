@@ -24,7 +24,7 @@ from tljh_admin.cli import render
 from tljh_admin.cli.completion import for_typer
 from tljh_admin.cli.reports import GlobalOptions
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS, is_wait
-from tljh_admin.errors import Aborted, ExitCode, Stopped
+from tljh_admin.errors import Aborted, ExitCode, Stopped, refuse_empty
 from tljh_admin.export import FORMATS as EXPORT_FORMATS
 from tljh_admin.layout import (
     DEFAULT_PREFIX,
@@ -376,6 +376,15 @@ def env_install(
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
     from tljh_admin.installers import PipOptions
 
+    refuse_empty(
+        {
+            "--requirement": requirement,
+            "--constraint": constraint,
+            "--channel": channel,
+            "--index-url": index_url,
+            "--extra-index-url": extra_index_url,
+        }
+    )
     require_interaction(yes, dry_run)
     options = PipOptions(
         index_url=index_url,
@@ -847,6 +856,7 @@ def upgrade(
         require_interaction,
     )
 
+    refuse_empty({"--hub-requirements": hub_requirements, "--version": version})
     refuse_plan_only_with_yes("tljh upgrade", json, yes, dry_run)
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()

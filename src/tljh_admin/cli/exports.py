@@ -9,7 +9,7 @@ import contextlib
 import os
 
 from tljh_admin.cli import render
-from tljh_admin.errors import ExitCode, UsageError
+from tljh_admin.errors import ExitCode, UsageError, refuse_empty
 
 # A z2jh config always holds the hub's settings (and with --include-secrets credentials):
 # owner-only either way.
@@ -147,6 +147,7 @@ def env_export(
 
     from tljh_admin import export
 
+    refuse_empty({"DEST": dest, "--z2jh-chart": z2jh_chart, "--image": image})
     layout = options.layout()
     _refuse_inside_prefix(layout, dest)
     if requested and format not in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
