@@ -147,7 +147,7 @@ def env_export(
 
     from tljh_admin import export
 
-    refuse_empty({"DEST": dest, "--z2jh-chart": z2jh_chart, "--image": image})
+    refuse_empty({"--z2jh-chart": z2jh_chart, "--image": image})  # an empty DEST: _emit says it
     layout = options.layout()
     _refuse_inside_prefix(layout, dest)
     if requested and format not in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
