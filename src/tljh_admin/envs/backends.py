@@ -274,7 +274,9 @@ class VenvBackend(Backend):
                     f"{link.path} runs Python {runs}, but its packages are in lib/{', lib/'.join(libs)}:"
                     f" the OS Python moved on under it (tljh env rebuild --target {self.name})"
                 )
-            elif not any(os.path.isdir(os.path.join(lib, "site-packages")) for lib in lib_dirs):
+            elif not any(os.path.isdir(os.path.join(lib, "site-packages")) for lib in lib_dirs) and all(
+                os.access(lib, os.R_OK | os.X_OK) for lib in lib_dirs
+            ):  # a lib/pythonX.Y this user cannot enter is unreadable, not gone: the scan says so
                 reason = self._packages_gone()
         return reason
 
