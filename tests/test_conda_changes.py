@@ -182,7 +182,10 @@ def test_kill_during_a_conda_install_is_restored_by_the_next_command(tljh, conda
     proc.wait()
 
     dry = tljh("--prefix", conda_prefix, "env", "install", "-t", "user", "--conda", "proj", "--dry-run")
-    assert dry.code == 0, dry.stderr
-    assert "restored change 1" in dry.stderr
+    assert dry.code == ExitCode.REFUSED and "never finished" in dry.stderr  # a dry run restores nothing
+    nxt = tljh(
+        "--prefix", conda_prefix, "env", "uninstall", "-t", "user", "--conda", "tljh-admin-absent", "--yes"
+    )
+    assert "restoring change 1" in nxt.stderr, nxt.stderr
     after = file_listing(user, contents=True)
     assert after == before, listing_diff(before, after)

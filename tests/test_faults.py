@@ -100,6 +100,24 @@ def wait_for(condition, timeout: float = 60.0, step: float = 0.005) -> None:
         time.sleep(step)
 
 
+#: a name no test installs: `env uninstall` of it is a real change command that recovers
+#: first, as every change does, then stops at its input (not installed) having changed
+#: nothing else. A dry run no longer recovers (it writes nothing).
+NOT_INSTALLED = "tljh-admin-test-not-installed"
+
+
+def next_change(run, target: str = "user"):
+    """The next real change command after a kill: it restores the unfinished change."""
+    result = run("env", "uninstall", "-t", target, NOT_INSTALLED, "--yes")
+    assert "Traceback" not in result.stderr, result.stderr
+    return result
+
+
+def recovered_then_refused(result) -> bool:
+    """next_change ran its recovery and then met its own input, not another refusal."""
+    return result.code == ExitCode.USAGE and "not installed in the" in result.stderr
+
+
 def journals(prefix: Path) -> list[dict]:
     found = []
     for path in sorted((state_of(prefix) / "journal").glob("*.json")):
@@ -210,9 +228,8 @@ def test_kill_9_at_eight_moments_is_restored_exactly(prefix, run, offline):
         proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
         wait_for(lambda reached=reached, proc=proc: reached() or proc.poll() is not None)
         kill(proc, prefix, whole)
-        nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
-        assert nxt.code == 0, (moment, nxt.stderr)
-        assert "Traceback" not in nxt.stderr
+        nxt = next_change(run)
+        assert recovered_then_refused(nxt), (moment, nxt.stderr)
         assert processes_marked(state_of(prefix)) == [], moment
         assert scratch_left(prefix, proc.pid) == [], moment
         new = history(prefix)[seen:]
@@ -248,12 +265,77 @@ def test_kill_9_of_tljh_alone_never_races_its_still_running_installer(prefix, ru
     assert run("env", "packages", "-t", "user").code == ExitCode.PROBLEMS_FOUND
     exported = run("env", "export", "-t", "user", "--format", "lock")
     assert exported.code == ExitCode.REFUSED and "change 1" in exported.stderr and exported.stdout == ""
-    nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
-    assert nxt.code == 0, nxt.stderr
+    nxt = next_change(run)
+    assert recovered_then_refused(nxt), nxt.stderr
     assert run("env", "list").code == ExitCode.OK  # recovered
     time.sleep(1.5)  # whatever an orphan would still write lands by now
     assert listing_diff(before, envs_listing(prefix)) == []
     assert doctor_unfinished(run)["status"] == "ok"
+
+
+def test_a_dry_run_after_a_kill_writes_nothing_and_names_the_unfinished_change(
+    prefix, run, offline, tmp_path
+):
+    """Before: every dry run (install, uninstall, rollback, upgrade, apply) restored a killed
+    change for real and set untrusted journals aside, then said "dry run: nothing was
+    changed". A dry run now only reads: it names the unfinished change and stops (exit 4),
+    PREFIX byte for byte as it was; doctor --fix, as its hint says, restores it."""
+    site = site_of(prefix, "user")
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    wait_for(lambda: (site / "chunk_1").is_dir() or proc.poll() is not None)
+    kill(proc, prefix, whole=True)  # nothing keeps writing: the listing can stay the same
+    (journal,) = journals(prefix)
+    (state_of(prefix) / "journal" / "7.json").write_text("garbage{")  # a real run sets it aside
+    wanted = tmp_path / "wanted.txt"
+    wanted.write_text("numpy\n")
+    before = file_listing(prefix)
+    for args in (
+        ["env", "install", "-t", "user", "oauthenticator", "--dry-run"],
+        ["env", "uninstall", "-t", "user", "numpy", "--dry-run"],
+        ["env", "rollback", "-t", "user", "--dry-run"],
+        ["env", "apply", str(wanted), "-t", "user", "--dry-run"],
+        ["upgrade", "--dry-run"],
+    ):
+        result = run(*args)
+        assert result.code == ExitCode.REFUSED, (args, result.stderr)
+        assert f"change {journal['id']} to the user environment never finished" in result.stderr, args
+        assert "Hint: restore it: sudo tljh doctor --fix" in result.stderr, args
+        assert "Traceback" not in result.stderr and result.stdout == "", args
+        assert listing_diff(before, file_listing(prefix)) == [], args
+    (state_of(prefix) / "journal" / "7.json").unlink()
+    fixed = run("doctor", "--fix", "unfinished-change")
+    assert fixed.code == ExitCode.OK, fixed.stdout + fixed.stderr
+    assert journals(prefix) == [] and not any(site.glob("chunk_*"))
+    assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == ExitCode.OK
+
+
+def test_a_refused_command_leaves_no_state_folder_behind(prefix, run, tljh, tmp_path):
+    """Before: recovery ran first and created state/tljh-admin/{journal,locks,logs,...} for
+    any change command, a refused one or a dry run, even on a folder that is not TLJH."""
+    import shutil
+
+    shutil.rmtree(prefix / "state")
+    empty = tmp_path / "not-tljh"
+    empty.mkdir()
+    before = file_listing(prefix)
+    for args, code in (
+        (["env", "uninstall", "-t", "user", NOT_INSTALLED, "--yes"], ExitCode.USAGE),
+        (["env", "uninstall", "-t", "user", "numpy", "--dry-run"], ExitCode.OK),
+        (["env", "rollback", "-t", "user", "--to", "0", "--yes"], ExitCode.USAGE),
+        (["env", "rollback", "-t", "user", "--to", "-1", "--yes"], ExitCode.USAGE),
+        (["env", "rollback", "-t", "user", "--to", "99999999999999999999", "--yes"], ExitCode.USAGE),
+        (["env", "prune"], ExitCode.OK),
+        (["env", "prune", "--save"], ExitCode.USAGE),
+    ):
+        result = run(*args)
+        assert result.code == code, (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert listing_diff(before, file_listing(prefix)) == [], args
+    for args in (["env", "prune"], ["env", "uninstall", "-t", "user", "numpy", "--dry-run"]):
+        result = tljh("--prefix", empty, *args)
+        assert result.code in (ExitCode.OK, ExitCode.REFUSED), (args, result.stderr)
+        assert "Traceback" not in result.stderr, args
+        assert list(empty.iterdir()) == [], args
 
 
 # -- class 2: ids unique across environments ---------------------------------------------------
@@ -306,12 +388,12 @@ def test_concurrent_changes_to_hub_and_user_get_different_ids_and_recover_apart(
     os.close(hub_tty)
     os.close(user_tty)
     # a hub command recovers the hub's change only; the user's stays for the user env
-    assert run("env", "uninstall", "-t", "hub", "oauthenticator", "--dry-run").code == 0
+    assert recovered_then_refused(next_change(run, "hub"))
     assert [j["id"] for j in journals(prefix)] == [ids["user"]]
     hub_now = {k: v for k, v in envs_listing(prefix).items() if k.startswith("hub/")}
     assert listing_diff({k: v for k, v in before.items() if k.startswith("hub/")}, hub_now) == []
     assert (state_of(prefix) / "snapshots" / str(ids["user"]) / "user").is_dir()  # not cleaned by hub's
-    assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == 0
+    assert recovered_then_refused(next_change(run, "user"))
     assert listing_diff(before, envs_listing(prefix)) == []
     results = {e["id"]: e["result"] for e in history(prefix)}
     assert results == {ids["hub"]: "restored-after-kill", ids["user"]: "restored-after-kill"}
@@ -330,8 +412,8 @@ def test_killed_upgrade_is_recovered_before_a_user_change(prefix, run, offline, 
     kill(proc, prefix, whole=False)  # the hub's pip keeps writing
     (journal,) = journals(prefix)
     assert set(journal["envs"]) == {"hub", "user"}
-    nxt = run("env", "install", "-t", "user", "oauthenticator", "--dry-run")
-    assert nxt.code == 0, nxt.stderr
+    nxt = next_change(run)
+    assert recovered_then_refused(nxt), nxt.stderr
     assert f"restoring change {journal['id']}" in nxt.stderr
     assert listing_diff(before, envs_listing(prefix)) == []
     assert journals(prefix) == []
@@ -414,7 +496,7 @@ def test_state_folder_is_private_under_umask_0_and_planted_state_touches_nothing
     (state / "journal" / "98.json").write_text(
         json.dumps({**journal, "id": 98, "envs": {"user": str(victim)}})
     )
-    nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
+    nxt = next_change(run)
     assert nxt.code == ExitCode.REFUSED, nxt.stderr
     assert "lies outside the environment" in nxt.stderr or "belongs to" in nxt.stderr
     assert "untrusted journal" in nxt.stderr  # 98 set aside and reported
@@ -734,7 +816,7 @@ def test_scratch_of_a_killed_command_is_cleaned(prefix, run, offline):
     assert scratch_left(prefix, proc.pid) != []
     kill(proc, prefix, whole=True)
     assert run("env", "history").code == 0 and scratch_left(prefix, proc.pid) != []  # reads clean nothing
-    assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == 0
+    assert recovered_then_refused(next_change(run))
     assert scratch_left(prefix, proc.pid) == []
 
 
@@ -809,9 +891,11 @@ def test_uv_leaves_no_world_writable_lock_and_its_killed_change_is_recovered(pre
     if not lock.exists():  # the kill landed before uv made it: as uv would have
         lock.touch()
         lock.chmod(0o666)
-    nxt = run("env", "install", "-t", "user", "chunky", "--installer", "uv", "--dry-run")
-    assert nxt.code == 0, nxt.stderr
-    assert "restored change" in nxt.stderr
+    nxt = next_change(run)
+    assert recovered_then_refused(nxt), nxt.stderr
+    assert "restoring change" in nxt.stderr
+    planned = run("env", "install", "-t", "user", "chunky", "--installer", "uv", "--dry-run")
+    assert planned.code == 0, planned.stderr
     assert listing_diff(before, envs_listing(prefix)) == []
 
 
@@ -901,8 +985,10 @@ def test_killed_after_its_history_line_a_change_is_closed_not_undone(prefix, run
     assert proc.returncode == 0, err
     left.write_bytes(kept)
     after = envs_listing(prefix)
-    nxt = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
-    assert nxt.code == 0, nxt.stderr
+    planned = run("env", "uninstall", "-t", "user", "numpy", "--dry-run")
+    assert planned.code == 0, planned.stderr  # an ended change is no unfinished one to a dry run
+    nxt = next_change(run)
+    assert recovered_then_refused(nxt), nxt.stderr
     assert "restor" not in nxt.stderr
     assert listing_diff(after, envs_listing(prefix)) == [] and any(site.glob("chunky-*.dist-info"))
     assert journals(prefix) == []

@@ -426,8 +426,12 @@ def test_kill_9_mid_install_then_next_command_restores(tljh, prefix, offline, sy
     proc.communicate()
     assert listing_diff(before, everything(prefix, system_python)) != []  # really half-installed
 
-    nxt = install("user", "oauthenticator", "--dry-run")
-    assert nxt.code == 0, nxt.stderr
+    # a dry run changes nothing, a restore included: it names the change and stops
+    planned = install("user", "oauthenticator", "--dry-run")
+    assert planned.code == ExitCode.REFUSED and "change 1 to the user environment never" in planned.stderr
+    # the next real change restores first, then goes on (here: to refuse its own input)
+    nxt = tljh("--prefix", prefix, "env", "uninstall", "-t", "user", "tljh-admin-not-installed", "--yes")
+    assert nxt.code == ExitCode.USAGE and "not installed" in nxt.stderr, nxt.stderr
     assert "restoring change 1" in nxt.stderr
     assert listing_diff(before, everything(prefix, system_python)) == []
     history = tljh("--prefix", prefix, "env", "history", "--json").json()["changes"]

@@ -230,7 +230,7 @@ def test_a_package_that_fails_to_install_leaves_the_old_hub(world, prefix, tljh)
     assert state.history()[-1]["result"] == "failed"
 
 
-def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, tljh):
+def test_kill_9_mid_rebuild_is_undone_by_doctor_fix_not_by_a_dry_run(world, prefix, tljh):
     before = file_listing(prefix / "hub", contents=True)
     state = StateDir.of(_layout(prefix, world))
     env = hermetic_env(TLJH_SYSTEM_PYTHON=str(world.system_python), **world.index_env())
@@ -253,9 +253,12 @@ def test_kill_9_mid_rebuild_is_undone_by_the_next_command(world, prefix, tljh):
     (journal,) = state.journals()
     installers = [pgid for pgid, _ in journal["processes"]]
 
-    # the next command that touches the hub ends the orphaned installer and undoes it all
-    nxt = tljh("--prefix", prefix, "env", "rollback", "--target", "hub", "--dry-run")
-    assert f"restoring change {journal['id']}" in nxt.stderr, nxt.stderr
+    # the restore ends the orphaned installer and undoes it all
+    planned = tljh("--prefix", prefix, "env", "rollback", "--target", "hub", "--dry-run")
+    assert planned.code == ExitCode.REFUSED and "never finished" in planned.stderr  # restores nothing
+    # the old hub cannot run a change (its Python is gone): doctor --fix, as the hint says
+    fixed = tljh("--prefix", prefix, "doctor", "--fix", "unfinished-change")
+    assert fixed.code == ExitCode.OK, fixed.stdout + fixed.stderr
     assert listing_diff(before, file_listing(prefix / "hub", contents=True)) == []
     assert not list(prefix.glob("hub.rebuild-*"))
     assert all(_zombie_or_gone(pid) for pid in installers)

@@ -510,7 +510,7 @@ def prepare_apply(
     for note in desired.notes:
         notify(note)
 
-    recovered = changes.recover_first(layout, [env.name], request.lock_timeout, notify)
+    recovered = changes.recover_first(layout, [env.name], request.lock_timeout, notify, request.dry_run)
     env = inspect_environment(env.name, layout)  # as it is now, after any recovery
     missing, extra = differences(env, desired, request.exact)
     conda_missing, conda_extra = conda_differences(env, desired, request.exact)

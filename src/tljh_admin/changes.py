@@ -18,7 +18,7 @@ from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.backends import package_versions
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
+from tljh_admin.errors import ExitCode, Locked, PermissionDenied, Refused, TljhError, UsageError
 from tljh_admin.installers import (
     NO_OPTIONS,
     REMOVE,
@@ -69,6 +69,8 @@ class ChangeRequest:
     installer: str = DEFAULT_INSTALLER
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT
     command: str = ""
+    #: only plan: nothing under PREFIX is written, not even a recovery (recover_first)
+    dry_run: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -165,16 +167,31 @@ def _areas(env: Environment, layout: Layout) -> snapshot.Areas:
     return change_areas(layout, env)
 
 
-def recover_first(layout: Layout, targets: list[str], timeout: float, notify: Notify) -> list[dict]:
+def recover_first(
+    layout: Layout, targets: list[str], timeout: float, notify: Notify, dry_run: bool = False
+) -> list[dict]:
     """Before planning: recover every unfinished change touching `targets` (taking the
-    locks only for that). Without the right to, refuse when there is one to recover."""
+    locks only for that). Without the right to, refuse when there is one to recover.
+
+    Only reads when there is nothing to recover, so that a command refused later leaves
+    the state folder as it was (or absent); a dry run never recovers (it changes nothing):
+    it stops at a change left unfinished, which it cannot plan from."""
     state = StateDir.of(layout)
+    if not os.path.lexists(state.path("journal")):
+        return []  # no change was ever journalled here
     if _can_write_state(layout):
+        state.check_safe()  # nothing in a state folder someone else controls is read
+    if dry_run:
+        _refuse_dry_run_over_unfinished(state, targets, notify)
+        return []
+    if _can_write_state(layout) and _anything_to_recover(state):
         with locked_and_recovered(layout, targets, timeout, notify) as (_, recovered):
             pass
         for name in targets if recovered else ():  # _common_guards' check, after the restore
             require_only_root_can_change(inspect_environment(name, layout))
         return recovered
+    if _can_write_state(layout):
+        return []
     try:
         unfinished = [j for j in state.journals() if set(j["envs"]) & set(targets)]
     except PermissionDenied:
@@ -188,6 +205,55 @@ def recover_first(layout: Layout, targets: list[str], timeout: float, notify: No
     return []
 
 
+def _anything_to_recover(state: StateDir) -> bool:
+    """A journal in the state folder (or a reservation a killed command left): what
+    locked_and_recovered would act on. Untrusted journals count, to be set aside."""
+    try:
+        names = os.listdir(state.path("journal"))
+    except OSError:
+        return True  # let the locked pass say what is wrong
+    return any(n.endswith(".json") or n.startswith(".reserve-") for n in names)
+
+
+def _refuse_dry_run_over_unfinished(state: StateDir, targets: list[str], notify: Notify) -> None:
+    """A dry run plans from the environments as they are; one a change left half done (or
+    is changing right now) is no state to plan from, and restoring it is a change."""
+    try:
+        valid, bad = state.scan_journals()
+    except PermissionDenied:
+        return  # this user cannot read them; the real run (as root) recovers first
+    for journal in bad:
+        notify(
+            f"an untrusted journal ({journal.reason}) is in {state.path('journal')}; a real run sets it"
+            " aside as " + journal.name + ".invalid"
+        )
+    closed = {e["id"] for e in state.history()} if valid else set()
+    for journal in valid:
+        if not set(journal["envs"]) & set(targets) or journal["id"] in closed:
+            continue  # another env's; or one that ended, only its journal left to drop
+        envs = " and ".join(journal["envs"])
+        envs += " environments" if len(journal["envs"]) > 1 else " environment"
+        if state.in_progress(journal):
+            raise Locked(
+                f"change {journal['id']} is changing the {envs} right now; a plan made now"
+                " would be of a half-done environment",
+                hint="run the dry run again when it has finished (tljh env history shows it)",
+            )
+        raise Refused(
+            f"change {journal['id']} to the {envs} never finished (tljh was killed); a dry"
+            " run changes nothing, so it cannot restore it first and has no state to plan from",
+            hint="restore it: sudo tljh doctor --fix (or run the command without --dry-run, which"
+            " restores it first)",
+        )
+
+
+def _scratch_parent(layout: Layout, dry_run: bool) -> StateDir | None:
+    """Where a command's scratch folder goes: the state folder (root's, on PREFIX's disk),
+    else the temporary folder, which a dry run always uses: it writes nothing under PREFIX."""
+    state = StateDir.of(layout)
+    return state if not dry_run and _can_write_state(layout) and os.path.isdir(state.root) else None
+
+
 def _can_write_state(layout: Layout) -> bool:
     probe = layout.admin_state
     while not os.path.exists(probe) and probe != os.path.dirname(probe):
@@ -199,8 +265,7 @@ def _can_write_state(layout: Layout) -> bool:
 def _installer_for(request: ChangeRequest, env: Environment, layout: Layout) -> Iterator:
     """The request's installer on `env`, with a private scratch folder for its plan and
     constraints (removed afterwards; by the next command if this one is killed)."""
-    state = StateDir.of(layout)
-    workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
+    workdir = scratch_folder(_scratch_parent(layout, request.dry_run))
     try:
         child_env = policy.isolated_environment(os.environ, env.root, workdir)
         yield make_installer(request.installer, env, child_env, workdir), workdir
@@ -238,7 +303,7 @@ def prepare_install(layout: Layout, request: InstallRequest, notify: Notify) -> 
     )
     policy.refuse_user_server_packages_in_hub(env, wanted.names, request.force)
     policy.refuse_direct_jupyterhub_change(env, wanted.names)
-    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify, request.dry_run)
     env = inspect_environment(env.name, layout)  # as it is now, after any recovery
     pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
     with _installer_for(request, env, layout) as (installer, workdir):
@@ -325,7 +390,7 @@ def prepare_uninstall(layout: Layout, request: UninstallRequest, notify: Notify)
     _common_guards(layout, env, request.allow_system, request.break_system_packages)
     names = policy.validate_package_names(request.packages)
     policy.refuse_removing_essentials(env, names, request.force)
-    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify, request.dry_run)
     env = inspect_environment(env.name, layout)
     installed = {canonical_name(d.name): d for d in env.distributions}
     missing = sorted(names - installed.keys())
@@ -362,8 +427,7 @@ def _packages(env: Environment) -> dict[str, str]:
 def _conda_installer_for(request: ChangeRequest, env: Environment, layout: Layout, channels=()) -> Iterator:
     """The env's own mamba (else conda), in a private scratch folder that is also conda's
     package cache for this change (see conda.CondaInstaller)."""
-    state = StateDir.of(layout)
-    workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
+    workdir = scratch_folder(_scratch_parent(layout, request.dry_run))
     try:
         child_env = policy.isolated_environment(os.environ, env.root, workdir)
         installer = conda.CondaInstaller(env, child_env, workdir, channels)
@@ -399,7 +463,7 @@ def _prepare_conda_install(layout: Layout, request: InstallRequest, notify: Noti
     channels = conda.validate_channels(request.channels)
     names = {conda.spec_name(s) for s in specs}
     policy.refuse_direct_jupyterhub_change(env, names)
-    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify, request.dry_run)
     env = inspect_environment(env.name, layout)
     pin = policy.jupyterhub_pin(inspect_environment(HUB, layout)) if env.name == USER else None
     with _conda_installer_for(request, env, layout, channels) as installer:
@@ -434,7 +498,7 @@ def _prepare_conda_uninstall(layout: Layout, request: UninstallRequest, notify: 
     if any(n != s for n, s in zip(names, request.packages, strict=True)):
         raise UsageError("uninstall takes package names only", hint=f"use {' '.join(names)}")
     policy.refuse_removing_essentials(env, names, request.force)
-    recovered = recover_first(layout, [env.name], request.lock_timeout, notify)
+    recovered = recover_first(layout, [env.name], request.lock_timeout, notify, request.dry_run)
     env = inspect_environment(env.name, layout)
     missing = sorted(set(names) - {r.name for r in env.conda_records})
     if missing:
@@ -658,12 +722,18 @@ def prepare_rollback(
     command: str,
     notify: Notify,
     accept_drift: bool = False,
+    dry_run: bool = False,
 ) -> Iterator[Prepared]:
     _check_target(target)
+    if to is not None and to < 1:
+        raise UsageError(
+            f"--to takes the id of a change, 1 or more, not {to}",
+            hint=f"tljh env history --target {target} lists them",
+        )
     env = inspect_environment(target, layout)
     policy.require_write_access(layout.change_writes(env))
     require_only_root_can_change(env)  # normalisation would make root's what others planted
-    recovered = recover_first(layout, [target], lock_timeout, notify)
+    recovered = recover_first(layout, [target], lock_timeout, notify, dry_run)
     state = StateDir.of(layout)
     candidates = rollback_candidates(layout, target)
     if not candidates:
@@ -694,7 +764,7 @@ def prepare_rollback(
     change = Change(layout, state, None, command, f"rollback to before {chosen['id']}", {}, "-")
     change.envs[target] = EnvState(env, _areas(env, layout))
     also = []
-    for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered):
+    for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered, dry_run):
         other_env = inspect_environment(other, layout)
         policy.require_write_access(layout.change_writes(other_env))
         require_only_root_can_change(other_env)
@@ -746,6 +816,7 @@ def _companions(
     lock_timeout: float,
     notify: Notify,
     recovered: list[dict],
+    dry_run: bool,
 ) -> list[str]:
     """The other environment a rollback of `target` to before `chosen` must take along, so
     that hub and user keep one jupyterhub (rule 4): only when the rollback moves the
@@ -758,7 +829,7 @@ def _companions(
     restored, current = _jupyterhub_in(chosen["before"].get(target, {})), _jupyterhub_in(now)
     if restored is None or restored == current:
         return []
-    recovered += recover_first(layout, [other], lock_timeout, notify)
+    recovered += recover_first(layout, [other], lock_timeout, notify, dry_run)
     beside = _jupyterhub_in(_packages(inspect_environment(other, layout)))
     if beside is None or beside == restored:
         return []
@@ -795,8 +866,12 @@ def prune(layout: Layout, keep: int | None, lock_timeout: float, save: bool = Fa
 
     if keep is not None and keep < 0:
         raise TljhError("--keep must be 0 or more", hint="tljh env prune --keep 3")
+    if save and keep is None:
+        raise UsageError("--save saves the number given with --keep", hint="tljh env prune --keep 3 --save")
     policy.require_write_access([layout.state if os.path.isdir(layout.state) else layout.prefix])
     state = StateDir.of(layout)
+    if not save and not os.path.lexists(state.path("snapshots")):
+        return PruneResult((), 0, ())  # no change was ever made here: nothing to write either
     state.ensure()
     with env_locks(state, ENV_NAMES, lock_timeout):
         if save and keep is not None:

@@ -1043,7 +1043,9 @@ def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -
     require_only_root_can_change(env)
     new = python_facts(layout.system_python)
     recovered: list[dict] = []
-    if not request.dry_run:
+    if request.dry_run:
+        recover_first(layout, [request.target], request.lock_timeout, notify, dry_run=True)
+    else:
         state_or_prefix = layout.state if os.path.isdir(layout.state) else layout.prefix
         policy.require_write_access([os.path.dirname(env.root), env.root, state_or_prefix])
         recovered = recover_first(layout, [request.target], request.lock_timeout, notify)

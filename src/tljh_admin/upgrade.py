@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import conda, plugins, policy, tljh
-from tljh_admin.changes import Prepared, _areas, _can_write_state, recover_first
+from tljh_admin.changes import Prepared, _areas, _scratch_parent, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
@@ -166,6 +166,7 @@ def prepare_upgrade(
     command: str,
     notify: Callable[[str], None],
     version: str | None = None,
+    dry_run: bool = False,
 ) -> Iterator[tuple[UpgradePlan, Prepared | None]]:
     """Recover any unfinished change to hub or user, resolve both steps with the real
     resolver, and yield the plan (and, when nothing blocks it, a Prepared change that
@@ -191,11 +192,11 @@ def prepare_upgrade(
     if blockers:
         yield plan, None
         return
-    recovered = recover_first(layout, [HUB, USER], lock_timeout, notify)
+    recovered = recover_first(layout, [HUB, USER], lock_timeout, notify, dry_run)
     state = StateDir.of(layout)
     if True:  # the block of the former lock, kept to keep this diff small
         hub, user = inspect_environment(HUB, layout), inspect_environment(USER, layout)
-        workdir = scratch_folder(state if _can_write_state(layout) and os.path.isdir(state.root) else None)
+        workdir = scratch_folder(_scratch_parent(layout, dry_run))
         try:
             child_env = policy.isolated_environment(os.environ, user.root, workdir)
             hub_installer = make_installer(

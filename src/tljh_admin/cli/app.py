@@ -194,6 +194,12 @@ def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool, not
     return body(layout, command, prepared, dry_run=dry_run, yes=yes, notes=notes.said)
 
 
+def _plans_only(dry_run: bool, json: bool, yes: bool) -> bool:
+    """Whether the command can only show a plan: --dry-run, or --json without --yes
+    (exports.change_json). Such a run writes nothing, not even a recovery."""
+    return dry_run or (json and not yes)
+
+
 def _command_line() -> str:
     import shlex
     import sys
@@ -409,6 +415,7 @@ def env_install(
         options=options,
         lock_timeout=lock_timeout,
         command=_command_line(),
+        dry_run=_plans_only(dry_run, json, yes),
     )
     layout = _options(ctx).layout()
     notes = render.Notes()
@@ -466,6 +473,7 @@ def env_uninstall(
         conda=conda,
         lock_timeout=lock_timeout,
         command=_command_line(),
+        dry_run=_plans_only(dry_run, json, yes),
     )
     layout = _options(ctx).layout()
     notes = render.Notes()
@@ -528,7 +536,14 @@ def env_rollback(
     layout = _options(ctx).layout()
     notes = render.Notes()
     with changes.prepare_rollback(
-        layout, target.value, to, lock_timeout, _command_line(), notes, accept_drift
+        layout,
+        target.value,
+        to,
+        lock_timeout,
+        _command_line(),
+        notes,
+        accept_drift,
+        dry_run=_plans_only(dry_run, json, yes),
     ) as prepared:
         if json:
             return change_json(layout, "rollback", prepared, dry_run=dry_run, yes=yes, notes=notes)
@@ -668,6 +683,7 @@ def env_apply(
         installer=installer.value,
         lock_timeout=lock_timeout,
         command=_command_line(),
+        dry_run=_plans_only(dry_run, json, yes),
     )
     layout = _options(ctx).layout()
     notes = render.Notes()
@@ -861,7 +877,14 @@ def upgrade(
     require_interaction(yes, dry_run or json)
     layout = _options(ctx).layout()
     with up.prepare_upgrade(
-        layout, hub_requirements, installer.value, lock_timeout, _command_line(), render.message, version
+        layout,
+        hub_requirements,
+        installer.value,
+        lock_timeout,
+        _command_line(),
+        render.message,
+        version,
+        dry_run=dry_run or json,  # --json only plans (refuse_plan_only_with_yes)
     ) as (plan, prepared):
         if json:
             from tljh_admin.report import upgrade_document

@@ -477,9 +477,10 @@ def unfinished_change(ctx: Context, name: str) -> list[Finding]:
 
         def restore(envs=envs) -> None:
             # the caller (tljh doctor --fix) holds every environment's lock
-            from tljh_admin.transaction import recover_unfinished
+            from tljh_admin.transaction import clean_stale_scratch, recover_unfinished
 
             recover_unfinished(state, envs)
+            clean_stale_scratch(state)  # what the killed command worked in, as a change cleans it
 
         started = f"change {journal['id']} ({journal['command']}, started {journal['started']})"
         if journal.get("phase") == SNAPSHOTTING:
