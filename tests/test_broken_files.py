@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.listing import file_listing, listing_diff
 from tljh_admin.errors import ExitCode
 
 
@@ -78,6 +79,43 @@ def test_a_fifo_where_a_file_belongs_never_hangs(tljh, prefix, where):
 
 def _two_gib():
     resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def _hub_cfg(prefix: Path) -> Path:
+    return prefix / "hub" / "pyvenv.cfg"
+
+
+# a 20 GB file where a small one belongs (sparse: it takes no disk), and a command reading it
+HUGE = {
+    **FIFOS,
+    "pyvenv-cfg": (_hub_cfg, ["env", "list", "--json"]),
+    "settings": (lambda p: _state(p) / "settings.json", ["env", "prune", "--keep", "2", "--save"]),
+}
+
+
+@pytest.mark.parametrize("where", list(HUGE))
+def test_a_20_gb_sparse_file_where_a_small_one_belongs_is_not_read_whole(tljh, prefix, where):
+    """Before: read whole, and the out-of-memory killer ended tljh (on a live server it
+    may choose the hub instead). Here under a 2 GiB address-space limit, so the old code
+    fails with MemoryError rather than taking the machine down."""
+    place, command = HUGE[where]
+    path = place(prefix)
+    # its first lines, never a blank one (which ends a METADATA header block), then zeros
+    head = path.read_bytes().split(b"\n\n")[0][:200] + b"\n" if path.is_file() else b""
+    path.unlink(missing_ok=True)  # the prefix's files are hard links of a shared base
+    path.write_bytes(head)
+    os.truncate(path, 20 << 30)
+    result = answers(tljh, "--prefix", prefix, *command, preexec_fn=_two_gib)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stderr, result.stderr[-500:]
+    assert "MemoryError" not in result.stdout and '"status": "error"' not in result.stdout, result.stdout[
+        -800:
+    ]
+    if result.code not in (ExitCode.OK, ExitCode.PROBLEMS_FOUND):
+        (line,) = result.stderr.splitlines()  # one line, naming the file
+        assert path.name in line and "Hint:" in line, line
+    if where == "pyvenv-cfg":
+        (hub,) = [e for e in result.json()["environments"] if e["name"] == "hub"]
+        assert hub["status"] == "broken" and "64 MiB" in hub["reason"], hub
 
 
 def test_metadata_leading_to_dev_zero_is_not_read(tljh, prefix):
@@ -221,3 +259,62 @@ def test_a_damaged_tljh_archive_from_the_index_is_one_refusal(tmp_path):
         message = str(caught.value)
         assert archive.name in message and words in message and "\n" not in message, (case, message)
         assert caught.value.hint, case
+
+
+def _damage_cfg(cfg: Path, how: str) -> None:
+    cfg.unlink()  # a hard link of the shared base prefix: never written through
+    if how == "dangling":
+        cfg.symlink_to(cfg.parent / "pyvenv.cfg.moved")
+    elif how == "not-utf8":
+        cfg.write_bytes(b"home = /usr/bin\ninclude-system-site-packages = false\n# caf\xe9\n")
+    elif how == "fifo":
+        os.mkfifo(cfg, 0o644)
+
+
+@pytest.mark.parametrize("how", ["missing", "dangling", "not-utf8", "fifo"])
+def test_a_hub_venv_without_a_readable_pyvenv_cfg_is_broken_and_no_change_runs(tljh, prefix, how):
+    """Before: without pyvenv.cfg the hub was taken for a CPython installation and was `ok`,
+    while its bin/python3 really runs the OS Python as itself (its packages unseen) and
+    `env install -t hub` would have run that Python's pip as root; a pyvenv.cfg that is
+    not UTF-8 stops the hub's Python at start, and doctor said healthy."""
+    hub = prefix / "hub"
+    _damage_cfg(hub / "pyvenv.cfg", how)
+    if how in ("missing", "not-utf8"):  # what the hub's own Python does with it, really
+        ran = subprocess.run(
+            [hub / "bin" / "python3", "-c", "import sys; print(sys.prefix)"], capture_output=True, text=True
+        )
+        assert ran.returncode != 0 if how == "not-utf8" else ran.stdout.strip() != str(hub), ran
+    listed = answers(tljh, "--prefix", prefix, "env", "list", "--json")
+    (entry,) = [e for e in listed.json()["environments"] if e["name"] == "hub"]
+    assert entry["status"] == "broken" and "pyvenv.cfg" in entry["reason"], entry
+    doctor = answers(tljh, "--prefix", prefix, "doctor", "--json", "env-present").json()
+    (check,) = [c for c in doctor["checks"] if c["env"] == "hub"]
+    assert check["status"] == "failed" and "pyvenv.cfg" in check["findings"][0]["message"]
+    before = file_listing(prefix)
+    change = answers(tljh, "--prefix", prefix, "env", "install", "-t", "hub", "oauthenticator", "--yes")
+    assert change.code == ExitCode.REFUSED, change.stderr
+    (line,) = change.stderr.splitlines()
+    assert "pyvenv.cfg" in line and "Hint:" in line
+    assert listing_diff(before, file_listing(prefix)) == []
+
+
+def test_a_pth_file_python_cannot_read_at_start_is_a_failure_naming_it(tljh, prefix):
+    """Before: doctor said healthy while the hub's Python stopped at start on a .pth that
+    is not UTF-8 text (site.addpackage), and every user server hung on a FIFO .pth."""
+    hub_pth = site(prefix / "hub") / "zz-latin1.pth"
+    hub_pth.write_bytes(b"# caf\xe9\n")
+    ran = subprocess.run([prefix / "hub" / "bin" / "python3", "-c", "pass"], capture_output=True, text=True)
+    assert ran.returncode != 0 and "UnicodeDecodeError" in ran.stderr  # the real failure
+    user_pth = site(prefix / "user") / "zz-fifo.pth"
+    os.mkfifo(user_pth, 0o644)
+    doc = answers(tljh, "--prefix", prefix, "doctor", "--json", "pth-files").json()
+    checks = {c["env"]: c for c in doc["checks"]}
+    (hub,) = checks["hub"]["findings"]
+    assert checks["hub"]["status"] == "failed" and hub["subject"] == str(hub_pth)
+    assert "not UTF-8" in hub["message"] and hub["impact"] == "hub-fails" and "sudo mv" in hub["hint"]
+    (user,) = checks["user"]["findings"]
+    assert "FIFO" in user["message"] and user["impact"] == "spawns-fail"
+    hub_pth.unlink()
+    user_pth.unlink()
+    healthy = answers(tljh, "--prefix", prefix, "doctor", "--json", "pth-files").json()
+    assert {c["status"] for c in healthy["checks"]} == {"ok"}

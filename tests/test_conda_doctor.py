@@ -146,3 +146,26 @@ def test_fifos_in_conda_meta_never_hang(tljh, conda_prefix):
     result, checks = _doctor(tljh, conda_prefix, timeout=30)
     assert "Traceback" not in result.stderr
     assert str(record) in {f["subject"] for f in checks[("conda-files", "user")]["findings"]}
+
+
+def test_a_20_gb_sparse_conda_record_or_history_is_not_read_whole(tljh, conda_prefix):
+    """Before: read whole, and the out-of-memory killer ended tljh. Under a 2 GiB
+    address-space limit here, so the old code fails with MemoryError instead."""
+    import resource
+
+    def two_gib():
+        resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+    meta = conda_prefix / "user" / "conda-meta"
+    (record,) = meta.glob("pip-*.json")
+    for path in (record, meta / "history"):
+        path.unlink()  # a hard link of the shared base: never written through
+        path.write_bytes(b"{")
+        os.truncate(path, 20 << 30)
+    listed = tljh("--prefix", conda_prefix, "env", "list", "--json", timeout=60, preexec_fn=two_gib)
+    assert "Traceback" not in listed.stderr and "MemoryError" not in listed.stderr, listed.stderr[-400:]
+    result, checks = _doctor(tljh, conda_prefix, timeout=60, preexec_fn=two_gib)
+    assert "Traceback" not in result.stderr and "MemoryError" not in result.stdout
+    (finding,) = [f for f in checks[("conda-files", "user")]["findings"] if f["subject"] == str(record)]
+    assert finding["status"] == "failed" and "not a conda record" in finding["message"]
+    assert all(c["status"] != "error" for c in checks.values()), result.stdout[-800:]

@@ -59,27 +59,62 @@ def _open_through_symlink(path: str, flags: int, dir_fd: int | None) -> int:
         os.close(handle)
 
 
-def read_bytes(path: str) -> bytes:
-    """A whole regular file, with os.read: no buffered file object, no isatty or seek (a
-    third of the cost of open() for the thousands of small files doctor and `env list`
-    read)."""
+#: the most read of one metadata, record, config or state file. The largest real ones (a
+#: RECORD or conda record of a package of 50,000 files, years of history.jsonl) are a few
+#: MiB; a larger one is damage, and a 20 GB sparse file read whole would bring the
+#: out-of-memory killer to a live server (which may pick the hub).
+READ_LIMIT = 64 * 1024**2
+
+
+def too_large(path: str, limit: int = READ_LIMIT) -> OSError:
+    return OSError(errno.EFBIG, f"larger than {limit // 1024**2} MiB, which no such file is", path)
+
+
+def read_fd(fd: int, path: str, limit: int = READ_LIMIT) -> bytes:
+    """The rest of an open regular file, refused (OSError EFBIG) beyond `limit` bytes,
+    judged before reading and again while reading (it may grow meanwhile)."""
+    size = os.fstat(fd).st_size
+    if size > limit:
+        raise too_large(path, limit)
+    data = os.read(fd, size + 1)
+    if len(data) > size:  # it grew since fstat: read on to the end, or to the limit
+        parts, total = [data], len(data)
+        while chunk := os.read(fd, 1 << 16):
+            parts.append(chunk)
+            total += len(chunk)
+            if total > limit:
+                raise too_large(path, limit)
+        data = b"".join(parts)
+    return data
+
+
+def read_bytes(path: str, limit: int = READ_LIMIT) -> bytes:
+    """A whole regular file of at most `limit` bytes, with os.read: no buffered file
+    object, no isatty or seek (a third of the cost of open() for the thousands of small
+    files doctor and `env list` read)."""
     fd = open_regular(path)
     try:
-        size = os.fstat(fd).st_size
-        data = os.read(fd, size + 1)
-        if len(data) > size:  # it grew since fstat: read on to the end
-            parts = [data]
-            while chunk := os.read(fd, 1 << 16):
-                parts.append(chunk)
-            data = b"".join(parts)
-        return data
+        return read_fd(fd, path, limit)
     finally:
         os.close(fd)
 
 
-def open_text(path: str, encoding: str = "utf-8", errors: str = "strict", newline: str | None = None):
-    """open(path, encoding=...) for a regular file only."""
-    return os.fdopen(open_regular(path), "r", encoding=encoding, errors=errors, newline=newline)
+def open_text(
+    path: str,
+    encoding: str = "utf-8",
+    errors: str = "strict",
+    newline: str | None = None,
+    limit: int = READ_LIMIT,
+):
+    """open(path, encoding=...) for a regular file of at most `limit` bytes only."""
+    fd = open_regular(path)
+    try:
+        if os.fstat(fd).st_size > limit:
+            raise too_large(path, limit)
+    except BaseException:
+        os.close(fd)
+        raise
+    return os.fdopen(fd, "r", encoding=encoding, errors=errors, newline=newline)
 
 
 def open_binary(path: str):

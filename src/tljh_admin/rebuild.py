@@ -55,7 +55,7 @@ from tljh_admin.errors import (
     TljhError,
     UsageError,
 )
-from tljh_admin.files import open_binary, open_text
+from tljh_admin.files import open_binary, open_text, read_bytes
 from tljh_admin.installers import (
     PIP,
     UV,
@@ -857,7 +857,10 @@ def _relocate(build: str, final: str) -> None:
         if not entry.is_file(follow_symlinks=False):
             continue
         with open_binary(entry.path) as f:
-            data = f.read()
+            head = f.read(2)
+        if not entry.name.lower().startswith("activate") and head != b"#!":
+            continue  # a program, not a script: it names no folder to move
+        data = read_bytes(entry.path)
         if entry.name.lower().startswith("activate"):
             fixed = data.replace(old, new)
         elif data.startswith(b"#!"):
@@ -870,8 +873,7 @@ def _relocate(build: str, final: str) -> None:
         if fixed != data:
             _write_like(entry.path, fixed)
     cfg = os.path.join(build, "pyvenv.cfg")
-    with open_binary(cfg) as f:
-        data = f.read()
+    data = read_bytes(cfg)
     if old in data:
         _write_like(cfg, data.replace(old, new))
 

@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tljh_admin.errors import Refused
-from tljh_admin.files import open_binary, open_regular
+from tljh_admin.files import open_binary, open_regular, read_fd
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -399,8 +399,11 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         )
 
     try:
-        with os.fdopen(open_regular(path, follow_symlinks=False), encoding="utf-8") as f:
-            manifest = json.load(f)
+        fd = open_regular(path, follow_symlinks=False)
+        try:
+            manifest = json.loads(read_fd(fd, path).decode("utf-8"))
+        finally:
+            os.close(fd)
     except FileNotFoundError:
         if not os.path.isdir(dest):
             raise unusable("it is gone (removed by hand?)") from None

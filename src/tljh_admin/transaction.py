@@ -193,6 +193,12 @@ class StateDir:
                 ) from None
             raise
         entries, unreadable = [], []
+        if os.fstat(fd).st_size > files.READ_LIMIT:
+            os.close(fd)
+            raise Refused(
+                f"{path} is {files.too_large(path).strerror}; it is not read",
+                hint=f"move it aside (sudo mv {shlex.quote(path)} /root/), then run the command again",
+            )
         with os.fdopen(fd, "rb") as f:
             for number, raw in enumerate(f, start=1):
                 try:
@@ -278,8 +284,10 @@ class StateDir:
                 continue
             try:
                 fd = self._open(self.path("journal", name), os.O_RDONLY)
-                with os.fdopen(fd, "rb") as f:
-                    raw = f.read()
+                try:
+                    raw = files.read_fd(fd, name)
+                finally:
+                    os.close(fd)
             except FileNotFoundError:
                 continue  # finished meanwhile
             except OSError as error:
@@ -388,8 +396,10 @@ class StateDir:
         """settings.json: {"keep_snapshots": N}. Absent or unreadable: the defaults."""
         try:
             fd = self._open(self.path("settings.json"), os.O_RDONLY)
-            with os.fdopen(fd, "rb") as f:
-                found = json.load(f)
+            try:
+                found = json.loads(files.read_fd(fd, "settings.json"))
+            finally:
+                os.close(fd)
         except (OSError, ValueError, RecursionError):
             return {"keep_snapshots": KEEP_SNAPSHOTS}
         keep = found.get("keep_snapshots") if isinstance(found, dict) else None

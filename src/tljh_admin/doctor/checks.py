@@ -681,6 +681,15 @@ REGISTRY: tuple[Check, ...] = (
         scans=True,
     ),
     Check(
+        "pth-files",
+        "every .pth file can be read at start",
+        PREFIX_ENVS,
+        runtime.pth_files,
+        "Python reads every .pth file at each start: one that is not UTF-8 text stops it, a FIFO"
+        " hangs it (the hub, or every user server)",
+        impact=BY_ENV,
+    ),
+    Check(
         "script-shebangs",
         "console scripts start this environment's Python",
         PREFIX_ENVS,

@@ -156,6 +156,66 @@ def _owners(ctx: Context, name: str, scripts: set[str]) -> list[str]:
     return sorted(owners, key=canonical_name)
 
 
+def pth_files(ctx: Context, name: str) -> list[Finding]:
+    """The env's Python reads every .pth file of its site folders at each start
+    (site.addpackage): one it cannot read as UTF-8 text stops it, in every CPython from 3.11
+    to 3.13 under a UTF-8 locale (what systemd's C locale becomes, PEP 538); a FIFO hangs
+    it (opened without O_NONBLOCK); a huge one is read whole. A folder, or a symlink that
+    leads nowhere, is skipped by site.py and harmless."""
+    env = ctx.env(name)
+    if not env.site_dirs:
+        return [Finding(SKIPPED, f"the {name} environment has no site folder", env.root, "")]
+    found = []
+    for site in env.site_dirs:
+        try:
+            names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
+        except OSError:
+            continue  # users-can-read and env-present say why
+        for file_name in names:
+            path = os.path.join(site, file_name)
+            problem = _pth_problem(path)
+            if problem:
+                found.append(
+                    Finding(
+                        FAILED,
+                        f"{file_name} {problem}; {_STARTS[name]} reads every .pth file at start",
+                        path,
+                        f"sudo mv {quoted(path)} /root/ (then reinstall the package that wrote it:"
+                        f" tljh env install --target {name} --force-reinstall NAME)",
+                    )
+                )
+    return found
+
+
+_STARTS = {HUB: "the hub's Python (the hub itself)", USER: "the user env's Python (every user server)"}
+
+
+def _pth_problem(path: str) -> str | None:
+    import stat
+
+    from tljh_admin.files import READ_LIMIT, read_bytes
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None  # leads nowhere, or not ours to see: site.py skips what it cannot open
+    if stat.S_ISFIFO(st.st_mode):
+        return "is a FIFO: opening it waits for a writer, so Python hangs at start"
+    if stat.S_ISDIR(st.st_mode):
+        return None
+    if not stat.S_ISREG(st.st_mode):
+        return "is a device, not a file"
+    if st.st_size > READ_LIMIT:
+        return f"holds {st.st_size / 1024**3:.1f} GB, read whole"
+    try:
+        read_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as error:
+        return f"is not UTF-8 text (byte {error.start + 1}): Python stops at start with a UnicodeDecodeError"
+    except OSError:
+        return None
+    return None
+
+
 def script_shebangs(ctx: Context, name: str) -> list[Finding]:
     env = ctx.env(name)
     if not env.root or not os.path.isdir(env.root):

@@ -26,7 +26,7 @@ from tljh_admin.envs.model import (
     SiteProblem,
 )
 from tljh_admin.envs.sitepackages import scan_site_dir
-from tljh_admin.files import open_binary, open_text
+from tljh_admin.files import open_text, read_bytes
 from tljh_admin.layout import SYSTEM, Layout, interpreter_in
 
 VENV, CONDA, STANDALONE, SYSTEM_KIND = "venv", "conda", "standalone", "system"
@@ -55,8 +55,10 @@ def follow_interpreter(path: str) -> InterpreterLink:
 
 
 def read_pyvenv_cfg(root: str) -> dict[str, str]:
+    """Its `key = value` lines. UnicodeDecodeError as for Python itself, whose site.venv()
+    reads it as UTF-8 at every start and stops there (tested with CPython 3.11)."""
     values: dict[str, str] = {}
-    with open_text(os.path.join(root, "pyvenv.cfg"), encoding="utf-8", errors="replace") as f:
+    with open_text(os.path.join(root, "pyvenv.cfg"), encoding="utf-8") as f:
         for line in f:
             key, sep, value = line.partition("=")
             if sep:
@@ -125,8 +127,9 @@ def _lib_version_key(path: str) -> tuple[int, ...]:
 def _patch_version(root: str, short: str) -> str | None:
     """X.Y.Z from the installed C headers, when the installation has them."""
     try:
-        with open_binary(os.path.join(root, "include", f"python{short}", "patchlevel.h")) as f:
-            match = _PATCHLEVEL.search(f.read())
+        match = _PATCHLEVEL.search(
+            read_bytes(os.path.join(root, "include", f"python{short}", "patchlevel.h"))
+        )
     except OSError:
         return None
     return match.group(1).decode() if match else None
@@ -233,10 +236,25 @@ class VenvBackend(Backend):
 
     def __init__(self, name: str, root: str, interpreter: str):
         super().__init__(name, root, interpreter)
+        #: why pyvenv.cfg makes the venv unusable (None: it does not)
+        self.cfg_problem: str | None = None
+        cfg = os.path.join(root, "pyvenv.cfg")
         try:
             self.cfg = read_pyvenv_cfg(root)
-        except OSError:
+        except UnicodeDecodeError:
             self.cfg = {}
+            self.cfg_problem = f"{cfg} is not UTF-8 text: its Python stops at start reading it"
+        except PermissionError:
+            self.cfg = {}  # root's alone: the venv's Python, run by root, reads it
+        except FileNotFoundError:
+            self.cfg = {}
+            self.cfg_problem = (
+                f"{cfg} is gone (or leads nowhere): {interpreter} runs the Python it links to as"
+                " itself, not as this venv, and its pip would change that Python's packages"
+            )
+        except OSError as error:
+            self.cfg = {}
+            self.cfg_problem = f"{cfg} cannot be read ({error.strerror}): its Python reads it at every start"
 
     def python_version(self, link: InterpreterLink) -> str | None:
         # pyvenv.cfg says which Python made the venv: `version` (venv) or `version_info` (uv).
@@ -258,6 +276,11 @@ class VenvBackend(Backend):
         return (home, version) if home else None
 
     def broken_reason(self, link: InterpreterLink) -> str | None:
+        if self.cfg_problem:
+            return (
+                f"{self.cfg_problem} (put it back: tljh env rollback --target {self.name}, or rebuild it:"
+                f" tljh env rebuild --target {self.name})"
+            )
         reason = super().broken_reason(link)
         base = self.venv_base()
         if reason and base:
@@ -337,9 +360,8 @@ class CondaBackend(Backend):
             if len(parts) != 3 or not all(parts):
                 continue  # not a record conda wrote (conda skips these too)
             try:
-                with open_binary(os.path.join(meta, file_name)) as f:
-                    data = f.read()
-            except OSError:  # a FIFO, a folder...: still a package conda counts (and fails on)
+                data = read_bytes(os.path.join(meta, file_name))
+            except OSError:  # a FIFO, a folder, 20 GB...: still a package conda counts (and fails on)
                 data = b""
             channel = _CHANNEL_KEY.search(data)
             records.append(
@@ -519,11 +541,21 @@ def backend_for(name: str, layout: Layout) -> Backend | None:
     if not os.path.isdir(root):
         return None
     interpreter = interpreter_in(root)
-    if os.path.isfile(os.path.join(root, "pyvenv.cfg")):
+    if os.path.lexists(os.path.join(root, "pyvenv.cfg")):  # whatever it is: VenvBackend judges it
         return VenvBackend(name, root, interpreter)
     if os.path.isdir(os.path.join(root, "conda-meta")):
         return CondaBackend(name, root, interpreter)
+    if _links_outside(interpreter, root) and _lib_python_dirs(root):
+        return VenvBackend(name, root, interpreter)  # a venv that lost its pyvenv.cfg
     return StandaloneBackend(name, root, interpreter)
+
+
+def _links_outside(interpreter: str, root: str) -> bool:
+    """bin/python3 is a symlink to a Python outside `root`: a venv's, never an installation's
+    own (whose bin/python3 leads to its bin/python3.X)."""
+    if not os.path.islink(interpreter):
+        return False
+    return not (os.path.realpath(interpreter) + "/").startswith(os.path.realpath(root) + "/")
 
 
 def inspect_environment(name: str, layout: Layout) -> Environment:

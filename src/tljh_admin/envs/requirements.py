@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from tljh_admin.envs.model import Distribution, Environment
 from tljh_admin.envs.sitepackages import canonical_name
+from tljh_admin.files import open_text
 
 MISSING, CONFLICT = "missing", "conflict"
 
@@ -33,7 +34,7 @@ def requires_of(dist: Distribution) -> list[str]:
 def _requires_dist(metadata: str) -> list[str]:
     found = []
     try:
-        with open(metadata, encoding="utf-8", errors="replace") as f:
+        with open_text(metadata, errors="replace") as f:
             for line in f:
                 if line in ("\n", "\r\n"):
                     break  # the body (long description) starts here
@@ -48,7 +49,7 @@ def _requires_txt(path: str) -> list[str]:
     found = []
     marker = ""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
+        with open_text(path, errors="replace") as f:
             for raw in f:
                 line = raw.strip()
                 if not line or line.startswith("#"):
@@ -262,9 +263,7 @@ def _provided_extras(dist: Distribution) -> set[str]:
     """Provides-Extra of a dist-info: pip ignores (with a warning) an extra not declared."""
     found = set()
     try:
-        with open(
-            os.path.join(dist.location, dist.metadata_dir, "METADATA"), encoding="utf-8", errors="replace"
-        ) as f:
+        with open_text(os.path.join(dist.location, dist.metadata_dir, "METADATA"), errors="replace") as f:
             for line in f:
                 if line in ("\n", "\r\n"):
                     break

@@ -21,7 +21,7 @@ from tljh_admin.envs.model import (
     Distribution,
     SiteProblem,
 )
-from tljh_admin.files import open_regular, read_bytes
+from tljh_admin.files import READ_LIMIT, open_regular, read_bytes, too_large
 
 _SEPARATORS = re.compile(r"[-_.]+")
 _PARTITION = methodcaller("partition", ",")
@@ -40,8 +40,16 @@ def read_name_version(metadata_file: str) -> tuple[str | None, str | None]:
     try:
         data = os.read(fd, _HEADER_CHUNK)
         if b"\n\n" not in data and len(data) == _HEADER_CHUNK:
+            parts, total = [data], len(data)
             while chunk := os.read(fd, 1 << 16):
-                data += chunk
+                ends = b"\n\n" in parts[-1][-1:] + chunk  # the header block's end, at last
+                parts.append(chunk)
+                total += len(chunk)
+                if ends:
+                    break
+                if total > READ_LIMIT:  # no header block ends in it: damage, or a sparse file
+                    raise too_large(metadata_file)
+            data = b"".join(parts)
     finally:
         os.close(fd)
     name = version = None
