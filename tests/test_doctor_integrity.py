@@ -509,6 +509,30 @@ def test_not_root_and_an_unreadable_site_folder_is_one_line(open_prefix, nobody_
     assert proc.stdout == ""
 
 
+@pytest.mark.parametrize("damage", ["fifo", "folder", "dangling", "not-utf8", "empty"])
+def test_a_record_pip_cannot_read_is_a_failure_not_a_pass(tljh, prefix, damage):
+    """Before: only a RECORD that was not there at all was a finding; one pip cannot read
+    (a FIFO, a folder, a symlink that leads nowhere, bytes that are not UTF-8, an empty
+    file) passed as if its files were all present."""
+    (dist_info,) = site(prefix / "user").glob("numpy-*.dist-info")
+    record = dist_info / "RECORD"
+    record.unlink()  # a hard link to the shared base: unlinking leaves that alone
+    if damage == "fifo":
+        os.mkfifo(record)
+    elif damage == "folder":
+        record.mkdir()
+    elif damage == "dangling":
+        record.symlink_to(dist_info / "RECORD.gone")
+    else:
+        record.write_bytes(b"numpy/caf\xe9.py,,\n" if damage == "not-utf8" else b"")
+    _, _, checks = run_doctor(tljh, prefix, "record-files")
+    check = checks[("record-files", "user")]
+    assert check["status"] == FAILED, check
+    (finding,) = check["findings"]
+    assert "RECORD" in finding["message"] and "numpy" in finding["subject"], finding
+    assert finding["hint"].startswith(f"sudo rm -r '{dist_info}'") and "numpy==1.26.4" in finding["hint"]
+
+
 def test_a_dist_info_that_lost_its_record(tljh, prefix):
     """What an interrupted hand-run pip leaves: pip can neither upgrade nor uninstall the
     project (`Cannot uninstall ... no RECORD file`), so doctor must not call it healthy."""

@@ -459,3 +459,32 @@ def test_export_command_line(tljh, prefix, tmp_path):
         assert (result.code, result.stdout) == (2, ""), (args, result.stderr)
         assert words in result.stderr, result.stderr
     assert listing_diff(before, file_listing(tmp_path, contents=True)) == []
+
+
+_WRONG_SHAPES = [
+    "[1]",
+    '{"url": 5}',
+    '{"url": "git+https://example.org/x", "vcs_info": 7}',
+    '{"url": "git+https://example.org/x", "vcs_info": {"vcs": "git"}}',
+    '{"url": "file:///tmp/x.whl", "archive_info": {"hashes": 5}}',
+    '{"url": "file:///tmp/x", "dir_info": {"editable": "yes"}}',
+    '{"url": "https://example.org/x.whl", "archive_info": {}, "dir_info": {}}',
+]
+
+
+def test_a_direct_url_json_of_the_wrong_shape_is_an_unknown_source_not_a_crash(carrying_prefix, tljh):
+    """Before: `env export` ended in a traceback on a direct_url.json that is JSON but not
+    PEP 610's shape (a hand edit, a damaged disk). Its source is now `unknown`, as for one
+    that cannot be read, and `env rebuild` reinstalls it from the index by name."""
+    from tljh_admin.rebuild import INDEX, read_origin
+
+    (dist_info,) = (carrying_prefix / "user").glob("lib/python3.*/site-packages/course_helpers-*.dist-info")
+    direct_url = dist_info / "direct_url.json"
+    for shape in _WRONG_SHAPES:
+        direct_url.unlink()  # pip wrote it in this test's own prefix; replaced, not written through
+        direct_url.write_text(shape)
+        result = tljh("--prefix", carrying_prefix, "env", "export", "-t", "user", "--format", "lock")
+        assert result.code == 0 and "Traceback" not in result.stderr, (shape, result.stderr)
+        (package,) = [p for p in json.loads(result.stdout)["packages"] if p["name"] == "course-helpers"]
+        assert package["source"] == {"type": "unknown"}, shape
+        assert read_origin(str(dist_info)).kind == INDEX, shape

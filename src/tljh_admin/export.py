@@ -79,19 +79,20 @@ class Lock(namedtuple("Lock", "environment kind python platform packages")):
 
 def pip_source(dist_info: str) -> dict:
     """PEP 610 `direct_url.json`: absent for an index (or --find-links) install."""
+    from tljh_admin.envs.sitepackages import read_direct_url
+
     try:
-        with open_text(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
-            direct = json.load(f)
-    except FileNotFoundError:
-        return {"type": INDEX}
-    except (OSError, ValueError, RecursionError):
+        direct = read_direct_url(dist_info)
+    except (OSError, ValueError):
         return {"type": UNKNOWN}
-    url = direct.get("url", "")
+    if direct is None:
+        return {"type": INDEX}
+    url = direct["url"]
     if "vcs_info" in direct:
         vcs = direct["vcs_info"]
         return {
             "type": VCS,
-            "vcs": vcs.get("vcs", "git"),
+            "vcs": vcs["vcs"],
             "url": url,
             "commit": vcs.get("commit_id"),
             "requested_revision": vcs.get("requested_revision"),

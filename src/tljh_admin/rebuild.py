@@ -224,20 +224,19 @@ class RebuildOutcome:
 
 def read_origin(dist_info: str) -> Origin:
     """PEP 610: direct_url.json says how a distribution was installed; none means an index."""
+    from tljh_admin.envs.sitepackages import read_direct_url
+
     try:
-        with open_text(os.path.join(dist_info, "direct_url.json"), encoding="utf-8") as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        return Origin(INDEX)
-    except (OSError, ValueError, RecursionError):
-        return Origin(INDEX)
-    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        data = read_direct_url(dist_info)
+    except (OSError, ValueError):
+        data = None  # damaged: the index has it by name and version
+    if data is None:
         return Origin(INDEX)
     url = data["url"]
     subdirectory = data.get("subdirectory") or ""
     if isinstance(data.get("vcs_info"), dict):
         info = data["vcs_info"]
-        return Origin(VCS, url, str(info.get("vcs", "git")), str(info.get("commit_id", "")), subdirectory)
+        return Origin(VCS, url, info["vcs"], info["commit_id"], subdirectory)
     if isinstance(data.get("dir_info"), dict):
         kind = EDITABLE if data["dir_info"].get("editable") else DIRECTORY
         return Origin(kind, url, subdirectory=subdirectory)

@@ -102,10 +102,28 @@ def missing_files(dist, paths: list[str], scan) -> list[str]:
     return ordered
 
 
-def _record_gone(dist) -> bool:
-    """A dist-info (pip's and uv's always carry a RECORD) whose RECORD is not there."""
-    meta = os.path.join(dist.location, dist.metadata_dir)
-    return dist.metadata_dir.endswith(".dist-info") and not os.path.lexists(os.path.join(meta, "RECORD"))
+def _record_problem(dist) -> str | None:
+    """Why pip cannot use the RECORD of a dist-info (pip's and uv's always carry one, listing
+    at least itself), once reading it gave nothing: None for an egg-info, or a RECORD only
+    root may read (doctor as another user)."""
+    from tljh_admin.files import read_bytes
+
+    if not dist.metadata_dir.endswith(".dist-info"):
+        return None
+    path = os.path.join(dist.location, dist.metadata_dir, "RECORD")
+    if not os.path.lexists(path):
+        return "has no RECORD (an interrupted or hand-made install)"
+    try:
+        text = read_bytes(path).decode("utf-8")
+    except PermissionError:
+        return None
+    except FileNotFoundError:
+        return "has a RECORD that is a symlink leading nowhere"
+    except OSError as error:
+        return f"has a RECORD that cannot be read ({error.strerror})"
+    except UnicodeDecodeError:
+        return "has a RECORD that is not UTF-8 text"
+    return None if text.strip() else "has an empty RECORD"
 
 
 def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:
@@ -128,13 +146,13 @@ def record_files(ctx: Context, name: str) -> list[Finding]:
     rewritten: list[str] = []
     root = env.root.rstrip("/") + "/"
     for dist, paths in records:
-        if paths is None and _record_gone(dist):
+        problem = _record_problem(dist) if not paths else None
+        if problem:
             meta = os.path.join(dist.location, dist.metadata_dir)
             found.append(
                 Finding(
                     FAILED,
-                    f"{dist.name} {dist.version} has no RECORD (an interrupted or hand-made install): pip"
-                    " can neither upgrade nor uninstall it",
+                    f"{dist.name} {dist.version} {problem}: pip can neither upgrade nor uninstall it",
                     f"{dist.name} {dist.version}",
                     f"sudo rm -r {quoted(meta)} && "
                     + _reinstall_hint(ctx, name, [f"{dist.name}=={dist.version}"]),

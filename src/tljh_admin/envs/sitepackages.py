@@ -296,3 +296,38 @@ def read_record_paths(dist: Distribution) -> list[str] | None:
         # map/filter with operator's callables loop in C: 20% faster than a comprehension
         return list(filter(None, map(_FIRST, map(_PARTITION, text.splitlines()))))
     return [path for path, _ in read_record(dist) or ()]
+
+
+def read_direct_url(dist_info: str) -> dict | None:
+    """PEP 610's direct_url.json of a dist-info, in its specified shape: `url` a string,
+    `subdirectory` one if given, and exactly one of `vcs_info` (`vcs` and `commit_id`
+    strings), `archive_info` or `dir_info`, each an object. None when there is none (an
+    index or --find-links install); ValueError when it is there but is not that shape
+    (damage, a hand edit); OSError when it cannot be read."""
+    import json
+
+    try:
+        data = json.loads(read_bytes(os.path.join(dist_info, "direct_url.json")))
+    except FileNotFoundError:
+        return None
+    except RecursionError:
+        raise ValueError("nested too deep") from None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        raise ValueError("no url")
+    if not isinstance(data.get("subdirectory", ""), str):
+        raise ValueError("subdirectory is not a string")
+    kinds = [k for k in ("vcs_info", "archive_info", "dir_info") if k in data]
+    if len(kinds) != 1 or not isinstance(data[kinds[0]], dict):
+        raise ValueError("not exactly one of vcs_info, archive_info and dir_info")
+    info = data[kinds[0]]
+    strings = {"vcs_info": ("vcs", "commit_id", "requested_revision"), "archive_info": ("hash",)}
+    if any(not isinstance(info.get(k, ""), str) for k in strings.get(kinds[0], ())):
+        raise ValueError(f"a field of {kinds[0]} is not a string")
+    if kinds[0] == "vcs_info" and not (info.get("vcs") and info.get("commit_id")):
+        raise ValueError("vcs_info without vcs or commit_id")
+    hashes = info.get("hashes", {})
+    if not isinstance(hashes, dict) or not all(isinstance(v, str) for v in hashes.values()):
+        raise ValueError("archive_info.hashes is not an object of strings")
+    if not isinstance(info.get("editable", False), bool):
+        raise ValueError("dir_info.editable is not true or false")
+    return data
