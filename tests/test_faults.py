@@ -610,6 +610,17 @@ def test_corrupt_and_damaged_state_gives_one_line_and_never_a_wrong_restore(pref
     assert listing_diff(before, envs_listing(prefix)) == []
     (state / "journal" / "50.json").unlink()
 
+    # the snapshot a rollback would restore from, damaged: its dry run refuses too (before:
+    # it showed a plan, and only the real run met the manifest)
+    manifest = state / "snapshots" / str(ids[-1]) / "user" / "manifest.json"
+    manifest.write_text("garbage{")
+    whole = file_listing(prefix)
+    for mode in ("--dry-run", "--yes"):
+        back = run("env", "rollback", "-t", "user", mode)
+        assert back.code == ExitCode.REFUSED and "cannot be used" in back.stderr, (mode, back.stderr)
+        assert len(back.stderr.strip().splitlines()) == 1 and back.stdout == "", mode
+        assert listing_diff(whole, file_listing(prefix)) == [], mode
+
     # an immutable history file: the change is not started
     if subprocess.run(["chattr", "+i", state / "history.jsonl"], capture_output=True).returncode == 0:
         try:

@@ -757,6 +757,9 @@ def prepare_rollback(
             f"change {to} to the {target} environment cannot be rolled back",
             hint="choose one of: " + ", ".join(str(c["id"]) for c in candidates),
         )
+    # the snapshot is read (and its paths checked) before a plan is shown: a dry run of a
+    # rollback that would then stop at a damaged manifest promises what cannot be done
+    snapshot.read_manifest(state.snapshot_dir(chosen["id"], target), *allowed_areas(layout, target))
     env = inspect_environment(target, layout)
     now = _packages(env)
     plan = _diff(now, chosen["before"][target])
@@ -765,6 +768,7 @@ def prepare_rollback(
     change.envs[target] = EnvState(env, _areas(env, layout))
     also = []
     for other in _companions(layout, state, chosen, target, now, lock_timeout, notify, recovered, dry_run):
+        snapshot.read_manifest(state.snapshot_dir(chosen["id"], other), *allowed_areas(layout, other))
         other_env = inspect_environment(other, layout)
         policy.require_write_access(layout.change_writes(other_env))
         require_only_root_can_change(other_env)
