@@ -544,3 +544,21 @@ def test_a_dist_info_that_lost_its_record(tljh, prefix):
     (finding,) = check["findings"]
     assert "no RECORD" in finding["message"] and finding["impact"] == "spawns-fail"
     assert finding["hint"].startswith(f"sudo rm -r '{dist_info}'") and "numpy==1.26.4" in finding["hint"]
+
+
+def test_a_hub_python_that_is_a_script_is_a_warning_and_deep_says_what_it_runs(tljh, prefix, system_python):
+    """Before: a bin/python3 replaced by a script (here one that runs the OS Python, which
+    does not see the hub's packages) was `skipped: cannot tell which Python`, and doctor
+    was healthy while the hub could not import jupyterhub."""
+    python3 = prefix / "hub" / "bin" / "python3"
+    python3.unlink()
+    python3.write_text('#!/bin/sh\nexec /usr/bin/python3 "$@"\n')
+    python3.chmod(0o755)
+    _, _, checks = run_doctor(tljh, prefix, "hub-venv-base")
+    check = checks[("hub-venv-base", "hub")]
+    (finding,) = check["findings"]
+    assert check["status"] == "warning" and finding["impact"] == "hub-fails", finding
+    assert "is a script (#!/bin/sh)" in finding["message"] and "--deep" in finding["message"]
+    deep = deep_report(prefix, system_python, ["hub-imports"])
+    imports = deep[("hub-imports", "hub")]
+    assert imports.status == FAILED and "No module named 'jupyterhub'" in imports.findings[0].message

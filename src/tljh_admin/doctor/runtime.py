@@ -58,6 +58,19 @@ def hub_venv_base(ctx: Context, name: str) -> list[Finding]:
     if not link.runnable:
         message = f"the hub venv's {link.path} cannot run ({link.end} is not an interpreter)"
         return [Finding(FAILED, message + ": the hub cannot start", link.path, REBUILD_HUB, None, HUB_FAILS)]
+    script = _script_line(link.end)
+    if script:
+        return [
+            Finding(
+                WARNING,
+                f"the hub venv's {link.path} is a script ({script}), not a Python: which Python the hub"
+                " runs, and whether it starts, is not known without starting it (tljh doctor --deep)",
+                link.path,
+                REBUILD_HUB,
+                None,
+                HUB_FAILS,
+            )
+        ]
     runs = binary_version(link.end)
     if runs is None:
         return [Finding(SKIPPED, f"cannot tell which Python {link.end} is", link.path, "")]
@@ -154,6 +167,19 @@ def _owners(ctx: Context, name: str, scripts: set[str]) -> list[str]:
         if any(_full_path(dist.location, path) in scripts for path in rows if "bin/" in path):
             owners.append(f"{dist.name}=={dist.version}")
     return sorted(owners, key=canonical_name)
+
+
+def _script_line(path: str) -> str:
+    """The `#!` line of `path` when it is a script (a venv's bin/python3 is a link to a
+    Python binary, or a copy of one), else ""."""
+    try:
+        with open_binary(path) as f:
+            head = f.read(_SCRIPT_HEAD)
+    except OSError:
+        return ""
+    if not head.startswith(b"#!"):
+        return ""
+    return head.split(b"\n", 1)[0].decode("utf-8", "replace").strip()
 
 
 def pth_files(ctx: Context, name: str) -> list[Finding]:
