@@ -190,6 +190,25 @@ class Backend:
         hops = " -> ".join(link.chain)
         return f"{link.path} is a dangling symlink: {hops} (missing)"
 
+    def _stdlib_gone(self, link: InterpreterLink) -> str | None:
+        """An installation (conda's, a standalone CPython) carries its own standard library
+        in lib/pythonX.Y: without it, its Python stops at start ("No module named
+        'encodings'"). Venvs use their base's; the system's is apt's."""
+        short = binary_version(link.end)
+        if short is None:
+            return None
+        for name in (f"python{short}", f"python{short}t"):
+            lib = os.path.join(self.root, "lib", name)
+            if os.path.isfile(os.path.join(lib, "os.py")):
+                return None
+            if os.path.isdir(lib) and not os.access(lib, os.R_OK | os.X_OK):
+                return None  # this user cannot look: not gone
+        return (
+            f"its standard library is gone ({os.path.join(self.root, 'lib', f'python{short}', 'os.py')} is"
+            f" missing): {link.path} stops at start, or runs on another installation's (restore it:"
+            f" tljh env rollback --target {self.name})"
+        )
+
     # -- the shared part -------------------------------------------------------------------
     def inspect(self) -> Environment:
         link = follow_interpreter(self.interpreter)
@@ -341,6 +360,9 @@ class CondaBackend(Backend):
     installers = ("pip", "uv", "conda")
     kind = CONDA
 
+    def broken_reason(self, link: InterpreterLink) -> str | None:
+        return super().broken_reason(link) or self._stdlib_gone(link)
+
     def conda_records(self) -> list[CondaRecord]:
         """Every record in conda-meta/, read without parsing whole files.
 
@@ -395,7 +417,7 @@ class StandaloneBackend(Backend):
     kind = STANDALONE
 
     def broken_reason(self, link: InterpreterLink) -> str | None:
-        reason = super().broken_reason(link)
+        reason = super().broken_reason(link) or self._stdlib_gone(link)
         tools = [t for t in ("conda", "mamba") if os.path.isfile(os.path.join(self.root, "bin", t))]
         if reason is None and tools:
             # Miniforge without conda-meta/: conda no longer knows what it installed, and
