@@ -821,6 +821,39 @@ def test_wheel_file_names_and_unreadable_secrets(prefix, run, tmp_path, wheelhou
     assert listing_diff(before, envs_listing(prefix)) == []
 
 
+def test_a_fifo_in_the_env_stops_a_change_at_its_snapshot_instead_of_hanging_pip(prefix, run, tmp_path):
+    """Before: pip, reading the installed distributions, opened a FIFO where a METADATA
+    belongs and waited forever, with the env's lock held. No package installs a FIFO,
+    socket or device: the snapshot's walk (which sees every entry anyway) refuses it."""
+    meta = site_of(prefix, "user") / "planted-1.0.dist-info"
+    meta.mkdir()
+    os.mkfifo(meta / "METADATA", 0o644)
+    before = envs_listing(prefix)
+    try:
+        result = run("env", "install", "-t", "user", "oauthenticator", "--yes", timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail("the change hung on the FIFO")
+    assert result.code == ExitCode.REFUSED, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert f"{meta / 'METADATA'} is a FIFO" in line and "sudo mv" in line, line
+    assert listing_diff(before, envs_listing(prefix)) == []
+    assert journals(prefix) == [] and history(prefix)[-1]["result"] == "abandoned"
+    assert not any((state_of(prefix) / "snapshots").iterdir())
+    # doctor names it before any change meets it, and is content once it is moved aside
+    doc = run("doctor", "--json", "special-files").json()
+    (user,) = [c for c in doc["checks"] if c["env"] == "user"]
+    (finding,) = user["findings"]
+    assert (user["status"], finding["subject"], finding["impact"]) == (
+        "failed",
+        str(meta / "METADATA"),
+        "changes-fail",
+    )
+    assert finding["hint"].startswith("sudo mv ")
+    (meta / "METADATA").rename(tmp_path / "METADATA.fifo")
+    doc = run("doctor", "--json", "special-files").json()
+    assert {c["status"] for c in doc["checks"]} == {"ok"}
+
+
 def test_scratch_of_a_killed_command_is_cleaned(prefix, run, offline):
     proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
     wait_for(lambda: bool(installer_groups(prefix)) or proc.poll() is not None)

@@ -577,9 +577,11 @@ def _apply_locked(prepared: Prepared, change: Change, names: list[str], progress
     with sigterm_raises():
         try:
             change.begin()
-        except (OSError, KeyboardInterrupt, Interrupted) as error:
+        except (OSError, KeyboardInterrupt, Interrupted, snapshot.SpecialFileInEnv) as error:
             with signals_deferred():
                 _abandon(change, error)
+            if isinstance(error, snapshot.SpecialFileInEnv):
+                raise error from None
             if isinstance(error, OSError):
                 raise state_error(error, "could not take the snapshot, nothing was changed") from None
             raise TljhError(

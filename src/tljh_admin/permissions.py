@@ -25,9 +25,10 @@ from tljh_admin.layout import HUB, USER, system_program
 _DETAILS_FORMAT = "/%m %U %G %y %D %i %p\\0"
 
 
-class ScannedEntry(namedtuple("ScannedEntry", "path mode uid gid is_dir dev ino")):
+class ScannedEntry(namedtuple("ScannedEntry", "path mode uid gid is_dir dev ino special", defaults=(False,))):
     """One file or folder as a scan saw it (never a symlink). mode holds the permission
-    bits; dev and ino identify the object, so that a fix can tell it is still the same."""
+    bits; dev and ino identify the object, so that a fix can tell it is still the same;
+    special: a FIFO, socket or device (no package installs one)."""
 
     __slots__ = ()
 
@@ -116,6 +117,7 @@ def find_predicate(owner: tuple[int, int], unreadable: bool) -> list[str]:
     usable by other users."""
     uid, gid = owner
     expr = ["-perm", "-o+w", "-o", "!", "-uid", str(uid), "-o", "!", "-gid", str(gid), "-o", "-perm", "-g+w"]
+    expr += ["-o", "-type", "p", "-o", "-type", "s", "-o", "-type", "b", "-o", "-type", "c"]  # d_type only
     if unreadable:
         expr += ["-o", "!", "-perm", "-o+r"]
         expr += ["-o", "(", "-type", "d", "!", "-perm", "-o+x", ")"]
@@ -298,7 +300,9 @@ def _parse_find(top: str, proc: Find) -> tuple[set[str], list[ScannedEntry], lis
         details.append(output[at + 1 : end])
         mode, uid, gid, kind, dev, ino, path = output[at + 2 : end].split(" ", 6)
         if path == top or path.startswith(below):  # what a fix acts on lies in the walk, always
-            entry = ScannedEntry(path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino))
+            entry = ScannedEntry(
+                path, int(mode, 8), int(uid), int(gid), kind == "d", int(dev), int(ino), kind in "psbc"
+            )
             entries.append(entry)
         at = output.find("\0/", end)
     tree.difference_update(details)
@@ -335,7 +339,10 @@ def walk(root: str, picks) -> Scan:
 
 
 def scanned_entry(path: str, st: os.stat_result, is_dir: bool) -> ScannedEntry:
-    return ScannedEntry(path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, is_dir, st.st_dev, st.st_ino)
+    special = not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode))
+    return ScannedEntry(
+        path, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid, is_dir, st.st_dev, st.st_ino, special
+    )
 
 
 # -- what only root may change -------------------------------------------------------------

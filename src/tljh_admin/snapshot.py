@@ -58,6 +58,23 @@ class SnapshotUnusable(Refused):
     """A snapshot that is incomplete, damaged, or points outside its environment."""
 
 
+class SpecialFileInEnv(Refused):
+    """A FIFO, socket or device in an environment: no package installs one, and pip,
+    uv or conda opening it (as METADATA, RECORD, a .pth...) would wait on it forever."""
+
+
+def _special_file(path: str, real: str) -> SpecialFileInEnv:
+    import shlex
+
+    mode = os.lstat(path).st_mode
+    what = "a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode) else "a device"
+    return SpecialFileInEnv(
+        f"{real} is {what}, which no package installs: an installer opening it would wait forever;"
+        " nothing was changed",
+        hint=f"move it aside (sudo mv {shlex.quote(real)} /root/), then run the command again",
+    )
+
+
 def install_areas(
     env_root: str,
     site_dirs: Iterable[str],
@@ -116,7 +133,13 @@ def take(areas: Areas, dest: str, child_env: dict[str, str] | None = None) -> No
             os.unlink(mirror)
             _copy_file(path, mirror)
             os.utime(os.path.dirname(mirror), ns=(parent.st_atime_ns, parent.st_mtime_ns))
-    count = sum(1 for _ in _walk_farm(files_root, areas.folders))  # the completeness record
+    count = 0  # the completeness record
+    for path, entry in _walk_farm(files_root, areas.folders):
+        count += 1
+        if not (
+            entry.is_dir(follow_symlinks=False) or entry.is_file(follow_symlinks=False) or entry.is_symlink()
+        ):
+            raise _special_file(path, path[len(files_root) :])
     manifest = {
         "version": MANIFEST_VERSION,
         "areas": list(areas.folders),

@@ -728,6 +728,16 @@ REGISTRY: tuple[Check, ...] = (
         scans=True,
     ),
     Check(
+        "special-files",
+        "no FIFO, socket or device in the environment",
+        PREFIX_ENVS,
+        safety.special_files,
+        "no package installs one; pip, uv or conda opening it (as METADATA, RECORD, a .pth) waits"
+        " forever, and a change stops at it",
+        impact=CHANGES_FAIL,
+        scans=True,
+    ),
+    Check(
         "world-writable",
         "nothing world-writable",
         PREFIX_ENVS,

@@ -105,6 +105,8 @@ class Context:
         def picks(mode: int, uid: int, gid: int, is_dir: bool) -> bool:
             if mode & (stat.S_IWOTH | stat.S_IWGRP) or (uid, gid) != owner:
                 return True
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                return True  # a FIFO, socket or device (special-files)
             return name == USER and permissions.users_cannot_use(mode, is_dir)
 
         return picks

@@ -20,6 +20,7 @@ from tljh_admin import permissions
 from tljh_admin.doctor.context import Context
 from tljh_admin.doctor.integrity import _examples, quoted
 from tljh_admin.doctor.model import (
+    CHANGES_FAIL,
     COSMETIC,
     FAILED,
     ROOT_CODE,
@@ -217,6 +218,26 @@ def world_writable_files(ctx: Context, name: str) -> list[Finding]:
     return (
         _unreadable_as_this_user(ctx, name) + _unsafe_around(ctx, name, True) + _path_findings(entries, make)
     )
+
+
+def special_files(ctx: Context, name: str) -> list[Finding]:
+    """FIFOs, sockets and devices in an env: no package installs one; pip, uv or conda
+    opening one (as METADATA, RECORD, a .pth) waits forever, and a change refuses to start
+    (its snapshot stops at it)."""
+    entries = [e for e in ctx.scan(name).entries if e.special]
+
+    def make(entry) -> Finding:
+        return Finding(
+            FAILED,
+            "a FIFO, socket or device, which no package installs: an installer opening it waits forever,"
+            " and tljh-admin changes nothing in this environment until it is gone",
+            entry.path,
+            f"sudo mv {quoted(entry.path)} /root/",
+            None,
+            CHANGES_FAIL,
+        )
+
+    return _path_findings(entries, make)
 
 
 def stray_owners(ctx: Context, name: str) -> list[Finding]:
