@@ -488,3 +488,31 @@ def test_a_direct_url_json_of_the_wrong_shape_is_an_unknown_source_not_a_crash(c
         (package,) = [p for p in json.loads(result.stdout)["packages"] if p["name"] == "course-helpers"]
         assert package["source"] == {"type": "unknown"}, shape
         assert read_origin(str(dist_info)).kind == INDEX, shape
+
+
+def test_a_conda_meta_this_user_cannot_read_stops_the_export(conda_base_prefix, open_tmp, nobody_python):
+    """Before: as a user who cannot read conda-meta/, `env export` wrote a lock without any
+    conda package, exit 0: applied elsewhere, it would build another environment."""
+    import shutil
+    import subprocess
+
+    from tests.conftest import NOBODY
+    from tljh_admin.errors import ExitCode
+
+    dest = open_tmp / "conda-meta-closed" / "opt tljh"
+    dest.parent.mkdir()
+    dest.parent.chmod(0o755)
+    try:
+        prefixes.copy_prefix(conda_base_prefix, dest)
+        (dest / "user" / "conda-meta").chmod(0o700)  # root's alone, as a root umask of 077 leaves it
+        proc = subprocess.run(
+            [*NOBODY, nobody_python, "-m", "tljh_admin", "--prefix", dest, "env", "export", "-t", "user"],
+            capture_output=True,
+            text=True,
+            env=prefixes.hermetic_env(),
+        )
+        assert proc.returncode == ExitCode.PERMISSION_DENIED, (proc.stdout[-300:], proc.stderr)
+        (line,) = proc.stderr.splitlines()
+        assert "conda-meta" in line and "run with sudo" in line and proc.stdout == ""
+    finally:
+        shutil.rmtree(dest.parent)

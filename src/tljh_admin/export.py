@@ -157,8 +157,13 @@ def conda_meta_records(root: str) -> list[dict]:
     folder = os.path.join(root, "conda-meta")
     try:
         names = sorted(n for n in os.listdir(folder) if n.endswith(".json"))
-    except OSError:
-        return []
+    except PermissionError:
+        # not an empty list: a lock without the conda packages would install another env
+        raise PermissionDenied(f"this user cannot read {folder}", hint="run with sudo") from None
+    except OSError as error:
+        raise Refused(
+            f"{folder} cannot be read ({error.strerror}); the lock would be wrong", hint="see tljh doctor"
+        ) from None
     from tljh_admin.conda_env import record_problem
 
     records = []
@@ -166,6 +171,10 @@ def conda_meta_records(root: str) -> list[dict]:
         try:
             with open_text(os.path.join(folder, file_name), encoding="utf-8") as f:
                 data = json.load(f)
+        except PermissionError:
+            raise PermissionDenied(
+                f"this user cannot read {os.path.join(folder, file_name)}", hint="run with sudo"
+            ) from None
         except (OSError, ValueError, RecursionError):
             data = None
         why = record_problem(data) if data is not None else "not readable JSON"
