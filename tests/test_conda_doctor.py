@@ -169,3 +169,35 @@ def test_a_20_gb_sparse_conda_record_or_history_is_not_read_whole(tljh, conda_pr
     (finding,) = [f for f in checks[("conda-files", "user")]["findings"] if f["subject"] == str(record)]
     assert finding["status"] == "failed" and "not a conda record" in finding["message"]
     assert all(c["status"] != "error" for c in checks.values()), result.stdout[-800:]
+
+
+def test_a_condarc_or_history_conda_cannot_read_is_a_conda_tools_failure(tljh, conda_prefix, system_python):
+    """Before: doctor was silent while conda stopped at every command on a `.condarc` that is
+    no YAML (an admin's hand edit: a tab in the indentation) or a conda-meta/history that
+    is not UTF-8 (conda reads it for every solve)."""
+    from tljh_admin import doctor
+    from tljh_admin.layout import resolve_layout
+
+    user = conda_prefix / "user"
+    condarc, history = user / ".condarc", user / "conda-meta" / "history"
+    text = condarc.read_text()
+    condarc.unlink()  # hard links of the shared base: replaced, never written through
+    condarc.write_text(text.replace("  - conda-forge", "\t- conda-forge"))
+    raw = history.read_bytes()
+    history.unlink()
+    history.write_bytes(raw + b"# cmd: caf\xe9\n")
+    _, checks = _doctor(tljh, conda_prefix)
+    tools = checks[("conda-tools", "user")]
+    assert tools["status"] == "failed", tools
+    subjects = {f["subject"]: f for f in tools["findings"]}
+    assert "tab" in subjects[str(condarc)]["message"] and "sudo mv" in subjects[str(condarc)]["hint"]
+    assert "not UTF-8" in subjects[str(history)]["message"]
+    # YAML that is no mapping, without tabs: only the parser sees it, with --deep
+    condarc.write_text("channels: [conda-forge\n")
+    history.write_bytes(raw)
+    _, checks = _doctor(tljh, conda_prefix)
+    assert checks[("conda-tools", "user")]["status"] == "ok"
+    ctx = doctor.Context(resolve_layout(conda_prefix, system_python), deep=True)
+    (result,) = doctor.run_doctor(ctx, doctor.select_checks(["conda-tools"], deep=True)).results
+    (finding,) = result.findings
+    assert result.status == "failed" and "not valid YAML" in finding.message, finding

@@ -197,7 +197,62 @@ def conda_tools(ctx: Context, name: str) -> list[Finding]:
                     _reinstall_hint(env.root, tool),
                 )
             )
+    for path, problem in _unreadable_conda_files(env.root, ctx.deep):
+        found.append(
+            Finding(
+                FAILED,
+                f"{problem}: conda and mamba read it at every command, and stop there (so does every"
+                " `tljh env install --conda` and TLJH's upgrade)",
+                path,
+                f"sudo mv {quoted(path)} /root/ and write it again (conda config --file {quoted(path)})"
+                if path.endswith(".condarc")
+                else f"sudo mv {quoted(path)} /root/ (conda starts a new one; its revisions so far are lost)",
+            )
+        )
     return found
+
+
+def _unreadable_conda_files(root: str, deep: bool):
+    """(path, why) for the env's .condarc (conda reads PREFIX/.condarc) and
+    conda-meta/history (read as UTF-8 for every solve: History.get_requested_specs_map)
+    when conda cannot read them. The YAML of .condarc is parsed with --deep only: the
+    parser's import alone costs doctor a sixth of its run."""
+    from tljh_admin.files import read_bytes
+
+    for path in (os.path.join(root, ".condarc"), os.path.join(root, "conda-meta", "history")):
+        if not os.path.lexists(path):
+            continue
+        try:
+            text = read_bytes(path).decode("utf-8")
+        except PermissionError:
+            continue  # root's alone, and doctor runs as another user: not damage
+        except UnicodeDecodeError as error:
+            yield path, f"{path} is not UTF-8 text (byte {error.start + 1})"
+            continue
+        except OSError as error:
+            yield path, f"{path} cannot be read ({error.strerror})"
+            continue
+        if path.endswith(".condarc"):
+            problem = _condarc_problem(text, deep)
+            if problem:
+                yield path, f"{path} {problem}"
+
+
+def _condarc_problem(text: str, deep: bool) -> str | None:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if line[: len(line) - len(line.lstrip())].count("\t"):
+            return f"indents line {number} with a tab, which YAML forbids"
+    if not deep:
+        return None
+    from ruamel.yaml import YAML, YAMLError
+
+    try:
+        config = YAML(typ="safe", pure=True).load(text)
+    except (YAMLError, RecursionError) as error:
+        return f"is not valid YAML ({str(error).splitlines()[0]})"
+    if config is not None and not isinstance(config, dict):
+        return "is YAML, but not a mapping of settings"
+    return None
 
 
 CONDA_CHECKS = (
