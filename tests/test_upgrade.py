@@ -140,6 +140,15 @@ def test_broken_user_env_blocks_with_a_hint(tljh, prefix, offline, hub_requireme
     result = tljh("--prefix", prefix, "upgrade", "--yes", "--hub-requirements", hub_requirements, env=offline)
     assert result.code == ExitCode.REFUSED
     assert "cannot upgrade" in result.stdout and "tljh doctor" in result.stdout
+    # and on stderr, one line, as every refusal; with --json too (before: stdout only)
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("tljh: error: cannot upgrade: ") and "Hint:" in line, line
+    as_json = tljh(
+        "--prefix", prefix, "upgrade", "--json", "--hub-requirements", hub_requirements, env=offline
+    )
+    assert as_json.code == ExitCode.REFUSED and as_json.json()["blockers"], as_json.stdout
+    (line,) = as_json.stderr.strip().splitlines()
+    assert line.startswith("tljh: error: cannot upgrade: ") and "Hint:" in line, line
     assert listing_diff(before, everything(prefix, system_python)) == []
 
 

@@ -194,6 +194,17 @@ def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool, not
     return body(layout, command, prepared, dry_run=dry_run, yes=yes, notes=notes.said)
 
 
+def _blocked(plan) -> ExitCode:
+    """The refusal of a blocked upgrade on stderr too, one line, as any other refusal: a
+    script reading stderr (Ansible's `msg`) sees why without parsing the plan."""
+    from tljh_admin.errors import Refused
+
+    first, more = plan.blockers[0], len(plan.blockers) - 1
+    also = f" (and {more} more: see the plan)" if more else ""
+    render.print_error(Refused(f"cannot upgrade: {first.message}{also}", hint=first.hint))
+    return ExitCode.REFUSED
+
+
 def _plans_only(dry_run: bool, json: bool, yes: bool) -> bool:
     """Whether the command can only show a plan: --dry-run, or --json without --yes
     (exports.change_json). Such a run writes nothing, not even a recovery."""
@@ -890,10 +901,10 @@ def upgrade(
             from tljh_admin.report import upgrade_document
 
             render.print_json(upgrade_document(layout, plan))
-            return ExitCode.REFUSED if plan.blockers else ExitCode.OK
+            return _blocked(plan) if plan.blockers else ExitCode.OK
         if plan.blockers:
             render.upgrade_plan(plan)
-            return ExitCode.REFUSED
+            return _blocked(plan)
 
         def after(_outcome) -> None:
             if restart:
