@@ -132,6 +132,7 @@ def _exists(words: list[str]) -> bool:
         (["env", "packages", "--target", "usr"], "did you mean --target user?"),
         (["env", "install", "-t", "hubb", "x", "--dry-run"], "did you mean --target hub?"),
         (["doctor", "--target=sytem"], "did you mean --target system?"),
+        (["env", "packages", "-t=user", "--json"], "'=user' is not one of hub, user, system"),
         (["env", "packages"], "needs --target (one of: hub, user, system)"),
         (["env", "rollback", "-t", "user", "--to", "last"], "'last' is not a whole number"),
         (["env", "list", "--jsn"], "see `tljh env list --help`"),

@@ -47,6 +47,8 @@ def _parse_level(node: dict, args: list[str], i: int, values: dict, stop_at_comm
             return None
         if word.startswith("-") and len(word) > 1:
             name, eq, inline = word.partition("=")
+            if eq and not word.startswith("--"):
+                return None  # `-t=user`: click reads the value as "=user"; Typer says so
             option = spec.find_option(node, name)
             if option is None or option["eager"] or option["name"] == spec.HELP:
                 return None

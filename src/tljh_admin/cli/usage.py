@@ -21,11 +21,14 @@ def _values_given(args: list[str], node: dict, option: dict) -> list[str]:
     values = []
     for i, word in enumerate(args):
         name, eq, inline = word.partition("=")
-        if name in option["flags"]:
+        if word.startswith("--") and name in option["flags"]:
             if eq:
                 values.append(inline)
             elif i + 1 < len(args):
                 values.append(args[i + 1])
+        elif not word.startswith("--") and word[:2] in option["flags"]:
+            # a short flag takes the rest of its word as click does: `-tuser`, `-t=user` ("=user")
+            values.append(word[2:] if len(word) > 2 else args[i + 1] if i + 1 < len(args) else "")
     return values
 
 
