@@ -53,7 +53,15 @@ def test_ctrl_c_and_ctrl_d_at_the_prompt(prefix, wheelhouse, system_python, key,
 @pytest.mark.parametrize("fastpath", ["1", "0"])
 @pytest.mark.parametrize(
     "argv",
-    [["env", "list", "--json"], ["env", "list"], ["doctor", "--list"], ["env", "packages", "-t", "hub"]],
+    [
+        ["env", "list", "--json"],
+        ["env", "list"],
+        ["doctor", "--list"],
+        ["env", "packages", "-t", "hub"],
+        ["--help"],  # before: exit 1 (click's, for the eager options printed while parsing)
+        ["--version"],
+        ["env", "--help"],
+    ],
     ids=" ".join,
 )
 def test_a_closed_stdout_ends_quietly(shared_prefix, system_python, argv, fastpath):

@@ -55,6 +55,14 @@ class Group(typer.core.TyperGroup):
         except BrokenPipeError:
             raise render.PipeClosed() from None
 
+    def parse_args(self, ctx, args):
+        # the eager options (--help, --version) print while the arguments are parsed, before
+        # invoke: click turns a closed pipe there into exit 1, not the 141 of SIGPIPE
+        try:
+            return super().parse_args(ctx, args)
+        except BrokenPipeError:
+            raise render.PipeClosed() from None
+
 
 # rich_markup_mode=None keeps --help on click's plain formatter: no rich import on every
 # `tljh --help`, and plain text that docs/cli.md is generated from.
