@@ -322,3 +322,16 @@ def test_history_prints_control_characters_as_escapes(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "\x1b" not in out and "\x07" not in out
     assert "\\x1b]0;owned\\x07" in out
+
+
+@pytest.mark.parametrize("flag", ["--install-completion", "--show-completion"])
+def test_a_shell_name_after_the_completion_flags_is_refused_not_ignored(tljh, tmp_path, flag):
+    """Before: the word was never read, and `tljh --install-completion zsh` run from bash
+    wrote bash's script into ~/.bashrc."""
+    home = tmp_path / "home"
+    home.mkdir()
+    result = tljh(flag, "zsh", env={"HOME": str(home), "SHELL": "/bin/bash"})
+    assert result.code == ExitCode.USAGE and result.stdout == ""
+    (line,) = result.stderr.splitlines()
+    assert f"{flag} takes no shell name ('zsh')" in line and "Hint:" in line, line
+    assert list(home.iterdir()) == []

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> None:
 
     try:
         try:
-            code = _complete() or _refuse_repeated(args) or _fast(args)
+            code = _complete() or _refuse_repeated(args) or _refuse_shell_word(args) or _fast(args)
             if code is None:
                 code = _typer(args)
         finally:
@@ -94,6 +94,22 @@ def _refuse_repeated(args: list[str]) -> None:
         from tljh_admin.cli.usage import repeated
 
         raise repeated(found)
+
+
+def _refuse_shell_word(args: list[str]) -> None:
+    """Typer's --show-completion and --install-completion take no shell name: they use the
+    shell they run in, and exit before a word after them is read. `--install-completion zsh`
+    from bash wrote bash's script into ~/.bashrc."""
+    for flag in ("--show-completion", "--install-completion"):
+        if flag in args[:-1] and not args[args.index(flag) + 1].startswith("-"):
+            from tljh_admin.errors import UsageError
+
+            word = args[args.index(flag) + 1]
+            raise UsageError(
+                f"{flag} takes no shell name ({word!r}): it uses the shell it runs in",
+                hint=f"run it from that shell ({word} -c 'tljh {flag}'), or copy the script from"
+                " completions/ (README: Shell completion)",
+            )
 
 
 def _fast(args: list[str]) -> int | None:
