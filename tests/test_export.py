@@ -424,6 +424,11 @@ def test_export_command_line(tljh, prefix, tmp_path):
     assert "not carried to z2jh: http.port" in z2jh_run.stderr
     assert "not carried to z2jh: auth.GitHubOAuthenticator.client_secret (a secret" in z2jh_run.stderr
     assert "# not carried to z2jh: http.port" in config.read_text()  # in the file too
+    # a name with a line break: the `wrote` line stays one line (before: the break went raw)
+    odd = tmp_path / "z2jh\nvalues.yaml"
+    odd_run = tljh(*base, "--format", "z2jh-config", odd, "--z2jh-chart", "4.3.0")
+    wrote = [line for line in odd_run.stderr.splitlines() if line.startswith("wrote ")]
+    assert odd_run.code == 0 and odd.is_file() and wrote == [f"wrote '{tmp_path}/z2jh\\nvalues.yaml'"], wrote
     assert oct(config.stat().st_mode & 0o777) == "0o600"  # the hub's settings: owner-only always
     tljh(*base, "--format", "z2jh-config", config, "--include-secrets")
     assert oct(config.stat().st_mode & 0o777) == "0o600" and "s3cr3t-value" in config.read_text()

@@ -157,6 +157,9 @@ def test_escaping_options_are_refused_in_files_and_arguments(shared_prefix, syst
     for args in (["--user", "numpy"], ["--", "--target=/tmp/x", "numpy"], ["--src", "/tmp", "numpy"]):
         result = install(shared_prefix, "--yes", *args)
         assert result.code == ExitCode.REFUSED, (args, result.stderr)
+    # an editable install is said for what it is: a folder outside the env on root's sys.path
+    result = install(shared_prefix, "--yes", "-e", ".")
+    assert result.code == ExitCode.REFUSED and "editable install puts a folder outside" in result.stderr
     result = install(shared_prefix, "--index-url", "https://x/simple --user", "numpy", "--yes")
     assert result.code == ExitCode.USAGE and "not an index URL" in result.stderr
     assert listing_diff(before, file_listing(shared_prefix)) == []

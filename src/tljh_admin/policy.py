@@ -233,6 +233,13 @@ def parse_requirement(text: str, origin: str = "argument"):
     if not stripped:
         raise _refuse(f"empty requirement{where}", "name a package, e.g. numpy or 'numpy>=2,<3'")
     if stripped.startswith("-"):
+        if stripped.split("=")[0] in ("-e", "--editable"):
+            raise _refuse(
+                f"{stripped!r}{where}: an editable install puts a folder outside the environment on its"
+                " sys.path, which root then imports from",
+                "install a built package by name (put it on an index: PIP_INDEX_URL)",
+                ExitCode.REFUSED,
+            )
         if stripped.split("=")[0] in ESCAPING_OPTIONS:
             raise _refuse(
                 f"{stripped!r}{where} would install outside the environment",
@@ -413,7 +420,8 @@ def validate_index_url(url: str, where: str = "--index-url") -> str:
     located = parts.netloc or parts.scheme == "file"
     if not plain or parts.scheme not in ("http", "https", "file") or not located:
         raise UsageError(
-            f"{where}: not an index URL", hint="give an http(s) URL, e.g. https://pypi.org/simple"
+            f"{where}: not an index URL",
+            hint="give an http(s) URL (e.g. https://pypi.org/simple), or file:///path for an index on disk",
         )
     return url
 

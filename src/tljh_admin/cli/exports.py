@@ -111,10 +111,11 @@ def _not_an_option(path: str) -> str:
 
 
 def _shown(path: str) -> str:
-    """A path as one shell word, for messages meant to be pasted."""
+    """A path as one shell word, for messages meant to be pasted; a line break or an ESC in
+    it written as an escape, so that the message stays one line and the terminal its own."""
     import shlex
 
-    return shlex.quote(path)
+    return render.printable(shlex.quote(path))
 
 
 def _refuse_inside_prefix(layout, dest: str | None) -> None:
