@@ -101,7 +101,7 @@ def _refuse_shell_word(args: list[str]) -> None:
     shell they run in, and exit before a word after them is read. `--install-completion zsh`
     from bash wrote bash's script into ~/.bashrc."""
     for flag in ("--show-completion", "--install-completion"):
-        if flag in args[:-1] and not args[args.index(flag) + 1].startswith("-"):
+        if flag in args[:-1] and not args[args.index(flag) + 1].startswith("-") and _is_a_flag(flag):
             from tljh_admin.errors import UsageError
 
             word = args[args.index(flag) + 1]
@@ -110,6 +110,20 @@ def _refuse_shell_word(args: list[str]) -> None:
                 hint=f"run it from that shell ({word} -c 'tljh {flag}'), or copy the script from"
                 " completions/ (README: Shell completion)",
             )
+
+
+def _is_a_flag(flag: str) -> bool:
+    """Whether Typer's completion option takes no value: so where it detects the shell
+    (with shellingham, which the `typer` package brings); without it, the option takes the
+    shell's name, and the word is its value."""
+    import typer.main
+
+    from tljh_admin.cli.app import app
+
+    for param in typer.main.get_command(app).params:
+        if flag in param.opts:
+            return bool(param.is_flag)
+    return True
 
 
 def _fast(args: list[str]) -> int | None:
