@@ -480,8 +480,8 @@ _WRONG_SHAPES = [
 def test_a_direct_url_json_of_the_wrong_shape_is_an_unknown_source_not_a_crash(carrying_prefix, tljh):
     """Before: `env export` ended in a traceback on a direct_url.json that is JSON but not
     PEP 610's shape (a hand edit, a damaged disk). Its source is now `unknown`, as for one
-    that cannot be read, and `env rebuild` reinstalls it from the index by name."""
-    from tljh_admin.rebuild import INDEX, read_origin
+    that cannot be read, and `env rebuild`'s plan says that it takes it from the index."""
+    from tljh_admin.rebuild import UNKNOWN_ORIGIN, InstalledDist, read_origin, requirement_line
 
     (dist_info,) = (carrying_prefix / "user").glob("lib/python3.*/site-packages/course_helpers-*.dist-info")
     direct_url = dist_info / "direct_url.json"
@@ -492,7 +492,10 @@ def test_a_direct_url_json_of_the_wrong_shape_is_an_unknown_source_not_a_crash(c
         assert result.code == 0 and "Traceback" not in result.stderr, (shape, result.stderr)
         (package,) = [p for p in json.loads(result.stdout)["packages"] if p["name"] == "course-helpers"]
         assert package["source"] == {"type": "unknown"}, shape
-        assert read_origin(str(dist_info)).kind == INDEX, shape
+        origin = read_origin(str(dist_info))
+        assert origin.kind == UNKNOWN_ORIGIN and origin.problem, shape
+        line, note = requirement_line(InstalledDist("course-helpers", "1.0.0", True, origin, ()))
+        assert line == "course-helpers==1.0.0" and "direct_url.json is damaged" in note, (shape, note)
 
 
 def test_a_conda_meta_this_user_cannot_read_stops_the_export(conda_base_prefix, open_tmp, nobody_python):

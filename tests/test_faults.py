@@ -309,6 +309,24 @@ def test_a_dry_run_after_a_kill_writes_nothing_and_names_the_unfinished_change(
     assert run("env", "uninstall", "-t", "user", "numpy", "--dry-run").code == ExitCode.OK
 
 
+def test_a_dry_run_waits_for_a_change_running_now_as_a_real_command_does(prefix, run, offline):
+    """A change running (not killed) is waited for within --lock-timeout, reading only:
+    then the plan is of what that change left."""
+    proc = start(prefix, ["env", "install", "-t", "user", "chunky", "--yes"], offline)
+    wait_for(lambda: bool(installer_groups(prefix)) or proc.poll() is not None)
+    (group,) = installer_groups(prefix)
+    os.killpg(group, signal.SIGSTOP)  # it stays in progress while the dry runs look
+    try:
+        busy = run("env", "uninstall", "-t", "user", "numpy", "--dry-run", "--lock-timeout", "0")
+        assert busy.code == ExitCode.LOCKED and "Traceback" not in busy.stderr, busy.stderr
+    finally:
+        os.killpg(group, signal.SIGCONT)
+    waited = run("env", "uninstall", "-t", "user", "chunky", "--dry-run", "--lock-timeout", "120")
+    assert waited.code == ExitCode.OK, waited.stderr  # chunky is there: the change ended, then it planned
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+
+
 def test_a_refused_command_leaves_no_state_folder_behind(prefix, run, tljh, tmp_path):
     """Before: recovery ran first and created state/tljh-admin/{journal,locks,logs,...} for
     any change command, a refused one or a dry run, even on a folder that is not TLJH."""
@@ -457,6 +475,26 @@ def test_pip_and_uv_config_files_keep_only_index_settings(prefix, run, wheelhous
 
 
 # -- class 5: the state folder cannot be turned against root ------------------------------------
+
+
+def test_a_state_folder_another_user_owns_is_refused_before_any_installer_runs(prefix, run):
+    """The review's attack: with no journal/ in it, the state folder's safety was checked
+    only at apply, after the plan's `python -m pip` had run as root with its working
+    directory (first on sys.path) in a scratch/ another user owns, who can swap in a
+    folder holding pip/__main__.py. Now refused before anything runs or is created there."""
+    import shutil
+
+    shutil.rmtree(prefix / "state")
+    state = state_of(prefix)
+    (state / "scratch").mkdir(parents=True)
+    for folder in (state, state / "scratch"):
+        os.chown(folder, 65534, 65534)
+    before = file_listing(prefix)
+    result = run("env", "install", "-t", "user", "numpy==2.1.0", "--yes")
+    assert result.code == ExitCode.REFUSED, result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "state folder is not safe to use" in line and "65534" in line, line
+    assert listing_diff(before, file_listing(prefix)) == []  # scratch/ untouched: no work folder
 
 
 def test_state_folder_is_private_under_umask_0_and_planted_state_touches_nothing_outside(

@@ -100,11 +100,12 @@ def _refuse_shell_word(args: list[str]) -> None:
     """Typer's --show-completion and --install-completion take no shell name: they use the
     shell they run in, and exit before a word after them is read. `--install-completion zsh`
     from bash wrote bash's script into ~/.bashrc."""
+    options = args[: args.index("--")] if "--" in args else args  # after `--`, words are arguments
     for flag in ("--show-completion", "--install-completion"):
-        if flag in args[:-1] and not args[args.index(flag) + 1].startswith("-") and _is_a_flag(flag):
+        if flag in options[:-1] and not options[options.index(flag) + 1].startswith("-") and _is_a_flag(flag):
             from tljh_admin.errors import UsageError
 
-            word = args[args.index(flag) + 1]
+            word = options[options.index(flag) + 1]
             raise UsageError(
                 f"{flag} takes no shell name ({word!r}): it uses the shell it runs in",
                 hint=f"run it from that shell ({word} -c 'tljh {flag}'), or copy the script from"

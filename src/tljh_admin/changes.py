@@ -18,7 +18,7 @@ from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.backends import package_versions
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
-from tljh_admin.errors import ExitCode, Locked, PermissionDenied, Refused, TljhError, UsageError
+from tljh_admin.errors import ExitCode, PermissionDenied, Refused, TljhError, UsageError
 from tljh_admin.installers import (
     NO_OPTIONS,
     REMOVE,
@@ -42,6 +42,7 @@ from tljh_admin.transaction import (
     StateDir,
     allowed_areas,
     change_areas,
+    env_locks,
     env_owner,
     locked_and_recovered,
     normalize_permissions,
@@ -177,12 +178,14 @@ def recover_first(
     the state folder as it was (or absent); a dry run never recovers (it changes nothing):
     it stops at a change left unfinished, which it cannot plan from."""
     state = StateDir.of(layout)
+    if _can_write_state(layout):
+        # nothing in a state folder someone else controls is read, nor is work done there
+        # (the installers' scratch): refused before planning, whatever the folder holds
+        state.check_safe()
     if not os.path.lexists(state.path("journal")):
         return []  # no change was ever journalled here
-    if _can_write_state(layout):
-        state.check_safe()  # nothing in a state folder someone else controls is read
     if dry_run:
-        _refuse_dry_run_over_unfinished(state, targets, notify)
+        _refuse_dry_run_over_unfinished(state, targets, timeout, notify)
         return []
     if _can_write_state(layout) and _anything_to_recover(state):
         with locked_and_recovered(layout, targets, timeout, notify) as (_, recovered):
@@ -215,36 +218,44 @@ def _anything_to_recover(state: StateDir) -> bool:
     return any(n.endswith(".json") or n.startswith(".reserve-") for n in names)
 
 
-def _refuse_dry_run_over_unfinished(state: StateDir, targets: list[str], notify: Notify) -> None:
-    """A dry run plans from the environments as they are; one a change left half done (or
-    is changing right now) is no state to plan from, and restoring it is a change."""
-    try:
-        valid, bad = state.scan_journals()
-    except PermissionDenied:
-        return  # this user cannot read them; the real run (as root) recovers first
-    for journal in bad:
-        notify(
-            f"an untrusted journal ({journal.reason}) is in {state.path('journal')}; a real run sets it"
-            " aside as " + journal.name + ".invalid"
-        )
-    closed = {e["id"] for e in state.history()} if valid else set()
-    for journal in valid:
-        if not set(journal["envs"]) & set(targets) or journal["id"] in closed:
-            continue  # another env's; or one that ended, only its journal left to drop
-        envs = " and ".join(journal["envs"])
-        envs += " environments" if len(journal["envs"]) > 1 else " environment"
-        if state.in_progress(journal):
-            raise Locked(
-                f"change {journal['id']} is changing the {envs} right now; a plan made now"
-                " would be of a half-done environment",
-                hint="run the dry run again when it has finished (tljh env history shows it)",
+def _refuse_dry_run_over_unfinished(state: StateDir, targets: list[str], timeout: float, notify: Notify):
+    """A dry run plans from the environments as they are; one a killed change left half
+    done is no state to plan from, and restoring it is a change. A change running right
+    now is waited for (--lock-timeout), as a real command waits, reading only."""
+    said_untrusted = False
+    while True:
+        try:
+            valid, bad = state.scan_journals()
+        except PermissionDenied:
+            return  # this user cannot read them; the real run (as root) recovers first
+        for journal in bad if not said_untrusted else ():
+            notify(
+                f"an untrusted journal ({journal.reason}) is in {state.path('journal')}; a real run sets"
+                " it aside as " + journal.name + ".invalid"
             )
-        raise Refused(
-            f"change {journal['id']} to the {envs} never finished (tljh was killed); a dry"
-            " run changes nothing, so it cannot restore it first and has no state to plan from",
-            hint="restore it: sudo tljh doctor --fix (or run the command without --dry-run, which"
-            " restores it first)",
-        )
+        said_untrusted = True
+        closed = {e["id"] for e in state.history()} if valid else set()
+        running = None
+        for journal in valid:
+            if not set(journal["envs"]) & set(targets) or journal["id"] in closed:
+                continue  # another env's; or one that ended, only its journal left to drop
+            if state.in_progress(journal):
+                running = journal
+                break
+            if not os.path.lexists(state.path("journal", f"{journal['id']}.json")):
+                continue  # it ended between the scan and now
+            envs = " and ".join(journal["envs"])
+            envs += " environments" if len(journal["envs"]) > 1 else " environment"
+            raise Refused(
+                f"change {journal['id']} to the {envs} never finished (tljh was killed); a dry"
+                " run changes nothing, so it cannot restore it first and has no state to plan from",
+                hint="restore it: sudo tljh doctor --fix (or run the command without --dry-run, which"
+                " restores it first)",
+            )
+        if running is None:
+            return
+        with env_locks(state, running["envs"], timeout, notify):  # its lock files exist: none is made
+            pass
 
 
 def _scratch_parent(layout: Layout, dry_run: bool) -> StateDir | None:
@@ -868,7 +879,7 @@ def prune(layout: Layout, keep: int | None, lock_timeout: float, save: bool = Fa
     """Remove all but the newest `keep` snapshots (settings.json's keep_snapshots when
     None) under every environment's lock; with `save`, make `keep` the setting that every
     later change prunes to."""
-    from tljh_admin.transaction import env_locks, prune_snapshots
+    from tljh_admin.transaction import prune_snapshots
 
     if keep is not None and keep < 0:
         raise TljhError("--keep must be 0 or more", hint="tljh env prune --keep 3")

@@ -92,6 +92,8 @@ TLJH_DISTRIBUTION = "the-littlest-jupyterhub"  # TLJH's project name (its setup.
 
 # Origin.kind values, from PEP 610's direct_url.json (no file: installed from an index)
 INDEX, VCS, ARCHIVE, DIRECTORY, EDITABLE = "index", "vcs", "archive", "directory", "editable"
+#: a direct_url.json that is there but not PEP 610's shape: where it came from is not known
+UNKNOWN_ORIGIN = "unknown"
 
 # PlannedDist.action values
 SAME, CHANGED, ADDED, DROPPED = "same", "changed", "added", "dropped"
@@ -151,6 +153,8 @@ class Origin:
     vcs: str = ""
     commit: str = ""
     subdirectory: str = ""
+    #: UNKNOWN_ORIGIN: what is wrong with its direct_url.json
+    problem: str = ""
 
 
 @dataclass(frozen=True)
@@ -228,8 +232,10 @@ def read_origin(dist_info: str) -> Origin:
 
     try:
         data = read_direct_url(dist_info)
-    except (OSError, ValueError):
-        data = None  # damaged: the index has it by name and version
+    except OSError as error:
+        return Origin(UNKNOWN_ORIGIN, problem=error.strerror or str(error))
+    except ValueError as error:
+        return Origin(UNKNOWN_ORIGIN, problem=str(error) or "not PEP 610's shape")
     if data is None:
         return Origin(INDEX)
     url = data["url"]
@@ -324,6 +330,11 @@ def requirement_line(dist: InstalledDist) -> tuple[str, str]:
     pin = f"{dist.name}=={dist.version}"
     if origin.kind == INDEX:
         return pin, ""
+    if origin.kind == UNKNOWN_ORIGIN:  # said in the plan: it may have come from elsewhere
+        return pin, (
+            f"{dist.name}: its direct_url.json is damaged ({origin.problem}), so where it came from is"
+            f" not known; installing {dist.version} from the index"
+        )
     if not _safe_url(origin.url):
         return pin, f"{dist.name}: its recorded source {origin.url!r} is not usable; using the index"
     local = _file_path(origin.url)

@@ -17,7 +17,7 @@ from tljh_admin import policy
 from tljh_admin.envs.model import Environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.errors import Refused, ResolutionFailed, UsageError
-from tljh_admin.rebuild import INDEX, VCS, read_origin
+from tljh_admin.rebuild import INDEX, UNKNOWN_ORIGIN, VCS, read_origin
 
 TLJH_DISTRIBUTION = "the-littlest-jupyterhub"  # TLJH's project name (its setup.py)
 REQUIREMENTS_MEMBER = "tljh/requirements-hub-env.txt"  # where TLJH keeps the hub's list
@@ -37,6 +37,11 @@ def tljh_requirement(hub: Environment, version: str) -> tuple[str, str]:
             hint="use TLJH's installer (bootstrap.py --version X), or upgrade without --version",
         )
     origin = read_origin(os.path.join(dists[0].location, dists[0].metadata_dir))
+    if origin.kind == UNKNOWN_ORIGIN:
+        raise Refused(
+            f"TLJH's direct_url.json is damaged ({origin.problem}): where TLJH came from is not known",
+            hint="install that version into the hub yourself, then run tljh upgrade",
+        )
     if origin.kind == INDEX:
         return f"{TLJH_DISTRIBUTION}=={version}", "the package index"
     if origin.kind == VCS:

@@ -193,14 +193,16 @@ class StateDir:
                 ) from None
             raise
         entries, unreadable = [], []
-        if os.fstat(fd).st_size > files.READ_LIMIT:
-            os.close(fd)
-            raise Refused(
-                f"{path} is {files.too_large(path).strerror}; it is not read",
-                hint=f"move it aside (sudo mv {shlex.quote(path)} /root/), then run the command again",
-            )
+        # years of history may pass any size a single file should have; one line may not (a
+        # sparse file of zeros is one endless line): the limit is per line
         with os.fdopen(fd, "rb") as f:
-            for number, raw in enumerate(f, start=1):
+            for number, raw in enumerate(iter(lambda: f.readline(files.READ_LIMIT + 1), b""), start=1):
+                if len(raw) > files.READ_LIMIT:
+                    raise Refused(
+                        f"{path}: line {number} is longer than {files.READ_LIMIT // 1024**2} MiB, which no"
+                        " change record is; it is not read",
+                        hint=f"move it aside (sudo mv {shlex.quote(path)} /root/), then run it again",
+                    )
                 try:
                     entry = json.loads(raw)
                 except (ValueError, RecursionError):
@@ -729,6 +731,9 @@ def scratch_folder(state: StateDir | None) -> str:
     import tempfile
 
     if state is not None and os.access(state.path("scratch"), os.W_OK):
+        # an installer runs as root with its work folder as working directory (`python -m
+        # pip` puts that first on sys.path): never in a state folder someone else controls
+        state.check_safe()
         return tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=state.path("scratch"))
     return tempfile.mkdtemp(prefix=f"tljh-admin-{os.getpid()}-")
 

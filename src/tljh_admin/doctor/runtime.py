@@ -194,6 +194,8 @@ def pth_files(ctx: Context, name: str) -> list[Finding]:
     found = []
     for site in env.site_dirs:
         try:
+            # site.py skips hidden ones (CPython 3.13's addsitedir; older ones read them too,
+            # so those are looked at all the same)
             names = sorted(n for n in os.listdir(site) if n.endswith(".pth"))
         except OSError:
             continue  # users-can-read and env-present say why
@@ -232,7 +234,7 @@ def _pth_problem(path: str) -> str | None:
     if not stat.S_ISREG(st.st_mode):
         return "is a device, not a file"
     if st.st_size > READ_LIMIT:
-        return f"holds {st.st_size / 1024**3:.1f} GB, read whole"
+        return f"holds {st.st_size // 1024**2} MiB, read whole"
     try:
         read_bytes(path).decode("utf-8")
     except UnicodeDecodeError as error:
