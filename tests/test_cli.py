@@ -141,6 +141,9 @@ def _exists(words: list[str]) -> bool:
         (["env", "install", "-t", "hubb", "x", "--dry-run"], "did you mean --target hub?"),
         (["doctor", "--target=sytem"], "did you mean --target system?"),
         (["env", "packages", "-t=user", "--json"], "'=user' is not one of hub, user, system"),
+        # a mistyped option among the packages, named before "no terminal to ask" (no tty here)
+        (["env", "install", "-t", "user", "numpy", "--dry-rnu"], "did you mean --dry-run?"),
+        (["env", "uninstall", "-t", "user", "numpy", "--yess"], "did you mean --yes?"),
         (["env", "packages"], "needs --target (one of: hub, user, system)"),
         (["env", "rollback", "-t", "user", "--to", "last"], "'last' is not a whole number"),
         (["env", "list", "--jsn"], "see `tljh env list --help`"),

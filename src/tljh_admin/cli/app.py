@@ -202,6 +202,27 @@ def change_json(layout, command: str, prepared, *, dry_run: bool, yes: bool, not
     return body(layout, command, prepared, dry_run=dry_run, yes=yes, notes=notes.said)
 
 
+def _options_among_packages(packages, command: str) -> None:
+    """A mistyped option (`--dry-rnu`) lands among the package words (these commands pass
+    unknown options on as words): name it before "no terminal to ask", which would send the
+    admin to add --yes to a command that then fails on it anyway."""
+    from tljh_admin.cli import spec
+    from tljh_admin.cli.usage import _close
+    from tljh_admin.errors import UsageError
+    from tljh_admin.policy import ESCAPING_OPTIONS, parse_requirement
+
+    flags = [f for o in spec.tree()["commands"]["env"]["commands"][command]["options"] for f in o["flags"]]
+    for word in packages or ():
+        if word.startswith("--") and word.split("=")[0] not in ESCAPING_OPTIONS:
+            close = _close(word.split("=")[0], flags)[:1]
+            if close:
+                raise UsageError(
+                    f"`tljh env {command}` has no option {word!r}", hint=f"did you mean {close[0]}?"
+                )
+        if word.startswith("-"):
+            parse_requirement(word)  # raises what is wrong with it, as planning would
+
+
 def _blocked(plan) -> ExitCode:
     """The refusal of a blocked upgrade on stderr too, one line, as any other refusal: a
     script reading stderr (Ansible's `msg`) sees why without parsing the plan."""
@@ -410,6 +431,7 @@ def env_install(
             "--extra-index-url": extra_index_url,
         }
     )
+    _options_among_packages(packages, "install")
     require_interaction(yes, dry_run)
     options = PipOptions(
         index_url=index_url,
@@ -481,6 +503,7 @@ def env_uninstall(
     from tljh_admin import changes
     from tljh_admin.cli.apply import confirm_and_apply, plan_proposal, require_interaction
 
+    _options_among_packages(packages, "uninstall")
     require_interaction(yes, dry_run)
     request = changes.UninstallRequest(
         target=target.value,
