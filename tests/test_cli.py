@@ -338,3 +338,17 @@ def test_a_shell_name_after_the_completion_flags_is_refused_not_ignored(tljh, tm
     (line,) = result.stderr.splitlines()
     assert f"{flag} takes no shell name ('zsh')" in line and "Hint:" in line, line
     assert list(home.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "words"), [("١", "'١' is not a number"), ("nan", "nan is not a number of")]
+)
+def test_the_fast_path_and_typer_judge_a_lock_timeout_alike(tljh, shared_prefix, value, words):
+    """Before: the fast path took "١" (Python's float() does) where Typer 0.29 did not, and
+    the two worded nan and inf differently."""
+    argv = ("--prefix", shared_prefix, "doctor", "--json", "--lock-timeout", value, "unfinished-change")
+    fast, typer_path = (tljh(*argv, env={DISABLE_VAR: flag}) for flag in ("1", "0"))
+    assert fast.code == typer_path.code == ExitCode.USAGE
+    assert fast.stderr == typer_path.stderr and words in fast.stderr, (fast.stderr, typer_path.stderr)
+    (line,) = fast.stderr.splitlines()
+    assert line.endswith("Hint: see `tljh doctor --help`"), line

@@ -20,3 +20,14 @@ DEFAULT_LOCK_TIMEOUT = 600.0
 def is_wait(seconds: float) -> bool:
     """A --lock-timeout: 0 or more, and finite (nan and inf are floats too)."""
     return seconds >= 0 and seconds != float("inf")  # nan fails the first test
+
+
+def not_a_wait(seconds: float, command: str):
+    """The one error for a --lock-timeout that is_wait refuses, on the fast path and on
+    Typer's alike."""
+    from tljh_admin.errors import UsageError
+
+    return UsageError(
+        f"invalid value for --lock-timeout: {seconds} is not a number of seconds, 0 or more",
+        hint=f"see `{command} --help`",
+    )

@@ -23,7 +23,7 @@ from tljh_admin import __version__
 from tljh_admin.cli import render
 from tljh_admin.cli.completion import for_typer
 from tljh_admin.cli.reports import GlobalOptions
-from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS, is_wait
+from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS, is_wait, not_a_wait
 from tljh_admin.errors import Aborted, ExitCode, Stopped, refuse_empty
 from tljh_admin.export import FORMATS as EXPORT_FORMATS
 from tljh_admin.layout import (
@@ -170,9 +170,23 @@ CondaFlag = Annotated[
 ]
 
 
-def _seconds(value: float) -> float:
+def _seconds_text(text: str | float) -> float:
+    """A number as written on a command line: ASCII only (Python's float() takes "١", so
+    Typer 0.24 did, and 0.29 does not), as the fast path reads it (spec.convert). The
+    default comes through here too, as a float already."""
+    if isinstance(text, float):
+        return text
+    if not text.strip().isascii():
+        raise typer.BadParameter(f"{text!r} is not a number")
+    try:
+        return float(text)
+    except ValueError:
+        raise typer.BadParameter(f"{text!r} is not a number") from None
+
+
+def _seconds(ctx: typer.Context, value: float) -> float:
     if not is_wait(value):
-        raise typer.BadParameter("must be a number of seconds, 0 or more")
+        raise not_a_wait(value, ctx.command_path)
     return value
 
 
@@ -182,6 +196,7 @@ LockTimeoutOption = Annotated[
         "--lock-timeout",
         metavar="SECONDS",
         help="Seconds to wait for another change to the same env.",
+        parser=_seconds_text,
         callback=_seconds,
     ),
 ]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import namedtuple
 
 from tljh_admin.cli import render
-from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT, is_wait
+from tljh_admin.defaults import DEFAULT_LOCK_TIMEOUT, is_wait, not_a_wait
 from tljh_admin.errors import ExitCode, UsageError
 
 
@@ -95,10 +95,7 @@ def doctor(
     lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> ExitCode:
     if not is_wait(lock_timeout):  # the fast path's check; Typer's callback (app._seconds) is the other
-        raise UsageError(
-            f"invalid value for --lock-timeout: {lock_timeout} is not a number of seconds, 0 or more",
-            hint="see `tljh doctor --help`",
-        )
+        raise not_a_wait(lock_timeout, "tljh doctor")
     if dry_run and not fix:
         raise UsageError("--dry-run applies to --fix", hint="tljh doctor --fix --dry-run shows the fixes")
     if list_checks and (fix or target):

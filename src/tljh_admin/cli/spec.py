@@ -46,6 +46,8 @@ def convert(option: dict, value: str):
         if chosen is None:
             raise ValueError(value)
         return chosen
+    if option["type"] in ("int", "float") and not value.isascii():
+        raise ValueError(value)  # int("١") is 1 to Python; not a number on a command line
     if option["type"] == "int":
         return int(value)
     if option["type"] == "float":
