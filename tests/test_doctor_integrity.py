@@ -562,3 +562,37 @@ def test_a_hub_python_that_is_a_script_is_a_warning_and_deep_says_what_it_runs(t
     deep = deep_report(prefix, system_python, ["hub-imports"])
     imports = deep[("hub-imports", "hub")]
     assert imports.status == FAILED and "No module named 'jupyterhub'" in imports.findings[0].message
+
+
+def test_a_deep_check_that_hangs_is_ended_with_what_it_started(prefix, system_python, monkeypatch):
+    """--deep runs the hub's Python; one that never answers, with a child it started (as a
+    hung import's helper would), is ended as a group. Before, only the first process was
+    killed, and the child ran on as root. The 120 s limit is lowered to 1 s here: the
+    ending is what is tested, not the limit's length."""
+    import time
+
+    from tljh_admin.doctor import runtime
+
+    monkeypatch.setattr(runtime, "DEEP_TIMEOUT_SECONDS", 1)
+    python3 = prefix / "hub" / "bin" / "python3"
+    python3.unlink()
+    child = prefix / "child.pid"
+    python3.write_text(f"#!/bin/sh\nsleep 60 &\necho $! > '{child}'\nexec sleep 60\n")
+    python3.chmod(0o755)
+    started = time.monotonic()
+    deep = deep_report(prefix, system_python, ["hub-imports"])
+    assert time.monotonic() - started < 20
+    imports = deep[("hub-imports", "hub")]
+    assert imports.status == FAILED and "no answer in 1 s" in imports.findings[0].message, imports
+    stat_file = Path(f"/proc/{int(child.read_text())}/stat")
+
+    def running() -> bool:
+        try:
+            return stat_file.read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False  # gone
+
+    deadline = time.monotonic() + 5  # SIGKILL is delivered at once; reaping takes a moment
+    while running() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not running(), f"{stat_file.parent.name}, the hung check's child, still runs"

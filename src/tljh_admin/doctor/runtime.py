@@ -292,24 +292,32 @@ def _clean_env(env_root: str) -> dict[str, str]:
 
 def _run(argv: list[str], env_root: str) -> tuple[int | None, str]:
     """(exit status or None on timeout, the last lines of its output)."""
+    import signal
     import subprocess
 
     try:
-        proc = subprocess.run(
+        # its own process group: on a timeout, what it started (and that holds its pipes)
+        # is ended with it, so that reading its output cannot wait on a grandchild
+        proc = subprocess.Popen(
             argv,
-            capture_output=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
             errors="replace",
             env=_clean_env(env_root),
             cwd="/",
             stdin=subprocess.DEVNULL,
-            timeout=DEEP_TIMEOUT_SECONDS,
+            start_new_session=True,
         )
-    except subprocess.TimeoutExpired:
-        return None, f"no answer in {DEEP_TIMEOUT_SECONDS} s"
     except OSError as error:
         return 127, str(error)
-    lines = (proc.stderr.strip() or proc.stdout.strip()).splitlines()
+    try:
+        out, err = proc.communicate(timeout=DEEP_TIMEOUT_SECONDS)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return None, f"no answer in {DEEP_TIMEOUT_SECONDS} s"
+    lines = (err.strip() or out.strip()).splitlines()
     return proc.returncode, " | ".join(lines[-3:])
 
 
