@@ -457,7 +457,8 @@ def test_export_command_line(tljh, prefix, tmp_path):
         (("--format", "z2jh-config", "--image", "course:"), "is not an image name"),
         (("--format", "repo2docker", tmp_path / "new", "--z2jh-chart", "1.0"), "unknown z2jh chart version"),
         (("--format", "lock", "--requested"), "--requested applies to"),
-        (("--format", "lock", "--z2jh-chart", "4.3.0"), "apply to --format repo2docker and z2jh-config"),
+        (("--format", "lock", "--z2jh-chart", "4.3.0"), "applies to --format repo2docker and z2jh-config"),
+        (("--format", "repo2docker", image, "--include-secrets"), "--include-secrets applies to --format z"),
         (("--format", "pdf"), "'pdf' is not one of"),
     ):
         result = tljh(*base, *args)

@@ -151,13 +151,18 @@ def env_export(
     refuse_empty({"--z2jh-chart": z2jh_chart, "--image": image})  # an empty DEST: _emit says it
     layout = options.layout()
     _refuse_inside_prefix(layout, dest)
-    if requested and format not in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
-        raise UsageError("--requested applies to --format requirements and environment.yml", hint="drop it")
-    if (z2jh_chart or image or include_secrets) and format not in (export.REPO2DOCKER, export.Z2JH_CONFIG):
-        raise UsageError(
-            "--z2jh-chart, --image and --include-secrets apply to --format repo2docker and z2jh-config",
-            hint="drop them",
-        )
+    # which formats read each format-specific option (repo2docker writes no image name, no secret)
+    formats_of = {
+        "--requested": ((export.REQUIREMENTS, export.ENVIRONMENT_YML), requested),
+        "--z2jh-chart": ((export.REPO2DOCKER, export.Z2JH_CONFIG), z2jh_chart),
+        "--image": ((export.Z2JH_CONFIG,), image),
+        "--include-secrets": ((export.Z2JH_CONFIG,), include_secrets),
+    }
+    for flag, (formats, value) in formats_of.items():
+        if value and format not in formats:
+            raise UsageError(
+                f"{flag} applies to --format {' and '.join(formats)}, not {format}", hint=f"drop {flag}"
+            )
     if format == export.LOCK:
         _emit(json.dumps(export.export_lock(layout, target), indent=2) + "\n", dest)
     elif format in (export.REQUIREMENTS, export.ENVIRONMENT_YML):
