@@ -494,9 +494,14 @@ def test_uninstall_refusals(tljh, prefix, system_python, offline):
     assert hub.code == ExitCode.REFUSED and "--force" in hub.stderr
     pip = tljh("--prefix", prefix, "env", "uninstall", "-t", "hub", "pip", "--dry-run")
     assert pip.code == ExitCode.REFUSED and "breaks TLJH's installer and every later change" in pip.stderr
-    # once tljh-admin's state folder exists, refusals, failed resolves and dry runs that got
-    # as far as the locks write nothing, not even a lock's holder note (the installer's work
-    # folder comes and goes in state/tljh-admin/scratch, whose time alone changes)
+    assert not (prefix / "state" / "tljh-admin").exists()  # refusals of the input make none
+    # the first change that plans makes it (its installer works in state/tljh-admin/scratch);
+    # from then on refusals, failed resolves and dry runs write nothing, not even a lock's
+    # holder note (the work folder comes and goes in scratch/, whose time alone changes)
+    primed = tljh("--prefix", prefix, "env", "install", "-t", "user", "numpy==0.0.0.1", "--yes", env=offline)
+    assert (
+        primed.code == ExitCode.RESOLUTION_FAILED and (prefix / "state" / "tljh-admin" / "scratch").is_dir()
+    )
     whole = file_listing(prefix)
     for args, code in (
         (("env", "uninstall", "-t", "user", "not-installed", "--yes"), ExitCode.USAGE),

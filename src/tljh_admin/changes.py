@@ -259,10 +259,16 @@ def _refuse_dry_run_over_unfinished(state: StateDir, targets: list[str], timeout
 
 
 def _scratch_parent(layout: Layout, dry_run: bool) -> StateDir | None:
-    """Where a command's scratch folder goes: the state folder (root's, on PREFIX's disk),
-    else the temporary folder, which a dry run always uses: it writes nothing under PREFIX."""
+    """Where a command's scratch folder goes. A change that plans (its input judged) works
+    in the state folder, made now if need be: on PREFIX's disk, since the scratch folder is
+    also conda's package cache and pip's build folder (a tmpfs /tmp would hold them in
+    memory, and conda would copy where it can hard-link). A dry run, which writes nothing
+    under PREFIX, and a user who may not write the state work in the temporary folder."""
+    if dry_run or not _can_write_state(layout):
+        return None
     state = StateDir.of(layout)
-    return state if not dry_run and _can_write_state(layout) and os.path.isdir(state.root) else None
+    state.ensure()
+    return state
 
 
 def _can_write_state(layout: Layout) -> bool:

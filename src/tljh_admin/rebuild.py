@@ -40,7 +40,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from tljh_admin import policy, snapshot, tljh
-from tljh_admin.changes import recover_first
+from tljh_admin.changes import _scratch_parent, recover_first
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.backends import CONDA, STANDALONE, VENV, VenvBackend
 from tljh_admin.envs.model import Environment
@@ -1062,7 +1062,7 @@ def prepare_rebuild(layout: Layout, request: RebuildRequest, notify: Progress) -
         policy.require_write_access([os.path.dirname(env.root), env.root, state_or_prefix])
         recovered = recover_first(layout, [request.target], request.lock_timeout, notify)
         env = _check(layout, request.target)
-    workdir = scratch_folder(None if request.dry_run else StateDir.of(layout))
+    workdir = scratch_folder(_scratch_parent(layout, request.dry_run))
     try:
         plan, work = _plan(layout, request, env, new, workdir)
         apply = None
