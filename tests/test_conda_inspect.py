@@ -9,6 +9,7 @@ from __future__ import annotations
 from packaging.utils import canonicalize_name
 
 from tests.support.conda_fixtures import conda, conda_list
+from tests.support.prefixes import assert_broken_and_unchanged, stdlib_moved_away
 
 
 def _name_versions(rows) -> set[tuple[str, str]]:
@@ -45,3 +46,9 @@ def test_env_packages_equals_conda_list(conda_prefix, tljh):
     assert user_doc["kind"] == "conda"
     assert user_doc["distribution_count"] == len(oracle)
     assert _name_versions(user_doc["packages"]) == _name_versions(oracle)
+
+
+def test_a_conda_user_env_whose_standard_library_is_gone_is_broken(conda_prefix, tljh):
+    """Before: `ok`, its conda records still counted, and a change then failed on "no pip"."""
+    stdlib_moved_away(conda_prefix / "user")
+    assert_broken_and_unchanged(tljh, conda_prefix, "standard library is gone")

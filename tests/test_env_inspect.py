@@ -13,6 +13,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import Version
 
 from tests.support import prefixes
+from tests.support.prefixes import assert_broken_and_unchanged, stdlib_moved_away
 from tljh_admin.envs import inspect_environment
 from tljh_admin.envs.sitepackages import canonical_name
 from tljh_admin.layout import resolve_layout
@@ -143,29 +144,17 @@ def test_canonical_name_matches_packaging(name):
     assert canonical_name(name) == canonicalize_name(name)
 
 
-@pytest.mark.parametrize("kind", ["standalone", "conda"])
-def test_an_installation_whose_standard_library_is_gone_is_broken(tljh, request, kind, cpython_source):
-    """Before: a conda (or standalone CPython) user env whose lib/pythonX.Y was moved away
-    was `ok` (its conda records still counted), and a change then failed on "no pip";
-    its Python cannot even start."""
-    if kind == "standalone" and not cpython_source:
+def test_a_standalone_user_env_whose_standard_library_is_gone_is_broken(tljh, prefix, cpython_source):
+    """Before: a standalone CPython user env whose lib/pythonX.Y was moved away was `ok`,
+    and a change then failed on "no pip". (The conda case: test_conda_inspect.py.)"""
+    if not cpython_source:
         pytest.skip("the user env is a venv without a CPython source on this machine")
-    prefix = request.getfixturevalue("prefix" if kind == "standalone" else "conda_prefix")
     user = prefix / "user"
-    (stdlib,) = [p for p in (user / "lib").glob("python3.*") if (p / "os.py").is_file()]
-    stdlib.rename(stdlib.with_name(stdlib.name + ".moved"))
-    if kind == "standalone":
-        # what the env's Python really does: stops, or (its build prefix still being there, as
-        # on this machine) runs on another installation's standard library
-        ran = subprocess.run(
-            [user / "bin" / "python3", "-c", "import os; print(os.__file__)"], capture_output=True, text=True
-        )
-        assert ran.returncode != 0 or not ran.stdout.startswith(str(user)), ran
-    listed = tljh("--prefix", prefix, "env", "list", "--json")
-    (entry,) = [e for e in listed.json()["environments"] if e["name"] == "user"]
-    assert entry["status"] == "broken" and "standard library is gone" in entry["reason"], entry
-    assert listed.code == 1
-    before = {str(p): p.lstat().st_mtime_ns for p in prefix.rglob("*")}
-    refused = tljh("--prefix", prefix, "env", "install", "-t", "user", "tomli", "--yes")
-    assert refused.code == 4 and "standard library is gone" in refused.stderr, refused.stderr
-    assert {str(p): p.lstat().st_mtime_ns for p in prefix.rglob("*")} == before
+    stdlib_moved_away(user)
+    # what the env's Python really does: stops, or (its build prefix still being there, as
+    # on this machine) runs on another installation's standard library
+    ran = subprocess.run(
+        [user / "bin" / "python3", "-c", "import os; print(os.__file__)"], capture_output=True, text=True
+    )
+    assert ran.returncode != 0 or not ran.stdout.startswith(str(user)), ran
+    assert_broken_and_unchanged(tljh, prefix, "standard library is gone")

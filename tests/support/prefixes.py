@@ -295,3 +295,21 @@ def world_runnable_tool(dest: Path, system_python: Path) -> Path:
     (venv_site / "tljh_admin_tests.pth").write_text(str(libs) + "\n")
     run(["chmod", "-R", "a+rX", dest])
     return dest / "venv" / "bin" / "python3"
+
+
+def stdlib_moved_away(env_root: Path) -> None:
+    """Move an installation's standard library (lib/pythonX.Y holding os.py) aside."""
+    (stdlib,) = [p for p in (env_root / "lib").glob("python3.*") if (p / "os.py").is_file()]
+    stdlib.rename(stdlib.with_name(stdlib.name + ".moved"))
+
+
+def assert_broken_and_unchanged(tljh, prefix: Path, reason: str) -> None:
+    """The user env is listed `broken` for `reason`, and a change to it is refused (exit 4)
+    with nothing under PREFIX changed."""
+    listed = tljh("--prefix", prefix, "env", "list", "--json")
+    (entry,) = [e for e in listed.json()["environments"] if e["name"] == "user"]
+    assert listed.code == 1 and entry["status"] == "broken" and reason in entry["reason"], entry
+    before = {str(p): p.lstat().st_mtime_ns for p in prefix.rglob("*")}
+    refused = tljh("--prefix", prefix, "env", "install", "-t", "user", "tomli", "--yes")
+    assert refused.code == 4 and reason in refused.stderr, refused.stderr
+    assert {str(p): p.lstat().st_mtime_ns for p in prefix.rglob("*")} == before
