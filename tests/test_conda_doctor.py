@@ -159,9 +159,8 @@ def test_a_20_gb_sparse_conda_record_or_history_is_not_read_whole(tljh, conda_pr
     meta = conda_prefix / "user" / "conda-meta"
     (record,) = meta.glob("pip-*.json")
     for path in (record, meta / "history"):
-        path.unlink()  # a hard link of the shared base: never written through
-        path.write_bytes(b"{")
-        os.truncate(path, 20 << 30)
+        prefixes.own(path)  # a hard link of the shared base: its own inode before it grows
+        os.truncate(path, 20 << 30)  # what the stand-in wrote, then 20 GB of zeros
     listed = tljh("--prefix", conda_prefix, "env", "list", "--json", timeout=60, preexec_fn=two_gib)
     assert "Traceback" not in listed.stderr and "MemoryError" not in listed.stderr, listed.stderr[-400:]
     result, checks = _doctor(tljh, conda_prefix, timeout=60, preexec_fn=two_gib)
@@ -183,9 +182,9 @@ def test_a_condarc_or_history_conda_cannot_read_is_a_conda_tools_failure(tljh, c
     text = condarc.read_text()
     condarc.unlink()  # hard links of the shared base: replaced, never written through
     condarc.write_text(text.replace("  - conda-forge", "\t- conda-forge"))
-    raw = history.read_bytes()
-    history.unlink()
-    history.write_bytes(raw + b"# cmd: caf\xe9\n")
+    size = prefixes.own(history).stat().st_size  # its own inode: appended to, not the base's
+    with history.open("ab") as f:
+        f.write(b"# cmd: caf\xe9\n")  # a hand edit in Latin-1 at the end of conda's own history
     _, checks = _doctor(tljh, conda_prefix)
     tools = checks[("conda-tools", "user")]
     assert tools["status"] == "failed", tools
@@ -194,7 +193,7 @@ def test_a_condarc_or_history_conda_cannot_read_is_a_conda_tools_failure(tljh, c
     assert "not UTF-8" in subjects[str(history)]["message"]
     # YAML that is no mapping, without tabs: only the parser sees it, with --deep
     condarc.write_text("channels: [conda-forge\n")
-    history.write_bytes(raw)
+    os.truncate(history, size)  # conda's history as the stand-in wrote it
     _, checks = _doctor(tljh, conda_prefix)
     assert checks[("conda-tools", "user")]["status"] == "ok"
     ctx = doctor.Context(resolve_layout(conda_prefix, system_python), deep=True)

@@ -178,7 +178,8 @@ def recover_first(
     the state folder as it was (or absent); a dry run never recovers (it changes nothing):
     it stops at a change left unfinished, which it cannot plan from."""
     state = StateDir.of(layout)
-    if _can_write_state(layout):
+    may_write = _can_write_state(layout)
+    if may_write:
         # nothing in a state folder someone else controls is read, nor is work done there
         # (the installers' scratch): refused before planning, whatever the folder holds
         state.check_safe()
@@ -187,14 +188,14 @@ def recover_first(
     if dry_run:
         _refuse_dry_run_over_unfinished(state, targets, timeout, notify)
         return []
-    if _can_write_state(layout) and _anything_to_recover(state):
+    if may_write:
+        if not _anything_to_recover(state):
+            return []
         with locked_and_recovered(layout, targets, timeout, notify) as (_, recovered):
             pass
         for name in targets if recovered else ():  # _common_guards' check, after the restore
             require_only_root_can_change(inspect_environment(name, layout))
         return recovered
-    if _can_write_state(layout):
-        return []
     try:
         unfinished = [j for j in state.journals() if set(j["envs"]) & set(targets)]
     except PermissionDenied:
@@ -264,11 +265,7 @@ def _scratch_parent(layout: Layout, dry_run: bool) -> StateDir | None:
     also conda's package cache and pip's build folder (a tmpfs /tmp would hold them in
     memory, and conda would copy where it can hard-link). A dry run, which writes nothing
     under PREFIX, and a user who may not write the state work in the temporary folder."""
-    if dry_run or not _can_write_state(layout):
-        return None
-    state = StateDir.of(layout)
-    state.ensure()
-    return state
+    return None if dry_run or not _can_write_state(layout) else StateDir.of(layout)
 
 
 def _can_write_state(layout: Layout) -> bool:

@@ -70,7 +70,7 @@ def too_large(path: str, limit: int = READ_LIMIT) -> OSError:
     return OSError(errno.EFBIG, f"larger than {limit // 1024**2} MiB, which no such file is", path)
 
 
-def read_fd(fd: int, path: str, limit: int = READ_LIMIT) -> bytes:
+def _read_fd(fd: int, path: str, limit: int) -> bytes:
     """The rest of an open regular file, refused (OSError EFBIG) beyond `limit` bytes,
     judged before reading and again while reading (it may grow meanwhile)."""
     size = os.fstat(fd).st_size
@@ -88,15 +88,32 @@ def read_fd(fd: int, path: str, limit: int = READ_LIMIT) -> bytes:
     return data
 
 
-def read_bytes(path: str, limit: int = READ_LIMIT) -> bytes:
+def read_bytes(path: str, limit: int = READ_LIMIT, follow_symlinks: bool = True) -> bytes:
     """A whole regular file of at most `limit` bytes, with os.read: no buffered file
     object, no isatty or seek (a third of the cost of open() for the thousands of small
-    files doctor and `env list` read)."""
-    fd = open_regular(path)
+    files doctor and `env list` read). `follow_symlinks=False`: a symlink is refused
+    (ELOOP), as for tljh-admin's own state files."""
+    fd = open_regular(path, follow_symlinks=follow_symlinks)
     try:
-        return read_fd(fd, path, limit)
+        return _read_fd(fd, path, limit)
     finally:
         os.close(fd)
+
+
+def utf8_text(path: str) -> tuple[str | None, str | None]:
+    """(text, None) for a regular UTF-8 file of at most READ_LIMIT bytes, else (None, why
+    it is not one: "is not UTF-8 text (byte N)", "cannot be read (...)"). (None, None) when
+    this user may not read it: root's alone is no damage, and another user cannot tell."""
+    try:
+        return read_bytes(path).decode("utf-8"), None
+    except PermissionError:
+        return None, None
+    except FileNotFoundError:
+        return None, "leads nowhere (a dangling symlink)"
+    except OSError as error:
+        return None, f"cannot be read ({error.strerror})"
+    except UnicodeDecodeError as error:
+        return None, f"is not UTF-8 text (byte {error.start + 1})"
 
 
 def open_text(

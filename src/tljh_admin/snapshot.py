@@ -31,7 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from tljh_admin.errors import Refused
-from tljh_admin.files import open_binary, open_regular, read_fd
+from tljh_admin.files import open_binary, read_bytes
 
 MANIFEST = "manifest.json"
 FILES = "files"
@@ -422,11 +422,7 @@ def read_manifest(dest: str, allowed_root: str, allowed_areas: Iterable[str]) ->
         )
 
     try:
-        fd = open_regular(path, follow_symlinks=False)
-        try:
-            manifest = json.loads(read_fd(fd, path).decode("utf-8"))
-        finally:
-            os.close(fd)
+        manifest = json.loads(read_bytes(path, follow_symlinks=False).decode("utf-8"))
     except FileNotFoundError:
         if not os.path.isdir(dest):
             raise unusable("it is gone (removed by hand?)") from None

@@ -285,11 +285,7 @@ class StateDir:
             if ext != "json":
                 continue
             try:
-                fd = self._open(self.path("journal", name), os.O_RDONLY)
-                try:
-                    raw = files.read_fd(fd, name)
-                finally:
-                    os.close(fd)
+                raw = files.read_bytes(self.path("journal", name), follow_symlinks=False)
             except FileNotFoundError:
                 continue  # finished meanwhile
             except OSError as error:
@@ -397,11 +393,7 @@ class StateDir:
     def settings(self) -> dict:
         """settings.json: {"keep_snapshots": N}. Absent or unreadable: the defaults."""
         try:
-            fd = self._open(self.path("settings.json"), os.O_RDONLY)
-            try:
-                found = json.loads(files.read_fd(fd, "settings.json"))
-            finally:
-                os.close(fd)
+            found = json.loads(files.read_bytes(self.path("settings.json"), follow_symlinks=False))
         except (OSError, ValueError, RecursionError):
             return {"keep_snapshots": KEEP_SNAPSHOTS}
         keep = found.get("keep_snapshots") if isinstance(found, dict) else None
@@ -726,14 +718,15 @@ def run_with_group_timeout(argv: list[str], timeout: float, **kwargs) -> subproc
 
 def scratch_folder(state: StateDir | None) -> str:
     """A private work folder for one command's installer runs: under the state folder
-    when this user can write there (cleaned by the next command if this one is killed),
-    else in the temporary folder (a dry run without root)."""
+    when given one (changes._scratch_parent: a change that plans; cleaned by the next
+    command if this one is killed), else in the temporary folder (a dry run)."""
     import tempfile
 
-    if state is not None and os.access(state.path("scratch"), os.W_OK):
-        # an installer runs as root with its work folder as working directory (`python -m
-        # pip` puts that first on sys.path): never in a state folder someone else controls
-        state.check_safe()
+    if state is not None:
+        # made if need be, and checked: an installer runs as root with its work folder as
+        # working directory (`python -m pip` puts that first on sys.path), so never in a
+        # state folder someone else controls
+        state.ensure()
         return tempfile.mkdtemp(prefix=f"{os.getpid()}-", dir=state.path("scratch"))
     return tempfile.mkdtemp(prefix=f"tljh-admin-{os.getpid()}-")
 

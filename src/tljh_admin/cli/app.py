@@ -20,7 +20,7 @@ import typer
 import typer.core
 
 from tljh_admin import __version__
-from tljh_admin.cli import render
+from tljh_admin.cli import render, spec
 from tljh_admin.cli.completion import for_typer
 from tljh_admin.cli.reports import GlobalOptions
 from tljh_admin.defaults import DEFAULT_INSTALLER, DEFAULT_LOCK_TIMEOUT, INSTALLERS, is_wait, not_a_wait
@@ -171,15 +171,12 @@ CondaFlag = Annotated[
 
 
 def _seconds_text(text: str | float) -> float:
-    """A number as written on a command line: ASCII only (Python's float() takes "١", so
-    Typer 0.24 did, and 0.29 does not), as the fast path reads it (spec.convert). The
-    default comes through here too, as a float already."""
+    """--lock-timeout read as the fast path reads it (spec.number). The default comes
+    through here too, as a float already."""
     if isinstance(text, float):
         return text
-    if not text.strip().isascii():
-        raise typer.BadParameter(f"{text!r} is not a number")
     try:
-        return float(text)
+        return spec.number(text)
     except ValueError:
         raise typer.BadParameter(f"{text!r} is not a number") from None
 
@@ -221,7 +218,6 @@ def _options_among_packages(packages, command: str) -> None:
     """A mistyped option (`--dry-rnu`) lands among the package words (these commands pass
     unknown options on as words): name it before "no terminal to ask", which would send the
     admin to add --yes to a command that then fails on it anyway."""
-    from tljh_admin.cli import spec
     from tljh_admin.cli.usage import _close
     from tljh_admin.errors import UsageError
     from tljh_admin.policy import ESCAPING_OPTIONS, parse_requirement

@@ -217,25 +217,16 @@ def _unreadable_conda_files(root: str, deep: bool):
     conda-meta/history (read as UTF-8 for every solve: History.get_requested_specs_map)
     when conda cannot read them. The YAML of .condarc is parsed with --deep only: the
     parser's import alone costs doctor a sixth of its run."""
-    from tljh_admin.files import read_bytes
+    from tljh_admin.files import utf8_text
 
     for path in (os.path.join(root, ".condarc"), os.path.join(root, "conda-meta", "history")):
         if not os.path.lexists(path):
             continue
-        try:
-            text = read_bytes(path).decode("utf-8")
-        except PermissionError:
-            continue  # root's alone, and doctor runs as another user: not damage
-        except UnicodeDecodeError as error:
-            yield path, f"{path} is not UTF-8 text (byte {error.start + 1})"
-            continue
-        except OSError as error:
-            yield path, f"{path} cannot be read ({error.strerror})"
-            continue
-        if path.endswith(".condarc"):
-            problem = _condarc_problem(text, deep)
-            if problem:
-                yield path, f"{path} {problem}"
+        text, why = utf8_text(path)
+        if why is None and text is not None and path.endswith(".condarc"):
+            why = _condarc_problem(text, deep)
+        if why:
+            yield path, f"{path} {why}"
 
 
 def _condarc_problem(text: str, deep: bool) -> str | None:

@@ -106,24 +106,17 @@ def _record_problem(dist) -> str | None:
     """Why pip cannot use the RECORD of a dist-info (pip's and uv's always carry one, listing
     at least itself), once reading it gave nothing: None for an egg-info, or a RECORD only
     root may read (doctor as another user)."""
-    from tljh_admin.files import read_bytes
+    from tljh_admin.files import utf8_text
 
     if not dist.metadata_dir.endswith(".dist-info"):
         return None
     path = os.path.join(dist.location, dist.metadata_dir, "RECORD")
     if not os.path.lexists(path):
         return "has no RECORD (an interrupted or hand-made install)"
-    try:
-        text = read_bytes(path).decode("utf-8")
-    except PermissionError:
-        return None
-    except FileNotFoundError:
-        return "has a RECORD that is a symlink leading nowhere"
-    except OSError as error:
-        return f"has a RECORD that cannot be read ({error.strerror})"
-    except UnicodeDecodeError:
-        return "has a RECORD that is not UTF-8 text"
-    return None if text.strip() else "has an empty RECORD"
+    text, why = utf8_text(path)
+    if why:
+        return f"has a RECORD that {why}"
+    return "has an empty RECORD" if text is not None and not text.strip() else None
 
 
 def _reinstall_hint(ctx: Context, name: str, specs: list[str]) -> str:

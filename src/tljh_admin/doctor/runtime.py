@@ -221,7 +221,7 @@ _STARTS = {HUB: "the hub's Python (the hub itself)", USER: "the user env's Pytho
 def _pth_problem(path: str) -> str | None:
     import stat
 
-    from tljh_admin.files import READ_LIMIT, read_bytes
+    from tljh_admin.files import utf8_text
 
     try:
         st = os.stat(path)
@@ -233,15 +233,10 @@ def _pth_problem(path: str) -> str | None:
         return None
     if not stat.S_ISREG(st.st_mode):
         return "is a device, not a file"
-    if st.st_size > READ_LIMIT:
-        return f"holds {st.st_size // 1024**2} MiB, read whole"
-    try:
-        read_bytes(path).decode("utf-8")
-    except UnicodeDecodeError as error:
-        return f"is not UTF-8 text (byte {error.start + 1}): Python stops at start with a UnicodeDecodeError"
-    except OSError:
-        return None
-    return None
+    _, why = utf8_text(path)  # over READ_LIMIT too: Python reads it whole at every start
+    if why and why.startswith("is not UTF-8"):
+        return f"{why}: Python stops at start with a UnicodeDecodeError"
+    return why
 
 
 def script_shebangs(ctx: Context, name: str) -> list[Finding]:
